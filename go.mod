@@ -1,0 +1,3 @@
+module github.com/stratus-rtmfp/stratus
+
+go 1.26
