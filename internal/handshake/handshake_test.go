@@ -75,8 +75,8 @@ func TestFlashPlayer117Session(t *testing.T) {
 	}
 	k := acc.Keys
 	checks := map[string][]byte{
-		"ca3e6206c4fe662bbd950e8d03574e35": k.DecryptKey, // K_i2r
-		"bc4b145aafb0f8287b3cf87bd036acf0": k.EncryptKey, // K_r2i
+		"ca3e6206c4fe662bbd950e8d03574e35":                                 k.DecryptKey, // K_i2r
+		"bc4b145aafb0f8287b3cf87bd036acf0":                                 k.EncryptKey, // K_r2i
 		"e613485a97a4015eef70bd584159bd5a73c64ba2b5e198ac2ec5d8c83465ad9f": k.FarNonce,
 		"f478fd0f9ce5045a55f0e1dd007e28ee6e979b2f57e81cc5d182bef96b50da96": k.NearNonce,
 	}

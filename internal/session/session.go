@@ -182,10 +182,10 @@ type Session struct {
 
 // Stats counts what a session did.
 type Stats struct {
-	PacketsSent, PacketsRecv         uint64
-	DataBytesSent, DataBytesRecv     uint64
+	PacketsSent, PacketsRecv          uint64
+	DataBytesSent, DataBytesRecv      uint64
 	Retransmissions, Timeouts, Losses uint64
-	BadPackets                       uint64
+	BadPackets                        uint64
 }
 
 type flightEntry struct {

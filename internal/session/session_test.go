@@ -24,13 +24,13 @@ type recorder struct {
 	changed   []*SendFlow
 }
 
-func (r *recorder) RecvFlow(f *RecvFlow)                          { r.recvFlows = append(r.recvFlows, f) }
-func (r *recorder) Readable(*RecvFlow)                            {}
-func (r *recorder) SendFlowChanged(f *SendFlow)                   { r.changed = append(r.changed, f) }
-func (r *recorder) FIHello(_ *Session, c wire.FIHello)            { r.fihellos = append(r.fihellos, c) }
-func (r *recorder) AddressChanged(_ *Session, a netip.AddrPort)   { r.moved = append(r.moved, a) }
-func (r *recorder) Closed(_ *Session, err error)                  { r.closed, r.isClosed = err, true }
-func (r *recorder) Wake(*Session)                                 {}
+func (r *recorder) RecvFlow(f *RecvFlow)                        { r.recvFlows = append(r.recvFlows, f) }
+func (r *recorder) Readable(*RecvFlow)                          {}
+func (r *recorder) SendFlowChanged(f *SendFlow)                 { r.changed = append(r.changed, f) }
+func (r *recorder) FIHello(_ *Session, c wire.FIHello)          { r.fihellos = append(r.fihellos, c) }
+func (r *recorder) AddressChanged(_ *Session, a netip.AddrPort) { r.moved = append(r.moved, a) }
+func (r *recorder) Closed(_ *Session, err error)                { r.closed, r.isClosed = err, true }
+func (r *recorder) Wake(*Session)                               {}
 
 type inFlight struct {
 	at   time.Time
@@ -42,19 +42,19 @@ type inFlight struct {
 
 // link simulates a network between two sessions on a fake clock.
 type link struct {
-	t          *testing.T
-	now        time.Time
-	rnd        *rand.Rand
-	loss, dup  float64
-	delay      time.Duration
-	jitter     time.Duration
-	q          []inFlight
-	s          [2]*Session
-	h          [2]*recorder
-	addr       [2]netip.AddrPort
-	seq        int
-	delivered  int
-	dropped    int
+	t         *testing.T
+	now       time.Time
+	rnd       *rand.Rand
+	loss, dup float64
+	delay     time.Duration
+	jitter    time.Duration
+	q         []inFlight
+	s         [2]*Session
+	h         [2]*recorder
+	addr      [2]netip.AddrPort
+	seq       int
+	delivered int
+	dropped   int
 }
 
 func keysFor(seed string) []byte {
@@ -117,7 +117,9 @@ func (l *link) step() bool {
 			next = d
 		}
 	}
-	sort.SliceStable(l.q, func(i, j int) bool { return l.q[i].at.Before(l.q[j].at) || l.q[i].at.Equal(l.q[j].at) && l.q[i].n < l.q[j].n })
+	sort.SliceStable(l.q, func(i, j int) bool {
+		return l.q[i].at.Before(l.q[j].at) || l.q[i].at.Equal(l.q[j].at) && l.q[i].n < l.q[j].n
+	})
 	if len(l.q) > 0 && (next.IsZero() || !l.q[0].at.After(next)) {
 		p := l.q[0]
 		l.q = l.q[1:]
