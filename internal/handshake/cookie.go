@@ -21,11 +21,17 @@ const CookieLen = 64
 // Mona, librtmfp).
 const CookieLifetime = 95 * time.Second
 
+// cookieEpoch quantises issue times so that an initiator retransmitting
+// the same IHello (same tag, same address) within an epoch gets the very
+// same cookie back, without the responder keeping any state.
+const cookieEpoch = 16 * time.Second
+
 // Cookies makes and checks stateless cookies bound to the initiator's
 // address (reference §2.5.2): issue time, nonce, a MAC that proves the
-// cookie is ours and a second MAC that binds it to the address. Nothing is
-// stored per cookie, so an IHello flood costs no memory. Not safe for
-// concurrent use (it reuses its HMAC state).
+// cookie is ours and a second MAC that binds it to the address. The nonce
+// is derived from the IHello tag, address and epoch, so retransmissions are
+// answered idempotently. Nothing is stored per cookie, so an IHello flood
+// costs no memory. Not safe for concurrent use (it reuses its HMAC state).
 type Cookies struct {
 	secret [32]byte
 	mac    hash.Hash
@@ -62,11 +68,18 @@ func (c *Cookies) macs(cookie []byte, addr netip.AddrPort) (a, b []byte) {
 	return a, b
 }
 
-// Make returns a new cookie for addr issued at now.
-func (c *Cookies) Make(addr netip.AddrPort, now time.Time) []byte {
+// Make returns the cookie for an IHello with tag from addr at now.
+func (c *Cookies) Make(addr netip.AddrPort, tag []byte, now time.Time) []byte {
 	cookie := make([]byte, CookieLen)
-	binary.BigEndian.PutUint32(cookie, uint32(now.Unix()))
-	_, _ = io.ReadFull(c.rnd, cookie[4:32])
+	issued := now.Truncate(cookieEpoch)
+	binary.BigEndian.PutUint32(cookie, uint32(issued.Unix()))
+	c.buf = wire.AppendAddress(c.buf[:0], addr, 0)
+	c.mac.Reset()
+	c.mac.Write([]byte{'N'})
+	c.mac.Write(cookie[:4])
+	c.mac.Write(c.buf)
+	c.mac.Write(tag)
+	copy(cookie[4:32], c.mac.Sum(c.sum[:0]))
 	a, b := c.macs(cookie, addr)
 	copy(cookie[32:48], a)
 	copy(cookie[48:64], b)

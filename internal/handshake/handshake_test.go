@@ -277,9 +277,16 @@ func TestCookies(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
 	a := netip.MustParseAddrPort("203.0.113.5:50000")
 	b := netip.MustParseAddrPort("203.0.113.5:50001")
-	k := c.Make(a, now)
+	tag := []byte("0123456789abcdef")
+	k := c.Make(a, tag, now)
 	if len(k) != 64 {
 		t.Fatal(len(k))
+	}
+	if again := c.Make(a, tag, now.Add(time.Second)); !bytes.Equal(again, k) {
+		t.Error("a retransmitted IHello got a different cookie")
+	}
+	if other := c.Make(a, []byte("another tag....."), now); bytes.Equal(other, k) {
+		t.Error("two IHellos got the same cookie")
 	}
 	if err := c.Check(k, a, now.Add(90*time.Second)); err != nil {
 		t.Errorf("fresh cookie: %v", err)
@@ -295,7 +302,7 @@ func TestCookies(t *testing.T) {
 		t.Errorf("forged: %v", err)
 	}
 	other, _ := NewCookies(nil)
-	if err := other.Check(c.Make(a, now), a, now); !errors.Is(err, ErrCookie) {
+	if err := other.Check(c.Make(a, tag, now), a, now); !errors.Is(err, ErrCookie) {
 		t.Errorf("another server's cookie: %v", err)
 	}
 }

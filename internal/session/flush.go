@@ -186,7 +186,7 @@ func (s *Session) hasSendableData(now time.Time, burst int) bool {
 	if burst >= maxBurst || now.Before(s.paceAt) || s.state != stateOpen {
 		return false
 	}
-	if s.outstanding > 0 && s.outstanding+mss > s.cwnd {
+	if s.outstanding >= s.cwnd {
 		return false
 	}
 	for _, f := range s.sendOrder {
@@ -218,7 +218,7 @@ func (s *Session) addData(now time.Time) bool {
 	for i := 0; i < n; i++ {
 		f := s.sendOrder[(start+i)%n]
 		for f.hasWork() {
-			if s.outstanding > 0 && s.outstanding+mss > s.cwnd && !(f.rtx > 0 && s.outstanding < s.cwnd) {
+			if s.outstanding >= s.cwnd {
 				return s.doneData(added, start)
 			}
 			withOpts := !f.gotAck
@@ -447,6 +447,9 @@ func (s *Session) Deadline(now time.Time) time.Time {
 	}
 	if s.hasSendableData(now, 0) {
 		return now
+	}
+	if now.Before(s.paceAt) && s.hasSendableData(s.paceAt, 0) {
+		at(s.paceAt)
 	}
 	if ka := s.cfg.Keepalive; ka > 0 {
 		if !s.cfg.Initiator {

@@ -129,7 +129,10 @@ func (f *RecvFlow) onData(now time.Time, c wire.UserData) bool {
 	}
 	dup := f.recv.contains(seq)
 	before := len(f.recv.r)
-	if !dup && !f.rejected && c.Flags&wire.UDAbandon == 0 && seq >= f.next {
+	// An empty whole fragment with FIN is how rtmfp-cpp closes a flow whose
+	// last message already went: a close marker, not a message.
+	closeMarker := len(c.Data) == 0 && c.Flags&(wire.UDFragMask|wire.UDFinal) == wire.UDFinal
+	if !dup && !f.rejected && c.Flags&wire.UDAbandon == 0 && !closeMarker && seq >= f.next {
 		// Buffer the fragment within the receive buffer; beyond it the
 		// chunk is dropped unrecorded and will come again.
 		need := len(c.Data) + fragOverhead

@@ -276,11 +276,13 @@ func (f *SendFlow) nextFragment(room int) *sfrag {
 	}
 	if len(f.pending) == 0 {
 		if f.closing && !f.finSent {
-			// An empty final fragment closes the flow.
+			// An empty final fragment closes the flow. ABN keeps any
+			// receiver from taking it for an empty message (Cumulus does
+			// the same).
 			if !f.canSendNew(8) {
 				return nil
 			}
-			fr := &sfrag{seq: f.nextSeq, flags: wire.UDFragWhole | wire.UDFinal}
+			fr := &sfrag{seq: f.nextSeq, flags: wire.UDFragWhole | wire.UDAbandon | wire.UDFinal}
 			f.nextSeq++
 			f.finSent = true
 			f.sent = append(f.sent, fr)

@@ -1,0 +1,792 @@
+// Package engine runs RTMFP over one net.PacketConn: it demultiplexes
+// datagrams to the handshake (session ID 0) and to open sessions, runs both
+// handshake roles, owns the timers and hands out blocking, goroutine-safe
+// handles for sessions and flows. The protocol logic itself lives in the
+// pure packages wire, handshake and session; this is the edge where
+// sockets, goroutines and locks live.
+package engine
+
+import (
+	"container/heap"
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/stratus-rtmfp/stratus/internal/handshake"
+	"github.com/stratus-rtmfp/stratus/internal/session"
+	"github.com/stratus-rtmfp/stratus/internal/wire"
+)
+
+// Errors.
+var (
+	ErrClosed         = errors.New("engine: closed")
+	ErrOpenTimeout    = errors.New("engine: session open timed out")
+	ErrNotIntroducer  = errors.New("engine: session is not an introducer")
+	ErrTooManyPending = errors.New("engine: too many sessions opening")
+)
+
+// Config configures an engine. Identity is required.
+type Config struct {
+	Identity *handshake.Identity
+	Policy   handshake.Policy
+
+	// Session tuning (see session.Config).
+	Keepalive   time.Duration
+	DeadAfter   time.Duration
+	IdleTimeout time.Duration
+	RecvBuffer  int
+	// OpenTimeout bounds how long Connect keeps retransmitting (default
+	// 95 s, as RFC 7016 implementations do); a context deadline can cut it
+	// shorter.
+	OpenTimeout time.Duration
+
+	// SelectAncillary, if set, filters IHellos that select us through
+	// ancillary data (a URI EPD); returning false ignores the IHello.
+	SelectAncillary func(src netip.AddrPort, uri []byte) bool
+	// UnmatchedIHello receives IHellos whose EPD names another endpoint (a
+	// server introduces peers here). It runs without the engine lock, on
+	// the receive goroutine, so it may call Redirect and ForwardIHello.
+	UnmatchedIHello func(src netip.AddrPort, epd handshake.EPD, tag []byte)
+	// AllowKeying rate-limits the expensive part of the handshake per
+	// source; returning false drops the IIKeying.
+	AllowKeying func(src netip.AddrPort) bool
+	// ArrivalOrder decides per new incoming flow whether messages are
+	// delivered as they complete rather than in order.
+	ArrivalOrder func(metadata []byte) bool
+	// AcceptIntroducer marks sessions we open as trusted to send Forwarded
+	// IHellos (a client trusts its server).
+	// Sessions opened with ConnectOptions.Introducer override it.
+
+	// Logger; nil discards.
+	Logger *slog.Logger
+	// Rand; nil uses crypto/rand.
+	Rand io.Reader
+	// EphemeralKeys is how many group-2 ephemeral key pairs a responder
+	// keeps ready (default 64; a negative value disables the pool).
+	EphemeralKeys int
+	// MaxOpening bounds concurrent outgoing session attempts (default 1024).
+	MaxOpening int
+}
+
+// Counters are the engine's packet and handshake counters. All fields are
+// read with atomic loads through Stats.
+type Counters struct {
+	PacketsIn, PacketsOut, BytesIn, BytesOut             atomic.Uint64
+	DropShort, DropUnknownSID, DropDecrypt, DropMode     atomic.Uint64
+	DropCookie, DropCertificate, DropKeying, DropLimited atomic.Uint64
+	DropOversize                                         atomic.Uint64
+	HandshakesOK, HandshakesFailed, CookieChanges        atomic.Uint64
+	RHellosSent, RedirectsSent, FIHellosSent             atomic.Uint64
+	SessionsOpen                                         atomic.Int64
+}
+
+// Stats is a snapshot of Counters.
+type Stats struct {
+	PacketsIn, PacketsOut, BytesIn, BytesOut             uint64
+	DropShort, DropUnknownSID, DropDecrypt, DropMode     uint64
+	DropCookie, DropCertificate, DropKeying, DropLimited uint64
+	DropOversize                                         uint64
+	HandshakesOK, HandshakesFailed, CookieChanges        uint64
+	RHellosSent, RedirectsSent, FIHellosSent             uint64
+	SessionsOpen                                         int64
+}
+
+// Engine is one RTMFP endpoint on one socket.
+type Engine struct {
+	cfg  Config
+	conn net.PacketConn
+	udp  *net.UDPConn
+	log  *slog.Logger
+	rnd  io.Reader
+	id   *handshake.Identity
+
+	mu        sync.Mutex
+	closed    bool
+	cookies   *handshake.Cookies
+	responder *handshake.Responder
+	initiator *handshake.Initiator
+	defSeal   *wire.Sealer
+	defOpen   *wire.Opener
+	ep        session.Endpoint
+	sessions  map[uint32]*Session         // by near session ID
+	byAddr    map[netip.AddrPort]*Session // responder sessions by far address
+	byPeer    map[[32]byte]*Session       // open sessions by far fingerprint
+	openTag   map[string]*opening
+	openSID   map[uint32]*opening
+	accepted  []*Session
+	acceptCh  chan struct{}
+	dirty     []*Session
+	timers    timerHeap
+	kick      chan struct{}
+	pool      map[uint64]chan *handshake.KeyPair
+	pkt       []byte
+	hooks     []func()
+
+	done chan struct{}
+	wg   sync.WaitGroup
+
+	C Counters
+}
+
+// New starts an engine on conn. The engine owns conn and closes it.
+func New(conn net.PacketConn, cfg Config) (*Engine, error) {
+	if cfg.Identity == nil {
+		return nil, errors.New("engine: Config.Identity is required")
+	}
+	if cfg.OpenTimeout <= 0 {
+		cfg.OpenTimeout = 95 * time.Second
+	}
+	if cfg.MaxOpening <= 0 {
+		cfg.MaxOpening = 1024
+	}
+	if cfg.EphemeralKeys == 0 {
+		cfg.EphemeralKeys = 64
+	}
+	rnd := cfg.Rand
+	if rnd == nil {
+		rnd = rand.Reader
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	cookies, err := handshake.NewCookies(rnd)
+	if err != nil {
+		return nil, err
+	}
+	e := &Engine{
+		cfg: cfg, conn: conn, log: log, rnd: rnd, id: cfg.Identity,
+		cookies: cookies,
+		defSeal: wire.NewDefaultSealer(), defOpen: wire.NewDefaultOpener(),
+		sessions: map[uint32]*Session{}, byAddr: map[netip.AddrPort]*Session{}, byPeer: map[[32]byte]*Session{},
+		openTag: map[string]*opening{}, openSID: map[uint32]*opening{},
+		acceptCh: make(chan struct{}), kick: make(chan struct{}, 1), done: make(chan struct{}),
+		pool: map[uint64]chan *handshake.KeyPair{},
+	}
+	e.udp, _ = conn.(*net.UDPConn)
+	e.responder = &handshake.Responder{ID: cfg.Identity, Policy: cfg.Policy, Rand: rnd, Ephemeral: e.ephemeral}
+	e.initiator = &handshake.Initiator{ID: cfg.Identity, Policy: cfg.Policy, Rand: rnd}
+	if cfg.Identity.Static == nil && cfg.EphemeralKeys > 0 {
+		// Pre-generate ephemeral keys off the handshake's hot path.
+		ch := make(chan *handshake.KeyPair, cfg.EphemeralKeys)
+		e.pool[2] = ch
+		e.wg.Add(1)
+		go e.fillPool(handshake.Group2, ch)
+	}
+	e.wg.Add(2)
+	go e.readLoop()
+	go e.timerLoop()
+	return e, nil
+}
+
+func (e *Engine) fillPool(g *handshake.Group, ch chan *handshake.KeyPair) {
+	defer e.wg.Done()
+	for {
+		kp, err := handshake.GenerateKey(g, e.rnd)
+		if err != nil {
+			return
+		}
+		select {
+		case ch <- kp:
+		case <-e.done:
+			return
+		}
+	}
+}
+
+// ephemeral takes a pre-generated key if one is ready.
+func (e *Engine) ephemeral(g *handshake.Group) (*handshake.KeyPair, error) {
+	if ch := e.pool[g.ID]; ch != nil {
+		select {
+		case kp := <-ch:
+			return kp, nil
+		default:
+		}
+	}
+	return handshake.GenerateKey(g, e.rnd)
+}
+
+// LocalAddr is the socket's address.
+func (e *Engine) LocalAddr() net.Addr { return e.conn.LocalAddr() }
+
+// Identity is the engine's identity.
+func (e *Engine) Identity() *handshake.Identity { return e.id }
+
+// Stats returns a snapshot of the counters.
+func (e *Engine) Stats() Stats {
+	c := &e.C
+	return Stats{
+		PacketsIn: c.PacketsIn.Load(), PacketsOut: c.PacketsOut.Load(), BytesIn: c.BytesIn.Load(), BytesOut: c.BytesOut.Load(),
+		DropShort: c.DropShort.Load(), DropUnknownSID: c.DropUnknownSID.Load(), DropDecrypt: c.DropDecrypt.Load(), DropMode: c.DropMode.Load(),
+		DropCookie: c.DropCookie.Load(), DropCertificate: c.DropCertificate.Load(), DropKeying: c.DropKeying.Load(), DropLimited: c.DropLimited.Load(),
+		DropOversize: c.DropOversize.Load(),
+		HandshakesOK: c.HandshakesOK.Load(), HandshakesFailed: c.HandshakesFailed.Load(), CookieChanges: c.CookieChanges.Load(),
+		RHellosSent: c.RHellosSent.Load(), RedirectsSent: c.RedirectsSent.Load(), FIHellosSent: c.FIHellosSent.Load(),
+		SessionsOpen: c.SessionsOpen.Load(),
+	}
+}
+
+// Close aborts every session, closes the socket and waits for the engine's
+// goroutines.
+func (e *Engine) Close() error {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return nil
+	}
+	e.closed = true
+	now := time.Now()
+	for _, s := range e.sessions {
+		s.core.Abort(now, e.sendTo)
+	}
+	for _, o := range e.openTag {
+		o.fail(ErrClosed)
+	}
+	e.openTag, e.openSID = map[string]*opening{}, map[uint32]*opening{}
+	close(e.done)
+	e.flushHooksLocked()
+	e.mu.Unlock()
+	err := e.conn.Close()
+	e.wg.Wait()
+	return err
+}
+
+// sendTo writes one datagram; called with e.mu held.
+func (e *Engine) sendTo(b []byte, to netip.AddrPort) {
+	if len(b) > wire.MaxSendSize {
+		e.C.DropOversize.Add(1)
+		return
+	}
+	var err error
+	if e.udp != nil {
+		_, err = e.udp.WriteToUDPAddrPort(b, to)
+	} else {
+		_, err = e.conn.WriteTo(b, net.UDPAddrFromAddrPort(to))
+	}
+	if err == nil {
+		e.C.PacketsOut.Add(1)
+		e.C.BytesOut.Add(uint64(len(b)))
+	}
+}
+
+func (e *Engine) readLoop() {
+	defer e.wg.Done()
+	buf := make([]byte, wire.MaxRecvSize+1)
+	for {
+		var n int
+		var src netip.AddrPort
+		var err error
+		if e.udp != nil {
+			n, src, err = e.udp.ReadFromUDPAddrPort(buf)
+		} else {
+			var a net.Addr
+			n, a, err = e.conn.ReadFrom(buf)
+			if ua, ok := a.(*net.UDPAddr); ok {
+				src = ua.AddrPort()
+			}
+		}
+		if err != nil {
+			select {
+			case <-e.done:
+				return
+			default:
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			e.log.Debug("read error", "err", err)
+			continue
+		}
+		src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
+		e.C.PacketsIn.Add(1)
+		e.C.BytesIn.Add(uint64(n))
+		if n > wire.MaxRecvSize {
+			e.C.DropOversize.Add(1)
+			continue
+		}
+		e.mu.Lock()
+		if e.closed {
+			e.mu.Unlock()
+			return
+		}
+		e.receive(time.Now(), src, buf[:n])
+		e.flushDirty(time.Now())
+		hooks := e.takeHooks()
+		e.mu.Unlock()
+		for _, h := range hooks {
+			h()
+		}
+	}
+}
+
+// receive dispatches one datagram; e.mu held.
+func (e *Engine) receive(now time.Time, src netip.AddrPort, d []byte) {
+	sid, err := wire.SessionID(d)
+	if err != nil || len(d) < wire.MinPacketSize {
+		e.C.DropShort.Add(1)
+		return
+	}
+	if sid == 0 {
+		e.startup(now, src, d)
+		return
+	}
+	if s := e.sessions[sid]; s != nil {
+		if err := s.core.Receive(now, src, d); err != nil {
+			if errors.Is(err, session.ErrMode) {
+				e.C.DropMode.Add(1)
+			} else {
+				e.C.DropDecrypt.Add(1)
+			}
+			return
+		}
+		if s.writers > 0 {
+			s.notifyPending = true // acks may have freed send buffer
+		}
+		e.markDirty(s)
+		return
+	}
+	if o := e.openSID[sid]; o != nil {
+		e.openingPacket(now, src, o, d)
+		return
+	}
+	e.C.DropUnknownSID.Add(1)
+}
+
+// startupPacket parses a default-key packet and returns its chunks.
+func (e *Engine) openStartup(d []byte) ([]byte, bool) {
+	pt, err := e.defOpen.Open(d)
+	if err != nil {
+		e.C.DropDecrypt.Add(1)
+		return nil, false
+	}
+	h, n, err := wire.ParseHeader(pt)
+	if err != nil || h.Mode() != wire.ModeStartup {
+		e.C.DropMode.Add(1)
+		return nil, false
+	}
+	return pt[n:], true
+}
+
+// sendStartup sends a startup packet (flags 0x0b) with one chunk.
+func (e *Engine) sendStartup(now time.Time, sid uint32, to netip.AddrPort, chunk func([]byte) []byte) {
+	e.pkt = wire.AppendHeader(e.pkt[:0], wire.Header{Flags: wire.FlagTimestamp | wire.ModeStartup, Timestamp: uint16(now.UnixMilli() / 4)})
+	e.pkt = chunk(e.pkt)
+	out := e.defSeal.Seal(nil, sid, e.pkt)
+	e.sendTo(out, to)
+}
+
+// startup handles session-ID-0 packets: IHello, RHello, Redirect, IIKeying.
+func (e *Engine) startup(now time.Time, src netip.AddrPort, d []byte) {
+	chunks, ok := e.openStartup(d)
+	if !ok {
+		return
+	}
+	for b := chunks; ; {
+		c, rest, ok := wire.NextChunk(b)
+		if !ok {
+			return
+		}
+		b = rest
+		switch c.Type {
+		case wire.ChunkIHello:
+			if ih, err := wire.ParseIHello(c.Payload); err == nil {
+				e.onIHello(now, src, ih)
+			}
+			return // at most one IHello per packet
+		case wire.ChunkRHello:
+			if rh, err := wire.ParseRHello(c.Payload); err == nil {
+				e.onRHello(now, src, rh)
+			}
+		case wire.ChunkRedirect:
+			if rd, err := wire.ParseRedirect(c.Payload); err == nil {
+				e.onRedirect(now, src, rd)
+			}
+		case wire.ChunkIIKeying:
+			if ik, err := wire.ParseIIKeying(c.Payload); err == nil {
+				e.onIIKeying(now, src, ik)
+			} else {
+				e.C.DropKeying.Add(1)
+			}
+			return
+		}
+	}
+}
+
+// onIHello answers an IHello that selects us with an RHello, and hands the
+// others to the application (introductions).
+func (e *Engine) onIHello(now time.Time, src netip.AddrPort, ih wire.IHello) {
+	epd, err := handshake.ParseEPD(ih.EPD)
+	if err != nil || len(ih.Tag) == 0 || len(ih.Tag) > 256 {
+		return
+	}
+	if epd.Selects(e.id.Parsed) {
+		if epd.HasAncillary && !epd.HasFP && e.cfg.SelectAncillary != nil && !e.cfg.SelectAncillary(src, epd.Ancillary) {
+			return
+		}
+		e.sendRHello(now, src, ih.Tag)
+		return
+	}
+	if epd.HasFP && e.cfg.UnmatchedIHello != nil {
+		tag := append([]byte(nil), ih.Tag...)
+		epdCopy, _ := handshake.ParseEPD(append([]byte(nil), ih.EPD...))
+		cb := e.cfg.UnmatchedIHello
+		e.hooks = append(e.hooks, func() { cb(src, epdCopy, tag) })
+	}
+}
+
+func (e *Engine) sendRHello(now time.Time, to netip.AddrPort, tag []byte) {
+	cookie := e.cookies.Make(to, tag, now)
+	e.sendStartup(now, 0, to, wire.RHello{Tag: tag, Cookie: cookie, Certificate: e.id.Certificate}.Append)
+	e.C.RHellosSent.Add(1)
+}
+
+// Redirect sends a Responder Redirect to an initiator: the addresses at
+// which the endpoint it asked for can be reached.
+func (e *Engine) Redirect(to netip.AddrPort, tag []byte, addrs []wire.Address) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return
+	}
+	e.sendStartup(time.Now(), 0, to, wire.Redirect{Tag: tag, Addresses: addrs}.Append)
+	e.C.RedirectsSent.Add(1)
+}
+
+// onIIKeying runs the responder side of the keying exchange.
+func (e *Engine) onIIKeying(now time.Time, src netip.AddrPort, ik wire.IIKeying) {
+	switch err := e.cookies.Check(ik.Cookie, src, now); {
+	case errors.Is(err, handshake.ErrCookieAddress):
+		// Ours, but the initiator's address changed since the IHello.
+		e.sendStartup(now, ik.ISID, src, wire.CookieChange{Old: ik.Cookie, New: e.cookies.Make(src, ik.Cookie[:16], now)}.Append)
+		e.C.CookieChanges.Add(1)
+		return
+	case err != nil:
+		e.C.DropCookie.Add(1)
+		return
+	}
+	// A retransmitted IIKeying for a session we already opened gets the
+	// same RIKeying again.
+	if s := e.byAddr[src]; s != nil && s.isid == ik.ISID && string(s.skic) == string(ik.SKIC) {
+		e.sendStartup(now, ik.ISID, src, func(b []byte) []byte { return append(b, s.rikeying...) })
+		return
+	}
+	if e.cfg.AllowKeying != nil && !e.cfg.AllowKeying(src) {
+		e.C.DropLimited.Add(1)
+		return
+	}
+	// Glare: we are opening a session to this same address ourselves.
+	for _, o := range e.openTag {
+		if o.dest == src || o.hasCandidate(src) {
+			if handshake.WinsGlare(e.id.Certificate, ik.Certificate) {
+				return // our own handshake will complete
+			}
+			o.glareLost = true
+		}
+	}
+	acc, err := e.responder.Respond(ik)
+	if err != nil {
+		e.C.HandshakesFailed.Add(1)
+		if errors.Is(err, handshake.ErrCertificate) {
+			e.C.DropCertificate.Add(1)
+		} else {
+			e.C.DropKeying.Add(1)
+		}
+		e.log.Debug("keying refused", "src", src, "err", err)
+		return
+	}
+	if old := e.byAddr[src]; old != nil {
+		if string(old.farCert) != string(ik.Certificate) {
+			return // another endpoint's session lives at this address
+		}
+		old.core.Abort(now, e.sendTo) // the peer restarted
+	}
+	sealer, opener := acc.Keys.Ciphers()
+	s := e.newSession(now, false, ik.ISID, src, sealer, opener, acc.Keys, acc.Certificate, ik.Certificate, false)
+	s.isid, s.skic = ik.ISID, append([]byte(nil), ik.SKIC...)
+	s.rikeying = wire.RIKeying{RSID: s.core.NearSID(), SKRC: acc.SKRC, Signature: handshake.Signature}.Append(nil)
+	e.byAddr[src] = s
+	e.sendStartup(now, ik.ISID, src, func(b []byte) []byte { return append(b, s.rikeying...) })
+	e.C.HandshakesOK.Add(1)
+	for _, o := range e.openTag {
+		if o.glareLost && o.state == openKeyingSent && string(o.respCertRaw) == string(ik.Certificate) {
+			o.finish(s) // the far end's session replaces ours
+		}
+	}
+	e.accepted = append(e.accepted, s)
+	e.signalAccept()
+}
+
+func (e *Engine) signalAccept() {
+	close(e.acceptCh)
+	e.acceptCh = make(chan struct{})
+}
+
+// newSID picks an unused random non-zero session ID.
+func (e *Engine) newSID() uint32 {
+	var b [4]byte
+	for {
+		_, _ = io.ReadFull(e.rnd, b[:])
+		sid := binary.BigEndian.Uint32(b[:])
+		if sid != 0 && e.sessions[sid] == nil && e.openSID[sid] == nil {
+			return sid
+		}
+	}
+}
+
+// newSession creates and registers a session; e.mu held.
+func (e *Engine) newSession(now time.Time, initiator bool, farSID uint32, dest netip.AddrPort, sealer *wire.Sealer, opener *wire.Opener,
+	keys handshake.Keys, farCert *handshake.Certificate, farCertRaw []byte, introducer bool) *Session {
+	return e.newSessionSID(now, initiator, e.newSID(), farSID, dest, sealer, opener, keys, farCert, farCertRaw, introducer)
+}
+
+func (e *Engine) newSessionSID(now time.Time, initiator bool, nearSID, farSID uint32, dest netip.AddrPort, sealer *wire.Sealer, opener *wire.Opener,
+	keys handshake.Keys, farCert *handshake.Certificate, farCertRaw []byte, introducer bool) *Session {
+	s := &Session{e: e, initiator: initiator, farCert: append([]byte(nil), farCertRaw...), peerID: farCert.Fingerprint(),
+		nearNonce: keys.NearNonce, farNonce: keys.FarNonce, notify: make(chan struct{}), done: make(chan struct{})}
+	s.core = session.New(session.Config{
+		Initiator: initiator, NearSID: nearSID, FarSID: farSID, Dest: dest,
+		Sealer: sealer, Opener: opener, Handler: (*handler)(s), Endpoint: &e.ep,
+		RecvBuffer: e.cfg.RecvBuffer, Keepalive: e.cfg.Keepalive, DeadAfter: e.cfg.DeadAfter, IdleTimeout: e.cfg.IdleTimeout,
+		Introducer: introducer,
+	}, now)
+	e.sessions[nearSID] = s
+	if _, dup := e.byPeer[s.peerID]; !dup {
+		e.byPeer[s.peerID] = s
+	}
+	e.C.SessionsOpen.Add(1)
+	e.schedule(s, now)
+	return s
+}
+
+// sessionClosed unregisters a session; e.mu held (called from the core's
+// Closed event).
+func (e *Engine) sessionClosed(s *Session) {
+	nsid := s.core.NearSID()
+	if e.sessions[nsid] == s {
+		delete(e.sessions, nsid)
+		e.C.SessionsOpen.Add(-1)
+	}
+	for a, x := range e.byAddr {
+		if x == s {
+			delete(e.byAddr, a)
+		}
+	}
+	if e.byPeer[s.peerID] == s {
+		delete(e.byPeer, s.peerID)
+		for _, o := range e.sessions {
+			if o.peerID == s.peerID && o.core.IsOpen() {
+				e.byPeer[s.peerID] = o
+				break
+			}
+		}
+	}
+	close(s.done)
+	s.broadcast()
+}
+
+// markDirty queues a session for flushing at the end of the current
+// operation.
+func (e *Engine) markDirty(s *Session) {
+	if !s.dirty {
+		s.dirty = true
+		e.dirty = append(e.dirty, s)
+	}
+}
+
+// flushDirty sends what dirty sessions have queued and reschedules their
+// timers; e.mu held.
+func (e *Engine) flushDirty(now time.Time) {
+	for len(e.dirty) > 0 {
+		s := e.dirty[0]
+		e.dirty = e.dirty[1:]
+		s.dirty = false
+		s.core.Flush(now, e.sendTo)
+		for s.core.WantsFlush(now) {
+			s.core.Flush(now, e.sendTo)
+		}
+		if s.notifyPending {
+			s.notifyPending = false
+			s.broadcast()
+		}
+		e.schedule(s, now)
+	}
+}
+
+func (e *Engine) takeHooks() []func() {
+	h := e.hooks
+	e.hooks = nil
+	return h
+}
+
+func (e *Engine) flushHooksLocked() {
+	hooks := e.takeHooks()
+	if len(hooks) == 0 {
+		return
+	}
+	go func() {
+		for _, h := range hooks {
+			h()
+		}
+	}()
+}
+
+// schedule (re)arms a session's timer if its deadline moved earlier.
+func (e *Engine) schedule(s *Session, now time.Time) {
+	d := s.core.Deadline(now)
+	if d.IsZero() {
+		return
+	}
+	if !s.timerAt.IsZero() && !d.Before(s.timerAt) {
+		return // an earlier entry is already queued; it re-arms when it fires
+	}
+	s.timerAt = d
+	heap.Push(&e.timers, timerEntry{at: d, s: s, ver: s.timerVer + 1})
+	s.timerVer++
+	if e.timers[0].s == s {
+		select {
+		case e.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// timerLoop fires session and opening timers.
+func (e *Engine) timerLoop() {
+	defer e.wg.Done()
+	t := time.NewTimer(time.Hour)
+	defer t.Stop()
+	for {
+		e.mu.Lock()
+		if e.closed {
+			e.mu.Unlock()
+			return
+		}
+		now := time.Now()
+		for len(e.timers) > 0 && !e.timers[0].at.After(now) {
+			te := heap.Pop(&e.timers).(timerEntry)
+			s := te.s
+			if te.ver != s.timerVer {
+				continue // superseded
+			}
+			s.timerAt = time.Time{}
+			s.core.Timer(now)
+			e.markDirty(s)
+		}
+		e.openingTimers(now)
+		e.flushDirty(now)
+		next := now.Add(time.Hour)
+		if len(e.timers) > 0 {
+			next = e.timers[0].at
+		}
+		if o := e.nextOpeningTimer(); !o.IsZero() && o.Before(next) {
+			next = o
+		}
+		hooks := e.takeHooks()
+		e.mu.Unlock()
+		for _, h := range hooks {
+			h()
+		}
+		t.Reset(time.Until(next))
+		select {
+		case <-t.C:
+		case <-e.kick:
+			if !t.Stop() {
+				select {
+				case <-t.C:
+				default:
+				}
+			}
+		case <-e.done:
+			return
+		}
+	}
+}
+
+type timerEntry struct {
+	at  time.Time
+	s   *Session
+	ver uint64
+}
+
+type timerHeap []timerEntry
+
+func (h timerHeap) Len() int           { return len(h) }
+func (h timerHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
+func (h timerHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *timerHeap) Push(x any)        { *h = append(*h, x.(timerEntry)) }
+func (h *timerHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	old[len(old)-1] = timerEntry{}
+	*h = old[:len(old)-1]
+	return x
+}
+
+// Accept waits for the next session another endpoint opened to us.
+func (e *Engine) Accept(ctx context.Context) (*Session, error) {
+	for {
+		e.mu.Lock()
+		if len(e.accepted) > 0 {
+			s := e.accepted[0]
+			e.accepted = e.accepted[1:]
+			e.mu.Unlock()
+			return s, nil
+		}
+		if e.closed {
+			e.mu.Unlock()
+			return nil, ErrClosed
+		}
+		ch := e.acceptCh
+		e.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-e.done:
+			return nil, ErrClosed
+		}
+	}
+}
+
+// Sessions returns the open sessions.
+func (e *Engine) Sessions() []*Session {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]*Session, 0, len(e.sessions))
+	for _, s := range e.sessions {
+		out = append(out, s)
+	}
+	return out
+}
+
+// SessionByPeer returns an open session whose far end has the peer ID.
+func (e *Engine) SessionByPeer(id [32]byte) *Session {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.byPeer[id]
+}
+
+// Lock runs fn with the engine lock held, for callers (the server) that
+// keep their own tables in step with the engine's.
+func (e *Engine) do(fn func(now time.Time)) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return
+	}
+	now := time.Now()
+	fn(now)
+	e.flushDirty(now)
+}

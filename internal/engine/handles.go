@@ -1,0 +1,395 @@
+package engine
+
+import (
+	"context"
+	"io"
+	"net/netip"
+	"time"
+
+	"github.com/stratus-rtmfp/stratus/internal/handshake"
+	"github.com/stratus-rtmfp/stratus/internal/session"
+	"github.com/stratus-rtmfp/stratus/internal/wire"
+)
+
+// Session is a goroutine-safe handle on an open session.
+type Session struct {
+	e         *Engine
+	core      *session.Session
+	initiator bool
+	farCert   []byte
+	peerID    [32]byte
+	nearNonce []byte
+	farNonce  []byte
+
+	// responder bookkeeping for retransmitted IIKeyings
+	isid     uint32
+	skic     []byte
+	rikeying []byte
+
+	recvQ   []*RecvFlow
+	rflows  map[*session.RecvFlow]*RecvFlow
+	writers int // goroutines waiting for send buffer space
+
+	notify        chan struct{}
+	notifyPending bool
+	done          chan struct{}
+
+	dirty    bool
+	timerAt  time.Time
+	timerVer uint64
+
+	// Value is free for the application (the server keeps its client
+	// state here).
+	Value any
+}
+
+// handler adapts Session to session.Handler; every method runs with e.mu
+// held.
+type handler Session
+
+func (h *handler) s() *Session { return (*Session)(h) }
+
+func (h *handler) RecvFlow(f *session.RecvFlow) {
+	s := h.s()
+	if s.e.cfg.ArrivalOrder != nil && s.e.cfg.ArrivalOrder(f.Metadata) {
+		f.ArrivalOrder = true
+	}
+	if s.rflows == nil {
+		s.rflows = map[*session.RecvFlow]*RecvFlow{}
+	}
+	rf := &RecvFlow{s: s, core: f}
+	s.rflows[f] = rf
+	s.recvQ = append(s.recvQ, rf)
+	s.notifyPending = true
+}
+
+func (h *handler) Readable(*session.RecvFlow)        { h.s().notifyPending = true }
+func (h *handler) SendFlowChanged(*session.SendFlow) { h.s().notifyPending = true }
+func (h *handler) Wake(*session.Session)             { h.s().e.markDirty(h.s()) }
+
+func (h *handler) FIHello(_ *session.Session, c wire.FIHello) {
+	s := h.s()
+	epd, err := handshake.ParseEPD(c.EPD)
+	if err != nil || !epd.Selects(s.e.id.Parsed) || !c.Reply.AddrPort.IsValid() {
+		return
+	}
+	// Answer as if the IHello had come from the reply address: the RHello
+	// opens our NAT towards the initiator.
+	to := netip.AddrPortFrom(c.Reply.AddrPort.Addr().Unmap(), c.Reply.AddrPort.Port())
+	s.e.sendRHello(time.Now(), to, append([]byte(nil), c.Tag...))
+}
+
+func (h *handler) AddressChanged(_ *session.Session, addr netip.AddrPort) {
+	s := h.s()
+	for a, x := range s.e.byAddr {
+		if x == s {
+			delete(s.e.byAddr, a)
+			s.e.byAddr[addr] = s
+		}
+	}
+	s.notifyPending = true
+}
+
+func (h *handler) Closed(*session.Session, error) { h.s().e.sessionClosed(h.s()) }
+
+func (s *Session) broadcast() {
+	close(s.notify)
+	s.notify = make(chan struct{})
+}
+
+// wait blocks until the session's state changes, ctx ends or the session
+// closes. ch must have been read under e.mu.
+func (s *Session) wait(ctx context.Context, ch chan struct{}) error {
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// PeerID is the far end's fingerprint (SHA-256 of its certificate).
+func (s *Session) PeerID() [32]byte { return s.peerID }
+
+// FarCertificate is the far end's certificate as received.
+func (s *Session) FarCertificate() []byte { return s.farCert }
+
+// NearNonce and FarNonce are the session nonces (RFC 7425 §4.6.3).
+func (s *Session) NearNonce() []byte { return s.nearNonce }
+
+// FarNonce is the far end's session nonce.
+func (s *Session) FarNonce() []byte { return s.farNonce }
+
+// Initiator reports whether we opened the session.
+func (s *Session) Initiator() bool { return s.initiator }
+
+// Engine returns the session's engine.
+func (s *Session) Engine() *Engine { return s.e }
+
+// RemoteAddr is the far end's current address.
+func (s *Session) RemoteAddr() netip.AddrPort {
+	s.e.mu.Lock()
+	defer s.e.mu.Unlock()
+	return s.core.Dest()
+}
+
+// Done is closed when the session closes.
+func (s *Session) Done() <-chan struct{} { return s.done }
+
+// Closing reports that the session has left the open state (it may still
+// be lingering to acknowledge the far end's close requests).
+func (s *Session) Closing() bool {
+	s.e.mu.Lock()
+	defer s.e.mu.Unlock()
+	return !s.core.IsOpen()
+}
+
+// Err is why the session closed (nil while open).
+func (s *Session) Err() error {
+	s.e.mu.Lock()
+	defer s.e.mu.Unlock()
+	if !s.core.IsClosed() {
+		return nil
+	}
+	return s.core.Err()
+}
+
+// Stats returns the session's counters.
+func (s *Session) Stats() session.Stats {
+	s.e.mu.Lock()
+	defer s.e.mu.Unlock()
+	return s.core.Stats
+}
+
+// SRTT is the smoothed round-trip time.
+func (s *Session) SRTT() time.Duration {
+	s.e.mu.Lock()
+	defer s.e.mu.Unlock()
+	return s.core.SRTT()
+}
+
+// OpenFlow opens a send flow. assoc, if not nil, makes it the return flow
+// of a flow we receive.
+func (s *Session) OpenFlow(metadata []byte, assoc *RecvFlow) (*SendFlow, error) {
+	s.e.mu.Lock()
+	defer s.e.mu.Unlock()
+	var a *session.RecvFlow
+	if assoc != nil {
+		a = assoc.core
+	}
+	f, err := s.core.OpenFlow(append([]byte(nil), metadata...), a)
+	if err != nil {
+		return nil, err
+	}
+	return &SendFlow{s: s, core: f}, nil
+}
+
+// AcceptFlow waits for the next flow the far end opens.
+func (s *Session) AcceptFlow(ctx context.Context) (*RecvFlow, error) {
+	for {
+		s.e.mu.Lock()
+		if len(s.recvQ) > 0 {
+			f := s.recvQ[0]
+			s.recvQ = s.recvQ[1:]
+			s.e.mu.Unlock()
+			return f, nil
+		}
+		if s.core.IsClosed() {
+			err := s.core.Err()
+			s.e.mu.Unlock()
+			return nil, err
+		}
+		ch := s.notify
+		s.e.mu.Unlock()
+		if err := s.wait(ctx, ch); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// ForwardIHello sends a Forwarded IHello to the far end (introducing an
+// initiator at reply to it).
+func (s *Session) ForwardIHello(epd []byte, reply wire.Address, tag []byte) {
+	chunk := wire.FIHello{EPD: epd, Reply: reply, Tag: tag}.Append(nil)
+	s.e.do(func(time.Time) {
+		s.core.QueueChunk(chunk)
+		s.e.C.FIHellosSent.Add(1)
+	})
+}
+
+// Close closes the session in an orderly way and waits until the far end
+// acknowledges, the close gives up, or ctx ends.
+func (s *Session) Close(ctx context.Context) error {
+	s.e.do(func(now time.Time) { s.core.Close(now) })
+	select {
+	case <-s.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Abort closes the session at once.
+func (s *Session) Abort() {
+	s.e.do(func(now time.Time) { s.core.Abort(now, s.e.sendTo) })
+}
+
+// SendFlow is a goroutine-safe handle on a send flow.
+type SendFlow struct {
+	s    *Session
+	core *session.SendFlow
+}
+
+// MaxBuffered is how many unacknowledged bytes Write lets a flow hold
+// before it blocks.
+const MaxBuffered = 1 << 20
+
+// ID is the flow ID.
+func (f *SendFlow) ID() uint64 { return f.core.ID }
+
+// Session is the flow's session.
+func (f *SendFlow) Session() *Session { return f.s }
+
+// SetTimeCritical marks the flow's data as time critical (TC flag).
+func (f *SendFlow) SetTimeCritical(tc bool) { f.s.e.do(func(time.Time) { f.core.TimeCritical = tc }) }
+
+// Receipt reports the fate of one message.
+type Receipt struct {
+	done      chan struct{}
+	delivered bool
+}
+
+// Done is closed once the message is acknowledged or abandoned.
+func (r *Receipt) Done() <-chan struct{} { return r.done }
+
+// Delivered reports, after Done, whether the far end acknowledged every
+// fragment.
+func (r *Receipt) Delivered() bool {
+	<-r.done
+	return r.delivered
+}
+
+// Write queues a message, blocking while the flow holds MaxBuffered bytes
+// not yet acknowledged.
+func (f *SendFlow) Write(msg []byte) error {
+	_, err := f.WriteMessage(context.Background(), msg, time.Time{})
+	return err
+}
+
+// WriteMessage queues a message with an optional deadline (after which it
+// is abandoned) and returns its delivery receipt. It blocks for buffer
+// space until ctx ends.
+func (f *SendFlow) WriteMessage(ctx context.Context, msg []byte, deadline time.Time) (*Receipt, error) {
+	r := &Receipt{done: make(chan struct{})}
+	data := append([]byte(nil), msg...)
+	e := f.s.e
+	for {
+		e.mu.Lock()
+		if f.core.Buffered() < MaxBuffered || f.core.Buffered() == 0 {
+			err := f.core.Write(data, deadline, func(ok bool) {
+				r.delivered = ok
+				close(r.done)
+			})
+			e.flushDirty(time.Now())
+			e.mu.Unlock()
+			return r, err
+		}
+		if f.s.core.IsClosed() {
+			e.mu.Unlock()
+			return nil, session.ErrSessionClosed
+		}
+		f.s.writers++
+		ch := f.s.notify
+		e.mu.Unlock()
+		err := f.s.wait(ctx, ch)
+		e.mu.Lock()
+		f.s.writers--
+		e.mu.Unlock()
+		if err != nil {
+			return nil, err
+		}
+	}
+}
+
+// Close finishes the flow after what was written.
+func (f *SendFlow) Close() { f.s.e.do(func(time.Time) { f.core.Close() }) }
+
+// Rejected reports whether the receiver refused the flow, and the code.
+func (f *SendFlow) Rejected() (bool, uint64) {
+	f.s.e.mu.Lock()
+	defer f.s.e.mu.Unlock()
+	return f.core.Rejected()
+}
+
+// Complete reports whether everything through FIN was acknowledged.
+func (f *SendFlow) Complete() bool {
+	f.s.e.mu.Lock()
+	defer f.s.e.mu.Unlock()
+	return f.core.Complete()
+}
+
+// WaitComplete waits until the flow completes, is rejected, or the session
+// closes.
+func (f *SendFlow) WaitComplete(ctx context.Context) error {
+	for {
+		f.s.e.mu.Lock()
+		if f.core.Complete() {
+			f.s.e.mu.Unlock()
+			return nil
+		}
+		if rej, _ := f.core.Rejected(); rej || f.s.core.IsClosed() {
+			f.s.e.mu.Unlock()
+			return session.ErrFlowClosed
+		}
+		ch := f.s.notify
+		f.s.e.mu.Unlock()
+		if err := f.s.wait(ctx, ch); err != nil {
+			return err
+		}
+	}
+}
+
+// RecvFlow is a goroutine-safe handle on a flow the far end opened.
+type RecvFlow struct {
+	s    *Session
+	core *session.RecvFlow
+}
+
+// ID is the flow ID (chosen by the sender).
+func (f *RecvFlow) ID() uint64 { return f.core.ID }
+
+// Metadata is the flow's user metadata.
+func (f *RecvFlow) Metadata() []byte { return f.core.Metadata }
+
+// Assoc returns the ID of our send flow this flow answers, if any.
+func (f *RecvFlow) Assoc() (uint64, bool) { return f.core.Assoc, f.core.HasAssoc }
+
+// Session is the flow's session.
+func (f *RecvFlow) Session() *Session { return f.s }
+
+// Read returns the next message; io.EOF once the sender finished the flow
+// (or it was rejected, or the session closed) and every message was read.
+func (f *RecvFlow) Read(ctx context.Context) ([]byte, error) {
+	e := f.s.e
+	for {
+		e.mu.Lock()
+		msg, ok, eof := f.core.Read()
+		if ok {
+			e.flushDirty(time.Now())
+			e.mu.Unlock()
+			return msg, nil
+		}
+		if eof || f.s.core.IsClosed() {
+			e.mu.Unlock()
+			return nil, io.EOF
+		}
+		ch := f.s.notify
+		e.mu.Unlock()
+		if err := f.s.wait(ctx, ch); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// Reject refuses the flow with an exception code.
+func (f *RecvFlow) Reject(code uint64) { f.s.e.do(func(time.Time) { f.core.Reject(code) }) }

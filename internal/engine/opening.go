@@ -1,0 +1,341 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/stratus-rtmfp/stratus/internal/handshake"
+	"github.com/stratus-rtmfp/stratus/internal/wire"
+)
+
+type openState int
+
+const (
+	openIHelloSent openState = iota
+	openKeyingSent
+)
+
+// Retransmission schedule for IHello and IIKeying (rtmfp-cpp): t=0, then
+// gaps of 1 s, 2.5 s, 4 s, ... growing by 1.5 s.
+const (
+	firstRetransmit = time.Second
+	retransmitStep  = 1500 * time.Millisecond
+	maxCandidates   = wire.MaxRedirectAddresses
+	maxEarlyPackets = 18
+)
+
+// opening is an outgoing session between IHello and RIKeying.
+type opening struct {
+	e           *Engine
+	tag         []byte
+	epdRaw      []byte
+	epd         handshake.EPD
+	candidates  []netip.AddrPort
+	state       openState
+	isid        uint32
+	dest        netip.AddrPort
+	cookie      []byte
+	respCertRaw []byte
+	respCert    *handshake.Certificate
+	pending     *handshake.Pending
+	iikeying    []byte
+	cookieChg   bool
+	nextRtx     time.Time
+	gap         time.Duration
+	deadline    time.Time
+	introducer  bool
+	glareLost   bool
+	early       []earlyPacket
+
+	done chan struct{}
+	sess *Session
+	err  error
+}
+
+type earlyPacket struct {
+	src netip.AddrPort
+	d   []byte
+}
+
+func (o *opening) hasCandidate(a netip.AddrPort) bool { return slices.Contains(o.candidates, a) }
+
+// remove unregisters the opening; e.mu held.
+func (o *opening) remove() {
+	if o.e.openTag[string(o.tag)] == o {
+		delete(o.e.openTag, string(o.tag))
+	}
+	if o.isid != 0 && o.e.openSID[o.isid] == o {
+		delete(o.e.openSID, o.isid)
+	}
+}
+
+func (o *opening) finish(s *Session) {
+	o.remove()
+	if o.sess == nil && o.err == nil {
+		o.sess = s
+		close(o.done)
+	}
+}
+
+func (o *opening) fail(err error) {
+	o.remove()
+	if o.sess == nil && o.err == nil {
+		o.err = err
+		close(o.done)
+	}
+}
+
+// ConnectOptions tune Connect.
+type ConnectOptions struct {
+	// Introducer trusts the new session to send Forwarded IHellos (a
+	// client's session with its rendezvous server).
+	Introducer bool
+	// Reuse returns an open session whose far end is selected by the EPD
+	// instead of opening another (fingerprint EPDs only).
+	Reuse bool
+}
+
+// Connect opens a session to the endpoint the EPD names, sending IHellos to
+// every candidate address (and to any address a Redirect adds) until an
+// RHello from a selected endpoint arrives, then keying with it. It gives up
+// after Config.OpenTimeout or when ctx ends.
+func (e *Engine) Connect(ctx context.Context, epdRaw []byte, opts ConnectOptions, candidates ...netip.AddrPort) (*Session, error) {
+	epd, err := handshake.ParseEPD(epdRaw)
+	if err != nil {
+		return nil, err
+	}
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return nil, ErrClosed
+	}
+	if opts.Reuse {
+		if id, ok := epd.PeerID(); ok {
+			if s := e.byPeer[id]; s != nil && s.core.IsOpen() {
+				e.mu.Unlock()
+				return s, nil
+			}
+		}
+	}
+	if len(e.openTag) >= e.cfg.MaxOpening {
+		e.mu.Unlock()
+		return nil, ErrTooManyPending
+	}
+	tag := make([]byte, 16)
+	if _, err := io.ReadFull(e.rnd, tag); err != nil {
+		e.mu.Unlock()
+		return nil, err
+	}
+	now := time.Now()
+	o := &opening{e: e, tag: tag, epdRaw: append([]byte(nil), epdRaw...), epd: epd, introducer: opts.Introducer,
+		gap: firstRetransmit, nextRtx: now.Add(firstRetransmit), deadline: now.Add(e.cfg.OpenTimeout), done: make(chan struct{})}
+	o.epd, _ = handshake.ParseEPD(o.epdRaw)
+	for _, c := range candidates {
+		c = netip.AddrPortFrom(c.Addr().Unmap(), c.Port())
+		if !o.hasCandidate(c) && len(o.candidates) < maxCandidates {
+			o.candidates = append(o.candidates, c)
+		}
+	}
+	e.openTag[string(tag)] = o
+	for _, c := range o.candidates {
+		e.sendIHello(now, o, c)
+	}
+	select {
+	case e.kick <- struct{}{}:
+	default:
+	}
+	e.mu.Unlock()
+
+	select {
+	case <-o.done:
+	case <-ctx.Done():
+		e.mu.Lock()
+		o.fail(ctx.Err())
+		e.mu.Unlock()
+		<-o.done
+	}
+	if o.err != nil {
+		return nil, o.err
+	}
+	return o.sess, nil
+}
+
+func (e *Engine) sendIHello(now time.Time, o *opening, to netip.AddrPort) {
+	e.sendStartup(now, 0, to, wire.IHello{EPD: o.epdRaw, Tag: o.tag}.Append)
+}
+
+func (e *Engine) sendIIKeying(now time.Time, o *opening) {
+	e.sendStartup(now, 0, o.dest, func(b []byte) []byte { return append(b, o.iikeying...) })
+}
+
+// onRHello continues an opening whose EPD selects the responder.
+func (e *Engine) onRHello(now time.Time, src netip.AddrPort, rh wire.RHello) {
+	o := e.openTag[string(rh.Tag)]
+	if o == nil || o.state != openIHelloSent || len(rh.Cookie) > 1024 {
+		return
+	}
+	raw := append([]byte(nil), rh.Certificate...)
+	cert, err := handshake.ParseCertificate(raw)
+	if err != nil {
+		e.C.DropCertificate.Add(1)
+		return
+	}
+	if !o.epd.Selects(cert) {
+		return
+	}
+	if s := e.byPeer[cert.Fingerprint()]; s != nil && s.core.IsOpen() && o.epd.HasFP {
+		o.finish(s) // already talking to that endpoint: use that session
+		return
+	}
+	p, err := e.initiator.Start(cert)
+	if err != nil {
+		e.C.DropKeying.Add(1)
+		return
+	}
+	o.isid = e.newSID()
+	e.openSID[o.isid] = o
+	o.state, o.dest, o.cookie = openKeyingSent, src, append([]byte(nil), rh.Cookie...)
+	o.respCertRaw, o.respCert, o.pending = raw, cert, p
+	o.buildIIKeying()
+	o.gap, o.nextRtx = firstRetransmit, now.Add(firstRetransmit)
+	e.sendIIKeying(now, o)
+}
+
+func (o *opening) buildIIKeying() {
+	o.iikeying = wire.IIKeying{ISID: o.isid, Cookie: o.cookie, Certificate: o.e.id.Certificate, SKIC: o.pending.SKIC, Signature: handshake.Signature}.Append(nil)
+}
+
+// onRedirect adds the listed addresses as candidates and sends them IHellos.
+func (e *Engine) onRedirect(now time.Time, src netip.AddrPort, rd wire.Redirect) {
+	o := e.openTag[string(rd.Tag)]
+	if o == nil || o.state != openIHelloSent {
+		return
+	}
+	addrs := rd.Addresses
+	if len(addrs) == 0 {
+		addrs = []wire.Address{{AddrPort: src, Origin: wire.OriginObserved}}
+	}
+	for _, a := range addrs {
+		c := netip.AddrPortFrom(a.AddrPort.Addr().Unmap(), a.AddrPort.Port())
+		if !c.IsValid() || c.Port() == 0 || c.Addr().IsUnspecified() || o.hasCandidate(c) || len(o.candidates) >= maxCandidates {
+			continue
+		}
+		o.candidates = append(o.candidates, c)
+		e.sendIHello(now, o, c)
+	}
+}
+
+// openingPacket handles a packet on an opening session's ID: RIKeying or
+// Cookie Change under the default key, or an early session packet.
+func (e *Engine) openingPacket(now time.Time, src netip.AddrPort, o *opening, d []byte) {
+	if o.state != openKeyingSent {
+		return
+	}
+	saved := append([]byte(nil), d...)
+	pt, err := e.defOpen.Open(d)
+	if err != nil {
+		// Probably the responder's first session packet overtaking its
+		// RIKeying: keep a few and replay them once the session opens.
+		if len(o.early) < maxEarlyPackets {
+			o.early = append(o.early, earlyPacket{src, saved})
+		}
+		return
+	}
+	h, n, err := wire.ParseHeader(pt)
+	if err != nil || h.Mode() != wire.ModeStartup {
+		e.C.DropMode.Add(1)
+		return
+	}
+	for b := pt[n:]; ; {
+		c, rest, ok := wire.NextChunk(b)
+		if !ok {
+			return
+		}
+		b = rest
+		switch c.Type {
+		case wire.ChunkRIKeying:
+			rk, err := wire.ParseRIKeying(c.Payload)
+			if err != nil {
+				e.C.DropKeying.Add(1)
+				return
+			}
+			e.completeOpening(now, src, o, rk)
+			return
+		case wire.ChunkCookieChange:
+			cc, err := wire.ParseCookieChange(c.Payload)
+			if err != nil || o.cookieChg || string(cc.Old) != string(o.cookie) || len(cc.New) > 1024 {
+				return
+			}
+			o.cookieChg = true
+			o.cookie = append([]byte(nil), cc.New...)
+			o.buildIIKeying()
+			e.sendIIKeying(now, o)
+			return
+		}
+	}
+}
+
+func (e *Engine) completeOpening(now time.Time, src netip.AddrPort, o *opening, rk wire.RIKeying) {
+	keys, err := o.pending.Finish(rk.SKRC)
+	if err != nil {
+		e.C.HandshakesFailed.Add(1)
+		e.C.DropKeying.Add(1)
+		e.log.Debug("RIKeying refused", "src", src, "err", err)
+		return
+	}
+	o.remove()
+	sealer, opener := keys.Ciphers()
+	s := e.newSessionSID(now, true, o.isid, rk.RSID, o.dest, sealer, opener, keys, o.respCert, o.respCertRaw, o.introducer)
+	e.C.HandshakesOK.Add(1)
+	o.finish(s)
+	for _, p := range o.early {
+		_ = s.core.Receive(now, p.src, p.d)
+	}
+	o.early = nil
+	e.markDirty(s)
+}
+
+// openingTimers retransmits IHellos and IIKeyings and expires openings;
+// e.mu held.
+func (e *Engine) openingTimers(now time.Time) {
+	for _, o := range e.openTag {
+		if !now.Before(o.deadline) {
+			o.fail(ErrOpenTimeout)
+			continue
+		}
+		if now.Before(o.nextRtx) {
+			continue
+		}
+		switch o.state {
+		case openIHelloSent:
+			for _, c := range o.candidates {
+				e.sendIHello(now, o, c)
+			}
+		case openKeyingSent:
+			e.sendIIKeying(now, o)
+		}
+		o.gap += retransmitStep
+		o.nextRtx = now.Add(o.gap)
+	}
+}
+
+func (e *Engine) nextOpeningTimer() time.Time {
+	var t time.Time
+	for _, o := range e.openTag {
+		for _, x := range []time.Time{o.nextRtx, o.deadline} {
+			if t.IsZero() || x.Before(t) {
+				t = x
+			}
+		}
+	}
+	return t
+}
+
+// errOpening is returned for openings that were superseded.
+var errOpening = errors.New("engine: opening superseded")
+
+var _ = errOpening
