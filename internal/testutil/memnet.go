@@ -175,7 +175,10 @@ func (c *Conn) WriteTo(b []byte, addr net.Addr) (int, error) {
 		return 0, errors.New("memnet: not a UDP address")
 	}
 	to := ua.AddrPort()
-	c.n.send(c.addr, netip.AddrPortFrom(to.Addr().Unmap(), to.Port()), b)
+	c.n.mu.Lock()
+	from := c.addr
+	c.n.mu.Unlock()
+	c.n.send(from, netip.AddrPortFrom(to.Addr().Unmap(), to.Port()), b)
 	return len(b), nil
 }
 
@@ -197,13 +200,52 @@ func (c *Conn) Close() error {
 }
 
 // LocalAddr implements net.PacketConn.
-func (c *Conn) LocalAddr() net.Addr { return net.UDPAddrFromAddrPort(c.addr) }
+func (c *Conn) LocalAddr() net.Addr { return net.UDPAddrFromAddrPort(c.AddrPort()) }
 
 // AddrPort is the connection's address.
-func (c *Conn) AddrPort() netip.AddrPort { return c.addr }
+func (c *Conn) AddrPort() netip.AddrPort {
+	c.n.mu.Lock()
+	defer c.n.mu.Unlock()
+	return c.addr
+}
 
 // SetDeadline and friends are accepted and ignored: the engine never sets
 // deadlines; Close unblocks readers.
 func (c *Conn) SetDeadline(time.Time) error      { return nil }
 func (c *Conn) SetReadDeadline(time.Time) error  { return nil }
 func (c *Conn) SetWriteDeadline(time.Time) error { return nil }
+
+// Rebind moves a connection to a new address, as a NAT rebinding would:
+// the far end sees its datagrams come from addr from now on.
+func (n *Network) Rebind(c *Conn, addr string) {
+	ap := netip.MustParseAddrPort(addr)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.conns[c.addr] == c {
+		delete(n.conns, c.addr)
+	}
+	c.addr = ap
+	n.conns[ap] = c
+}
+
+// SetFilter replaces the filter under the network's lock.
+func (n *Network) SetFilter(f func(from, to netip.AddrPort, b []byte) bool) {
+	n.mu.Lock()
+	n.Filter = f
+	n.mu.Unlock()
+}
+
+// ErrTimeout is returned by ReadTimeout.
+var ErrTimeout = errors.New("memnet: read timeout")
+
+// ReadTimeout reads one datagram or gives up after d.
+func (c *Conn) ReadTimeout(d time.Duration) ([]byte, netip.AddrPort, error) {
+	select {
+	case p := <-c.in:
+		return p.b, p.from, nil
+	case <-c.closed:
+		return nil, netip.AddrPort{}, net.ErrClosed
+	case <-time.After(d):
+		return nil, netip.AddrPort{}, ErrTimeout
+	}
+}
