@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -189,5 +188,3 @@ func TestStreamLoopbackUDP(t *testing.T) {
 	streamAndClose(t, client, server, sc.LocalAddr().(*net.UDPAddr).AddrPort(), makeMessages(10<<20, 9), false)
 	t.Logf("10 MiB over loopback in %v", time.Since(start))
 }
-
-var _ = errors.New

@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"errors"
 	"io"
 	"net/netip"
 	"slices"
@@ -334,8 +333,3 @@ func (e *Engine) nextOpeningTimer() time.Time {
 	}
 	return t
 }
-
-// errOpening is returned for openings that were superseded.
-var errOpening = errors.New("engine: opening superseded")
-
-var _ = errOpening

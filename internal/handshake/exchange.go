@@ -32,7 +32,7 @@ type Accepted struct {
 	Certificate *Certificate // the initiator's
 }
 
-func negotiationOut(o outcome, p Policy, far Component, ourHMACLen int) (hf byte, hl int, sf byte) {
+func negotiationOut(o outcome, p Policy, ourHMACLen int) (hf byte, hl int, sf byte) {
 	// Towards Flash and Flash-era servers' clients (librtmfp checks the bytes
 	// literally) answer exactly "03 1a 00 00 02 1e 00" unless a feature is
 	// actually in play; otherwise answer as rtmfp-cpp does.
@@ -81,7 +81,7 @@ func (r *Responder) Respond(k wire.IIKeying) (*Accepted, error) {
 			return nil, ErrNoCommonGroup
 		}
 	}
-	hf, hlOut, sf := negotiationOut(o, r.Policy, skic, hl)
+	hf, hlOut, sf := negotiationOut(o, r.Policy, hl)
 	skrc := appendNegotiation(nil, hf, hlOut, sf)
 	var secret []byte
 	if r.ID.Static != nil {

@@ -174,7 +174,6 @@ type Session struct {
 	ackedTSN     uint64
 	ackedBytes   int
 	gotAcks      bool
-	dataPkts     int
 
 	// Counters for tests and metrics.
 	Stats Stats
