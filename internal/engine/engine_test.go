@@ -188,3 +188,84 @@ func TestStreamLoopbackUDP(t *testing.T) {
 	streamAndClose(t, client, server, sc.LocalAddr().(*net.UDPAddr).AddrPort(), makeMessages(10<<20, 9), false)
 	t.Logf("10 MiB over loopback in %v", time.Since(start))
 }
+
+// One server engine multiplexes many concurrent client sessions, each
+// exchanging messages, over real loopback UDP.
+func TestManySessionsLoopback(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	sc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := serverEngine(t, sc, Config{})
+	defer server.Close()
+	addr := sc.LocalAddr().(*net.UDPAddr).AddrPort()
+	go func() { // echo every message back on a return flow
+		for {
+			s, err := server.Accept(context.Background())
+			if err != nil {
+				return
+			}
+			go func() {
+				rf, err := s.AcceptFlow(context.Background())
+				if err != nil {
+					return
+				}
+				back, _ := s.OpenFlow([]byte("echo"), rf)
+				for {
+					m, err := rf.Read(context.Background())
+					if err != nil {
+						back.Close()
+						return
+					}
+					back.Write(m)
+				}
+			}()
+		}
+	}()
+	const clients, msgs = 40, 20
+	errs := make(chan error, clients)
+	for i := range clients {
+		go func() {
+			cc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+			if err != nil {
+				errs <- err
+				return
+			}
+			c := clientEngine(t, cc, Config{})
+			defer c.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			s, err := c.Connect(ctx, handshake.AncillaryEPD("rtmfp://127.0.0.1/app"), ConnectOptions{}, addr)
+			if err != nil {
+				errs <- err
+				return
+			}
+			f, _ := s.OpenFlow([]byte("m"), nil)
+			for j := range msgs {
+				f.Write([]byte(fmt.Sprintf("client %d message %d", i, j)))
+			}
+			rf, err := s.AcceptFlow(ctx)
+			if err != nil {
+				errs <- err
+				return
+			}
+			for j := range msgs {
+				m, err := rf.Read(ctx)
+				if err != nil || string(m) != fmt.Sprintf("client %d message %d", i, j) {
+					errs <- fmt.Errorf("client %d: %q %v", i, m, err)
+					return
+				}
+			}
+			errs <- s.Close(ctx)
+		}()
+	}
+	for range clients {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := server.Stats().HandshakesOK; got != clients {
+		t.Fatalf("%d handshakes, want %d", got, clients)
+	}
+}

@@ -316,3 +316,34 @@ func TestGlare(t *testing.T) {
 		t.Error("lower certificate should win (far is not less than near)")
 	}
 }
+
+// Every group we advertise is computed: a static initiator whose key is in
+// group 5 or 14 keys with our server in that group.
+func TestEveryAdvertisedGroupWorks(t *testing.T) {
+	server, _ := NewServerIdentity(nil)
+	for _, g := range []*Group{Group2, Group5, Group14} {
+		kp, err := GenerateKey(g, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, _ := IdentityFromKey(kp)
+		p, err := (&Initiator{ID: id}).Start(server.Parsed)
+		if err != nil {
+			t.Fatalf("group %d: %v", g.ID, err)
+		}
+		if c, _ := ParseComponent(p.SKIC); c.Group != g.ID {
+			t.Fatalf("group %d: SKIC selects %d", g.ID, c.Group)
+		}
+		acc, err := (&Responder{ID: server}).Respond(wire.IIKeying{ISID: 1, Certificate: id.Certificate, SKIC: p.SKIC})
+		if err != nil {
+			t.Fatalf("group %d: %v", g.ID, err)
+		}
+		if sc, _ := ParseComponent(acc.SKRC); sc.Group != g.ID || len(sc.Public) > g.Len {
+			t.Fatalf("group %d: SKRC key in group %d", g.ID, sc.Group)
+		}
+		k, err := p.Finish(acc.SKRC)
+		if err != nil || !bytes.Equal(k.EncryptKey, acc.Keys.DecryptKey) {
+			t.Fatalf("group %d: keys disagree (%v)", g.ID, err)
+		}
+	}
+}

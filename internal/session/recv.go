@@ -107,7 +107,10 @@ func (f *RecvFlow) windowOpened() {
 	}
 }
 
-// window is the advertised receive window in 1024-byte blocks.
+// window is the advertised receive window in 1024-byte blocks. It rounds
+// down and counts each block's fragment overhead, so that whatever the
+// sender sends within it is accepted (rounding up would invite fragments
+// that get dropped and retransmitted until the reader catches up).
 func (f *RecvFlow) window() uint64 {
 	if f.rejected {
 		return 0
@@ -116,7 +119,7 @@ func (f *RecvFlow) window() uint64 {
 	if free <= 0 {
 		return 0
 	}
-	return uint64((free + 1023) / 1024)
+	return uint64(free / (1024 + fragOverhead))
 }
 
 // onData processes one user-data chunk. It returns false if the chunk was

@@ -55,6 +55,7 @@ type link struct {
 	seq       int
 	delivered int
 	dropped   int
+	dropNext  [2]int // drop this many upcoming datagrams from side i
 }
 
 func keysFor(seed string) []byte {
@@ -83,6 +84,11 @@ func (l *link) out(from int) func([]byte, netip.AddrPort) {
 			l.t.Fatalf("datagram of %d bytes", len(d))
 		}
 		copies := 1
+		if l.dropNext[from] > 0 {
+			l.dropNext[from]--
+			l.dropped++
+			return
+		}
 		if l.rnd.Float64() < l.loss {
 			copies = 0
 			l.dropped++
