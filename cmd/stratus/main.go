@@ -1,6 +1,7 @@
 // Command stratus is the Stratus RTMFP rendezvous service and its tools.
 //
-//	stratus server   run the service (for now: the engine's echo responder)
+//	stratus server   run the rendezvous service
+//	stratus keys     manage developer keys
 //	stratus probe    connect to an RTMFP server, like Flash would, and measure it
 package main
 
@@ -14,7 +15,8 @@ import (
 const usage = `usage: stratus <command> [flags]
 
 commands:
-  server   run the RTMFP service on UDP (see: stratus server -h)
+  server   run the RTMFP rendezvous service (see: stratus server -h)
+  keys     create, list, revoke and show developer keys (see: stratus keys)
   probe    handshake with an RTMFP server and exchange messages (see: stratus probe -h)
 `
 
@@ -27,6 +29,8 @@ func main() {
 	switch os.Args[1] {
 	case "server":
 		err = runServer(os.Args[2:])
+	case "keys":
+		err = runKeys(os.Args[2:])
 	case "probe":
 		err = runProbe(os.Args[2:])
 	case "-h", "-help", "--help", "help":

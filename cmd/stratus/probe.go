@@ -8,30 +8,29 @@ import (
 	"flag"
 	"fmt"
 	"net"
-	"net/netip"
-	"net/url"
 	"strconv"
 	"time"
 
 	"github.com/stratus-rtmfp/stratus/internal/engine"
 	"github.com/stratus-rtmfp/stratus/internal/handshake"
+	"github.com/stratus-rtmfp/stratus/rtmfp"
 )
 
-// runProbe connects to an RTMFP server as a Flash-like client (static
-// group-2 identity, the URI as ancillary-data EPD), prints what the
-// handshake established, then sends messages on a flow and waits for them
-// to come back on a return flow (servers that echo, like ours and
-// rtmfp-cpp's echoserver).
+// runProbe connects to an RTMFP server. By default it runs a NetConnection
+// connect the way Flash does (handshake, connect, setPeerInfo) and reports
+// the server's answer; with --echo N it opens a raw flow instead and
+// waits for N messages to come back on a return flow (for echo servers
+// such as rtmfp-cpp's echoserver).
 func runProbe(args []string) error {
 	fs := flag.NewFlagSet("probe", flag.ContinueOnError)
-	count := fs.Int("count", 5, "messages to send (0: handshake only)")
-	size := fs.Int("size", 1000, "message size in bytes")
-	metadata := fs.String("metadata", "stratus-probe", "flow metadata")
+	echo := fs.Int("echo", 0, "instead of connect, send N messages on a raw flow and wait for them to be echoed")
+	size := fs.Int("size", 1000, "echo message size in bytes")
+	metadata := fs.String("metadata", "stratus-probe", "echo flow metadata")
 	timeout := fs.Duration("timeout", 10*time.Second, "give up after this long")
-	peer := fs.String("fingerprint", "", "require the server's fingerprint (64 hex digits) in the EPD")
+	peer := fs.String("fingerprint", "", "with --echo: add this peer ID (64 hex digits) to the EPD, asking a rendezvous server to introduce us to that peer")
 	policy := policyFlags(fs)
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: stratus probe [flags] rtmfp://host[:port]/app")
+		fmt.Fprintln(fs.Output(), "usage: stratus probe [flags] rtmfp://host[:port]/DEVELOPER_KEY")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -42,7 +41,10 @@ func runProbe(args []string) error {
 		return errors.New("one rtmfp:// URL expected")
 	}
 	uri := fs.Arg(0)
-	addrs, err := resolveRTMFP(uri)
+	if *echo == 0 {
+		return probeConnect(uri, *timeout, policy.get())
+	}
+	addrs, _, err := rtmfp.ParseURL(uri)
 	if err != nil {
 		return err
 	}
@@ -61,11 +63,11 @@ func runProbe(args []string) error {
 	defer e.Close()
 	epd := handshake.AncillaryEPD(uri)
 	if *peer != "" {
-		fp, err := hex.DecodeString(*peer)
-		if err != nil || len(fp) != 32 {
-			return errors.New("--fingerprint wants 64 hex digits")
+		fp, err := rtmfp.ParsePeerID(*peer)
+		if err != nil {
+			return err
 		}
-		epd = append(epd, handshake.FingerprintEPD([32]byte(fp))...)
+		epd = append(epd, handshake.FingerprintEPD(fp)...)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
@@ -80,10 +82,8 @@ func runProbe(args []string) error {
 	fmt.Printf("farID     %s\n", hex.EncodeToString(far[:]))
 	fmt.Printf("nearNonce %s\n", hex.EncodeToString(s.NearNonce()))
 	fmt.Printf("farNonce  %s\n", hex.EncodeToString(s.FarNonce()))
-	if *count > 0 {
-		if err := probeEcho(ctx, s, *metadata, *count, *size); err != nil {
-			return err
-		}
+	if err := probeEcho(ctx, s, *metadata, *echo, *size); err != nil {
+		return err
 	}
 	cctx, ccancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer ccancel()
@@ -92,6 +92,32 @@ func runProbe(args []string) error {
 	} else {
 		fmt.Println("closed")
 	}
+	return nil
+}
+
+// probeConnect runs a Flash-like NetConnection connect and reports it.
+func probeConnect(uri string, timeout time.Duration, pol handshake.Policy) error {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	nc, err := rtmfp.Connect(ctx, uri, &rtmfp.Config{ConnectTimeout: timeout, Policy: pol})
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	fmt.Printf("%s in %v\n", rtmfp.ConnectSuccess, time.Since(start).Round(time.Microsecond))
+	fmt.Printf("server    %s\n", nc.ServerAddr())
+	fmt.Printf("nearID    %s\n", nc.NearID())
+	fmt.Printf("farID     %s\n", nc.FarID())
+	// The server answers setPeerInfo with its keepalive periods.
+	kctx, kcancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer kcancel()
+	srvKA, peerKA, err := nc.Keepalive(kctx)
+	if err != nil {
+		fmt.Println("keepalive: the server sent no set-keepalive")
+		return nil
+	}
+	fmt.Printf("keepalive server %v, peer %v (set-keepalive 0x29)\n", srvKA, peerKA)
 	return nil
 }
 
@@ -130,30 +156,4 @@ func probeEcho(ctx context.Context, s *engine.Session, metadata string, count, s
 	f.Close()
 	fmt.Printf("srtt %v\n", s.SRTT())
 	return nil
-}
-
-// resolveRTMFP returns the UDP addresses of an rtmfp:// URL (port 1935
-// unless given).
-func resolveRTMFP(raw string) ([]netip.AddrPort, error) {
-	u, err := url.Parse(raw)
-	if err != nil || u.Scheme != "rtmfp" || u.Hostname() == "" {
-		return nil, fmt.Errorf("%q is not an rtmfp://host[:port]/... URL", raw)
-	}
-	port := uint16(1935)
-	if p := u.Port(); p != "" {
-		n, err := strconv.ParseUint(p, 10, 16)
-		if err != nil {
-			return nil, fmt.Errorf("bad port in %q", raw)
-		}
-		port = uint16(n)
-	}
-	ips, err := net.DefaultResolver.LookupNetIP(context.Background(), "ip", u.Hostname())
-	if err != nil {
-		return nil, err
-	}
-	var out []netip.AddrPort
-	for _, ip := range ips {
-		out = append(out, netip.AddrPortFrom(ip.Unmap(), port))
-	}
-	return out, nil
 }

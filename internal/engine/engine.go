@@ -56,14 +56,30 @@ type Config struct {
 	// the receive goroutine, so it may call Redirect and ForwardIHello.
 	UnmatchedIHello func(src netip.AddrPort, epd handshake.EPD, tag []byte)
 	// AllowKeying rate-limits the expensive part of the handshake per
-	// source; returning false drops the IIKeying.
+	// source; returning false drops the IIKeying. It runs after the cookie
+	// proved the source address, so per-source state is safe there.
 	AllowKeying func(src netip.AddrPort) bool
+	// AllowHello, if set, is asked before answering any IHello (a global
+	// token bucket: before the cookie round trip no per-source state may
+	// be kept).
+	AllowHello func() bool
+	// MinIHelloSize drops IHellos in datagrams smaller than this, so that
+	// an RHello (180 bytes) is never much larger than what caused it.
+	// Every real client's IHello is at least 52 bytes; 0 means no minimum.
+	MinIHelloSize int
 	// ArrivalOrder decides per new incoming flow whether messages are
 	// delivered as they complete rather than in order.
 	ArrivalOrder func(metadata []byte) bool
 	// AcceptIntroducer marks sessions we open as trusted to send Forwarded
 	// IHellos (a client trusts its server).
 	// Sessions opened with ConnectOptions.Introducer override it.
+
+	// Events, if set, switches the engine to event-driven mode: sessions
+	// that others open, their flows and messages are delivered as callbacks
+	// on one dispatcher goroutine instead of through Accept, AcceptFlow and
+	// Read. A server with many idle sessions needs this: blocking handles
+	// cost goroutines (and their stacks) per session.
+	Events Events
 
 	// Logger; nil discards.
 	Logger *slog.Logger
@@ -74,6 +90,24 @@ type Config struct {
 	EphemeralKeys int
 	// MaxOpening bounds concurrent outgoing session attempts (default 1024).
 	MaxOpening int
+}
+
+// Events receives an event-driven engine's callbacks, in order, on one
+// goroutine. Callbacks may call any engine method.
+type Events interface {
+	// SessionOpened: a session another endpoint opened to us.
+	SessionOpened(s *Session)
+	// FlowOpened: the far end opened a flow (Reject it here to refuse it).
+	FlowOpened(f *RecvFlow)
+	// Message: a complete message on a flow, in order (or in arrival order
+	// where ArrivalOrder asked for it).
+	Message(f *RecvFlow, msg []byte)
+	// FlowClosed: the far end finished the flow, or it was rejected.
+	FlowClosed(f *RecvFlow)
+	// SessionClosed: the session is gone, with the reason.
+	SessionClosed(s *Session, err error)
+	// AddressChanged: the far end moved to a validated new address.
+	AddressChanged(s *Session, addr netip.AddrPort)
 }
 
 // Counters are the engine's packet and handshake counters. All fields are
@@ -110,6 +144,7 @@ type Engine struct {
 
 	mu        sync.Mutex
 	closed    bool
+	refusing  bool // draining: no new sessions
 	cookies   *handshake.Cookies
 	responder *handshake.Responder
 	initiator *handshake.Initiator
@@ -129,6 +164,9 @@ type Engine struct {
 	pool      map[uint64]chan *handshake.KeyPair
 	pkt       []byte
 	hooks     []func()
+	scratch   session.Scratch
+	evq       []func()
+	evSig     chan struct{}
 
 	done chan struct{}
 	wg   sync.WaitGroup
@@ -169,7 +207,7 @@ func New(conn net.PacketConn, cfg Config) (*Engine, error) {
 		sessions: map[uint32]*Session{}, byAddr: map[netip.AddrPort]*Session{}, byPeer: map[[32]byte]*Session{},
 		openTag: map[string]*opening{}, openSID: map[uint32]*opening{},
 		acceptCh: make(chan struct{}), kick: make(chan struct{}, 1), done: make(chan struct{}),
-		pool: map[uint64]chan *handshake.KeyPair{},
+		pool: map[uint64]chan *handshake.KeyPair{}, evSig: make(chan struct{}, 1),
 	}
 	e.udp, _ = conn.(*net.UDPConn)
 	e.responder = &handshake.Responder{ID: cfg.Identity, Policy: cfg.Policy, Rand: rnd, Ephemeral: e.ephemeral}
@@ -184,7 +222,51 @@ func New(conn net.PacketConn, cfg Config) (*Engine, error) {
 	e.wg.Add(2)
 	go e.readLoop()
 	go e.timerLoop()
+	if cfg.Events != nil {
+		e.wg.Add(1)
+		go e.dispatch()
+	}
 	return e, nil
+}
+
+// event queues a callback for the dispatcher; e.mu held.
+func (e *Engine) event(fn func()) {
+	e.evq = append(e.evq, fn)
+	select {
+	case e.evSig <- struct{}{}:
+	default:
+	}
+}
+
+// dispatch runs event callbacks in order, without the engine lock.
+func (e *Engine) dispatch() {
+	defer e.wg.Done()
+	for {
+		select {
+		case <-e.evSig:
+		case <-e.done:
+			e.mu.Lock()
+			q := e.evq
+			e.evq = nil
+			e.mu.Unlock()
+			for _, fn := range q {
+				fn()
+			}
+			return
+		}
+		for {
+			e.mu.Lock()
+			q := e.evq
+			e.evq = nil
+			e.mu.Unlock()
+			if len(q) == 0 {
+				break
+			}
+			for _, fn := range q {
+				fn()
+			}
+		}
+	}
 }
 
 func (e *Engine) fillPool(g *handshake.Group, ch chan *handshake.KeyPair) {
@@ -232,6 +314,14 @@ func (e *Engine) Stats() Stats {
 		RHellosSent: c.RHellosSent.Load(), RedirectsSent: c.RedirectsSent.Load(), FIHellosSent: c.FIHellosSent.Load(),
 		SessionsOpen: c.SessionsOpen.Load(),
 	}
+}
+
+// Refuse stops answering handshakes (a draining server): existing
+// sessions carry on, new ones are not opened.
+func (e *Engine) Refuse() {
+	e.mu.Lock()
+	e.refusing = true
+	e.mu.Unlock()
 }
 
 // Close aborts every session, closes the socket and waits for the engine's
@@ -339,6 +429,10 @@ func (e *Engine) receive(now time.Time, src netip.AddrPort, d []byte) {
 		return
 	}
 	if sid == 0 {
+		if e.refusing {
+			e.C.DropLimited.Add(1)
+			return
+		}
 		e.startup(now, src, d)
 		return
 	}
@@ -401,6 +495,10 @@ func (e *Engine) startup(now time.Time, src netip.AddrPort, d []byte) {
 		b = rest
 		switch c.Type {
 		case wire.ChunkIHello:
+			if len(d) < e.cfg.MinIHelloSize {
+				e.C.DropShort.Add(1)
+				return
+			}
 			if ih, err := wire.ParseIHello(c.Payload); err == nil {
 				e.onIHello(now, src, ih)
 			}
@@ -433,6 +531,10 @@ func (e *Engine) onIHello(now time.Time, src netip.AddrPort, ih wire.IHello) {
 	}
 	if epd.Selects(e.id.Parsed) {
 		if epd.HasAncillary && !epd.HasFP && e.cfg.SelectAncillary != nil && !e.cfg.SelectAncillary(src, epd.Ancillary) {
+			return
+		}
+		if e.cfg.AllowHello != nil && !e.cfg.AllowHello() {
+			e.C.DropLimited.Add(1)
 			return
 		}
 		e.sendRHello(now, src, ih.Tag)
@@ -524,6 +626,10 @@ func (e *Engine) onIIKeying(now time.Time, src netip.AddrPort, ik wire.IIKeying)
 			o.finish(s) // the far end's session replaces ours
 		}
 	}
+	if ev := e.cfg.Events; ev != nil {
+		e.event(func() { ev.SessionOpened(s) })
+		return
+	}
 	e.accepted = append(e.accepted, s)
 	e.signalAccept()
 }
@@ -559,7 +665,7 @@ func (e *Engine) newSessionSID(now time.Time, initiator bool, nearSID, farSID ui
 		Initiator: initiator, NearSID: nearSID, FarSID: farSID, Dest: dest,
 		Sealer: sealer, Opener: opener, Handler: (*handler)(s), Endpoint: &e.ep,
 		RecvBuffer: e.cfg.RecvBuffer, Keepalive: e.cfg.Keepalive, DeadAfter: e.cfg.DeadAfter, IdleTimeout: e.cfg.IdleTimeout,
-		Introducer: introducer,
+		Introducer: introducer, Scratch: &e.scratch,
 	}, now)
 	e.sessions[nearSID] = s
 	if _, dup := e.byPeer[s.peerID]; !dup {
@@ -594,6 +700,33 @@ func (e *Engine) sessionClosed(s *Session) {
 	}
 	close(s.done)
 	s.broadcast()
+	if ev := e.cfg.Events; ev != nil {
+		err := s.core.Err()
+		for _, rf := range s.drain {
+			e.drainFlow(rf)
+		}
+		s.drain = nil
+		e.event(func() { ev.SessionClosed(s, err) })
+	}
+}
+
+// drainFlow hands a flow's complete messages (and its end) to the
+// dispatcher; e.mu held.
+func (e *Engine) drainFlow(rf *RecvFlow) {
+	ev := e.cfg.Events
+	rf.queued = false
+	for {
+		msg, ok, eof := rf.core.Read()
+		if ok {
+			e.event(func() { ev.Message(rf, msg) })
+			continue
+		}
+		if (eof || rf.s.core.IsClosed()) && !rf.closedSent {
+			rf.closedSent = true
+			e.event(func() { ev.FlowClosed(rf) })
+		}
+		return
+	}
 }
 
 // markDirty queues a session for flushing at the end of the current
@@ -612,6 +745,10 @@ func (e *Engine) flushDirty(now time.Time) {
 		s := e.dirty[0]
 		e.dirty = e.dirty[1:]
 		s.dirty = false
+		for _, rf := range s.drain {
+			e.drainFlow(rf)
+		}
+		s.drain = s.drain[:0]
 		s.core.Flush(now, e.sendTo)
 		for s.core.WantsFlush(now) {
 			s.core.Flush(now, e.sendTo)

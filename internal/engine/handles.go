@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/netip"
 	"time"
@@ -27,8 +28,8 @@ type Session struct {
 	rikeying []byte
 
 	recvQ   []*RecvFlow
-	rflows  map[*session.RecvFlow]*RecvFlow
-	writers int // goroutines waiting for send buffer space
+	drain   []*RecvFlow // event mode: flows with messages to hand out
+	writers int         // goroutines waiting for send buffer space
 
 	notify        chan struct{}
 	notifyPending bool
@@ -54,16 +55,28 @@ func (h *handler) RecvFlow(f *session.RecvFlow) {
 	if s.e.cfg.ArrivalOrder != nil && s.e.cfg.ArrivalOrder(f.Metadata) {
 		f.ArrivalOrder = true
 	}
-	if s.rflows == nil {
-		s.rflows = map[*session.RecvFlow]*RecvFlow{}
-	}
 	rf := &RecvFlow{s: s, core: f}
-	s.rflows[f] = rf
+	f.Value = rf
+	if ev := s.e.cfg.Events; ev != nil {
+		s.e.event(func() { ev.FlowOpened(rf) })
+		return
+	}
 	s.recvQ = append(s.recvQ, rf)
 	s.notifyPending = true
 }
 
-func (h *handler) Readable(*session.RecvFlow)        { h.s().notifyPending = true }
+func (h *handler) Readable(f *session.RecvFlow) {
+	s := h.s()
+	if s.e.cfg.Events != nil {
+		if rf, _ := f.Value.(*RecvFlow); rf != nil && !rf.queued {
+			rf.queued = true
+			s.drain = append(s.drain, rf)
+			s.e.markDirty(s)
+		}
+		return
+	}
+	s.notifyPending = true
+}
 func (h *handler) SendFlowChanged(*session.SendFlow) { h.s().notifyPending = true }
 func (h *handler) Wake(*session.Session)             { h.s().e.markDirty(h.s()) }
 
@@ -88,6 +101,9 @@ func (h *handler) AddressChanged(_ *session.Session, addr netip.AddrPort) {
 		}
 	}
 	s.notifyPending = true
+	if ev := s.e.cfg.Events; ev != nil {
+		s.e.event(func() { ev.AddressChanged(s, addr) })
+	}
 }
 
 func (h *handler) Closed(*session.Session, error) { h.s().e.sessionClosed(h.s()) }
@@ -166,6 +182,15 @@ func (s *Session) SRTT() time.Duration {
 	s.e.mu.Lock()
 	defer s.e.mu.Unlock()
 	return s.core.SRTT()
+}
+
+// SetKeepalive changes the session's keepalive period and dead-peer
+// timeout (0 keeps the current one).
+func (s *Session) SetKeepalive(keepalive, deadAfter time.Duration) {
+	s.e.do(func(now time.Time) {
+		s.core.SetKeepalive(keepalive, deadAfter)
+		s.e.schedule(s, now)
+	})
 }
 
 // OpenFlow opens a send flow. assoc, if not nil, makes it the return flow
@@ -311,6 +336,24 @@ func (f *SendFlow) WriteMessage(ctx context.Context, msg []byte, deadline time.T
 	}
 }
 
+// ErrBufferFull is TryWrite's answer when the flow already holds
+// MaxBuffered unacknowledged bytes.
+var ErrBufferFull = errors.New("engine: send buffer full")
+
+// TryWrite queues a message without ever blocking: event handlers use it,
+// since a far end that stops acknowledging must not stall the dispatcher.
+func (f *SendFlow) TryWrite(msg []byte) error {
+	e := f.s.e
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if f.core.Buffered() >= MaxBuffered {
+		return ErrBufferFull
+	}
+	err := f.core.Write(append([]byte(nil), msg...), time.Time{}, nil)
+	e.flushDirty(time.Now())
+	return err
+}
+
 // Close finishes the flow after what was written.
 func (f *SendFlow) Close() { f.s.e.do(func(time.Time) { f.core.Close() }) }
 
@@ -351,8 +394,12 @@ func (f *SendFlow) WaitComplete(ctx context.Context) error {
 
 // RecvFlow is a goroutine-safe handle on a flow the far end opened.
 type RecvFlow struct {
-	s    *Session
-	core *session.RecvFlow
+	s          *Session
+	core       *session.RecvFlow
+	queued     bool // event mode: in s.drain
+	closedSent bool // event mode: FlowClosed delivered
+	// Value is free for the application.
+	Value any
 }
 
 // ID is the flow ID (chosen by the sender).

@@ -35,15 +35,15 @@ func (s *Session) Flush(now time.Time, out func([]byte, netip.AddrPort)) {
 	burst := 0
 	for {
 		s.startPacket(now)
-		hdr := len(s.pkt)
+		hdr := len(s.sc.pkt)
 		s.addControl(now)
-		sending := len(s.pkt) > hdr || s.hasSendableData(now, burst)
+		sending := len(s.sc.pkt) > hdr || s.hasSendableData(now, burst)
 		s.addAcks(now, sending)
 		data := false
 		if burst < maxBurst && !now.Before(s.paceAt) {
 			data = s.addData(now)
 		}
-		if len(s.pkt) == hdr {
+		if len(s.sc.pkt) == hdr {
 			break
 		}
 		s.emit(now, out, s.dest)
@@ -86,26 +86,26 @@ func (s *Session) startPacket(now time.Time) {
 		flags |= wire.FlagTimeCriticalReverse
 	}
 	h.Flags = flags
-	s.pkt = wire.AppendHeader(s.pkt[:0], h)
+	s.sc.pkt = wire.AppendHeader(s.sc.pkt[:0], h)
 }
 
-// emit seals the packet in s.pkt and hands it out.
+// emit seals the packet in s.sc.pkt and hands it out.
 func (s *Session) emit(now time.Time, out func([]byte, netip.AddrPort), dest netip.AddrPort) {
-	if s.pkt[0]&wire.FlagTimestampEcho != 0 {
+	if s.sc.pkt[0]&wire.FlagTimestampEcho != 0 {
 		s.sentTSE = true
-		s.lastTSE = uint16(s.pkt[3])<<8 | uint16(s.pkt[4])
+		s.lastTSE = uint16(s.sc.pkt[3])<<8 | uint16(s.sc.pkt[4])
 	}
-	s.out = s.cfg.Sealer.Seal(s.out[:0], s.cfg.FarSID, s.pkt)
+	s.sc.out = s.cfg.Sealer.Seal(s.sc.out[:0], s.cfg.FarSID, s.sc.pkt)
 	s.lastSend = now
-	out(s.out, dest)
+	out(s.sc.out, dest)
 }
 
-func (s *Session) room() int { return s.maxPacket - len(s.pkt) }
+func (s *Session) room() int { return s.maxPacket - len(s.sc.pkt) }
 
 // sendSingle sends one packet holding one chunk to dest.
 func (s *Session) sendSingle(now time.Time, out func([]byte, netip.AddrPort), dest netip.AddrPort, typ byte, payload []byte) {
 	s.startPacket(now)
-	s.pkt = wire.AppendChunk(s.pkt, typ, payload)
+	s.sc.pkt = wire.AppendChunk(s.sc.pkt, typ, payload)
 	s.emit(now, out, dest)
 }
 
@@ -124,15 +124,15 @@ func (s *Session) flushControl(now time.Time, out func([]byte, netip.AddrPort)) 
 // addControl adds ping replies, a keepalive ping and queued raw chunks.
 func (s *Session) addControl(now time.Time) {
 	for len(s.pingReplies) > 0 && s.room() >= 3+len(s.pingReplies[0].payload) {
-		s.pkt = wire.AppendChunk(s.pkt, wire.ChunkPingReply, s.pingReplies[0].payload)
+		s.sc.pkt = wire.AppendChunk(s.sc.pkt, wire.ChunkPingReply, s.pingReplies[0].payload)
 		s.pingReplies = s.pingReplies[1:]
 	}
 	if s.keepaliveDue(now) && s.room() >= 3 {
-		s.pkt = wire.AppendChunk(s.pkt, wire.ChunkPing, nil)
+		s.sc.pkt = wire.AppendChunk(s.sc.pkt, wire.ChunkPing, nil)
 		s.pingSent, s.pingAt = true, now
 	}
 	for len(s.rawChunks) > 0 && s.room() >= len(s.rawChunks[0]) {
-		s.pkt = append(s.pkt, s.rawChunks[0]...)
+		s.sc.pkt = append(s.sc.pkt, s.rawChunks[0]...)
 		s.rawChunks = s.rawChunks[1:]
 	}
 	if len(s.rawChunks) > 0 && s.room() == s.maxPacket-5 {
@@ -140,7 +140,7 @@ func (s *Session) addControl(now time.Time) {
 	}
 	for _, f := range s.sendOrder {
 		if !f.probeAt.IsZero() && !now.Before(f.probeAt) && s.room() >= 3+wire.MaxVLULen {
-			s.pkt = wire.AppendFlowIDChunk(s.pkt, wire.ChunkBufferProbe, f.ID)
+			s.sc.pkt = wire.AppendFlowIDChunk(s.sc.pkt, wire.ChunkBufferProbe, f.ID)
 			f.probeIvl = min(time.Duration(float64(f.probeIvl)*math.Sqrt2), 60*time.Second)
 			f.probeAt = now.Add(f.probeIvl)
 		}
@@ -171,9 +171,9 @@ func (s *Session) addAcks(now time.Time, piggyback bool) {
 		if !f.ackNow && !piggyback && now.Before(f.ackDue) {
 			continue
 		}
-		n := len(s.pkt)
-		s.pkt = f.appendAck(s.pkt, s.room())
-		if len(s.pkt) == n {
+		n := len(s.sc.pkt)
+		s.sc.pkt = f.appendAck(s.sc.pkt, s.room())
+		if len(s.sc.pkt) == n {
 			return // full; the next packet carries the rest
 		}
 		f.ackDue = time.Time{}
@@ -258,7 +258,7 @@ func (s *Session) addData(now time.Time) bool {
 				s.tsn++
 				added = true
 			}
-			s.pkt = ud.Append(s.pkt)
+			s.sc.pkt = ud.Append(s.sc.pkt)
 			if fr.needRtx {
 				fr.needRtx = false
 				f.rtx--
@@ -274,7 +274,7 @@ func (s *Session) addData(now time.Time) bool {
 			s.outstanding += fr.size()
 			s.inflight = append(s.inflight, flightEntry{f: fr, sf: f, tsn: s.tsn})
 			if f.TimeCritical {
-				s.pkt[0] |= wire.FlagTimeCritical
+				s.sc.pkt[0] |= wire.FlagTimeCritical
 				s.lastTCSent, s.ep.lastTCSent = now, now
 			}
 			prev, prevSeq = f, fr.seq

@@ -17,6 +17,8 @@ type RecvFlow struct {
 	// ArrivalOrder delivers each message as soon as it is complete instead
 	// of in sending order (set at acceptance from the flow's metadata).
 	ArrivalOrder bool
+	// Value is free for the layer above (the engine keeps its handle here).
+	Value any
 
 	s        *Session
 	recv     rangeSet
@@ -302,11 +304,11 @@ func (f *RecvFlow) appendAck(b []byte, max int) []byte {
 	w := f.window()
 	a := wire.Ack{FlowID: f.ID, Window: w, Cum: f.recv.cum()}
 	if len(f.recv.r) > 1 {
-		a.Ranges = f.s.ackRangesBuf[:0]
+		a.Ranges = f.s.sc.ackRanges[:0]
 		for _, r := range f.recv.r[1:] {
 			a.Ranges = append(a.Ranges, wire.AckRange{Start: r.start, End: r.end})
 		}
-		f.s.ackRangesBuf = a.Ranges
+		f.s.sc.ackRanges = a.Ranges
 	}
 	n := len(b)
 	b = a.Append(b, max-(n-start))

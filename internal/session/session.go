@@ -85,6 +85,16 @@ type Config struct {
 	IdleTimeout time.Duration
 	// Introducer marks the far end as trusted to send Forwarded IHellos.
 	Introducer bool
+	// Scratch holds packet-building buffers; sessions that are never
+	// flushed concurrently (one engine lock) share one, which keeps idle
+	// sessions small. Nil gives the session its own.
+	Scratch *Scratch
+}
+
+// Scratch is reusable packet-building memory.
+type Scratch struct {
+	pkt, out  []byte
+	ackRanges []wire.AckRange
 }
 
 type state int
@@ -167,10 +177,8 @@ type Session struct {
 	dataFlows     []*RecvFlow
 	deadlines     []*dlEntry
 
-	maxPacket    int
-	pkt          []byte
-	out          []byte
-	ackRangesBuf []wire.AckRange
+	maxPacket int
+	sc        *Scratch
 	ackedTSN     uint64
 	ackedBytes   int
 	gotAcks      bool
@@ -213,6 +221,9 @@ func New(cfg Config, now time.Time) *Session {
 		cwnd: cwndInit, ssthresh: 1 << 30,
 		lastRecv: now, lastSend: now, lastActivity: now,
 	}
+	if s.sc = cfg.Scratch; s.sc == nil {
+		s.sc = &Scratch{}
+	}
 	_, _ = rand.Read(s.mobSecret[:])
 	s.maxPacket = maxPacketLen(cfg.Sealer)
 	return s
@@ -232,6 +243,15 @@ const (
 	cwndInit     = 3 * mss
 	cwndTimedOut = 2 * mss
 )
+
+// SetKeepalive changes the keepalive period (a server's set-keepalive
+// event, say) and the silence after which the session is declared dead.
+func (s *Session) SetKeepalive(keepalive, deadAfter time.Duration) {
+	s.cfg.Keepalive = keepalive
+	if deadAfter > 0 {
+		s.cfg.DeadAfter = deadAfter
+	}
+}
 
 // Dest is the far end's current address.
 func (s *Session) Dest() netip.AddrPort { return s.dest }

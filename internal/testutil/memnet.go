@@ -249,3 +249,9 @@ func (c *Conn) ReadTimeout(d time.Duration) ([]byte, netip.AddrPort, error) {
 		return nil, netip.AddrPort{}, ErrTimeout
 	}
 }
+
+// Inject delivers a datagram to to as if it came from from, which need not
+// be attached: a spoofed source.
+func (n *Network) Inject(from, to netip.AddrPort, b []byte) {
+	n.send(from, to, b)
+}

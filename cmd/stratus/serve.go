@@ -1,0 +1,201 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/stratus-rtmfp/stratus/internal/store"
+	"github.com/stratus-rtmfp/stratus/server"
+)
+
+// Defaults, also shown in the README.
+const (
+	defaultData  = "./stratus-data"
+	defaultAdmin = "127.0.0.1:8935"
+	// adminAddrFile, in the data directory, holds the running server's
+	// admin address for "stratus keys".
+	adminAddrFile = "admin.addr"
+)
+
+func serverFlags(fs *flag.FlagSet) (*server.Config, *serveOpts) {
+	cfg := &server.Config{}
+	o := &serveOpts{}
+	fs.Var(&o.listen, "listen", "UDP address to listen on, repeatable (default 0.0.0.0:1935 and [::]:1935)")
+	fs.StringVar(&o.data, "data", defaultData, "data directory (bbolt database of developer keys and usage)")
+	fs.StringVar(&o.admin, "admin", defaultAdmin, "admin HTTP listener (metrics, health, JSON API); \"off\" disables it")
+	fs.BoolVar(&cfg.Open, "open", false, "accept any developer key")
+	fs.Var(&o.public, "public-address", "address:port clients reach this server at (behind NAT or a load balancer), repeatable")
+	fs.DurationVar(&cfg.ClientKeepalive, "client-keepalive", 15*time.Second, "keepalive period clients use towards the server (sent in set-keepalive 0x29; at least 5s)")
+	fs.DurationVar(&cfg.PeerKeepalive, "peer-keepalive", 10*time.Second, "keepalive period clients use towards their peers (sent in 0x29; at least 5s)")
+	fs.DurationVar(&cfg.ReapAfter, "reap-after", 0, "drop a client silent for this long (default 4 × client-keepalive)")
+	fs.DurationVar(&cfg.ConnectTimeout, "connect-timeout", 30*time.Second, "close sessions that have not connected by then")
+	fs.BoolVar(&cfg.RefuseAnonymousLookups, "refuse-anonymous-lookups", false, "introduce only initiators that are connected clients of the same developer key")
+	fs.IntVar(&cfg.MaxSessions, "max-sessions", 200000, "maximum sessions in all (-1: no limit)")
+	fs.IntVar(&cfg.MaxSessionsPerIP, "max-sessions-per-ip", 256, "maximum sessions from one IP address (-1: no limit)")
+	fs.IntVar(&cfg.MaxSessionsPerKey, "max-sessions-per-key", -1, "maximum connected clients per developer key (-1: no limit)")
+	fs.Float64Var(&cfg.HandshakeRate, "handshake-rate", 50, "keying handshakes per second per source IP (-1: no limit)")
+	fs.IntVar(&cfg.HandshakeBurst, "handshake-burst", 100, "burst for --handshake-rate")
+	fs.Float64Var(&cfg.HelloRate, "hello-rate", 50000, "handshake replies (RHello) per second in all")
+	fs.IntVar(&cfg.MaxPeerAddresses, "max-peer-addresses", 8, "setPeerInfo addresses kept per client")
+	fs.DurationVar(&o.drain, "drain-timeout", 10*time.Second, "on SIGTERM, how long to wait for clients to close")
+	o.policy = policyFlags(fs)
+	fs.StringVar(&o.level, "log-level", "info", "log level: debug, info, warn, error")
+	fs.StringVar(&o.format, "log-format", "text", "log format: text or json")
+	fs.StringVar(&o.config, "config", "", "config file of \"name = value\" lines, names as the flags")
+	return cfg, o
+}
+
+type serveOpts struct {
+	listen, public             listFlag
+	data, admin, level, format string
+	config                     string
+	drain                      time.Duration
+	policy                     policyOpts
+}
+
+func runServer(args []string) error {
+	fs := flag.NewFlagSet("server", flag.ContinueOnError)
+	cfg, o := serverFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := applySettings(fs, o.config); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	log, err := newLogger(o.level, o.format)
+	if err != nil {
+		return err
+	}
+	cfg.Logger = log
+	cfg.Policy = o.policy.get()
+	for _, p := range o.public {
+		ap, err := netip.ParseAddrPort(p)
+		if err != nil {
+			return fmt.Errorf("--public-address %q: %w", p, err)
+		}
+		cfg.PublicAddresses = append(cfg.PublicAddresses, ap)
+	}
+	st, err := store.OpenBolt(o.data, time.Second)
+	if err != nil {
+		return fmt.Errorf("opening %s: %w", o.data, err)
+	}
+	defer st.Close()
+	cfg.Store = st
+	listen := []string(o.listen)
+	if len(listen) == 0 {
+		listen = []string{"0.0.0.0:1935", "[::]:1935"}
+	}
+	srv, err := server.New(*cfg)
+	if err != nil {
+		return err
+	}
+	var conns []net.PacketConn
+	for _, addr := range listen {
+		network := "udp4"
+		if ua, err := net.ResolveUDPAddr("udp", addr); err == nil && ua.IP != nil && ua.IP.To4() == nil {
+			network = "udp6"
+		}
+		conn, err := net.ListenPacket(network, addr)
+		if err != nil {
+			if len(o.listen) == 0 && network == "udp6" {
+				log.Warn("IPv6 listener unavailable", "addr", addr, "err", err)
+				continue
+			}
+			return err
+		}
+		conns = append(conns, conn)
+	}
+	if len(conns) == 0 {
+		return errors.New("no UDP listener")
+	}
+	fp := srv.Fingerprint()
+	log.Info("stratus", "fingerprint", fmt.Sprintf("%x", fp[:]), "data", st.Path(), "open", cfg.Open)
+	if err := firstKey(srv, cfg, conns[0]); err != nil {
+		return err
+	}
+	for _, c := range conns {
+		go srv.Serve(c)
+	}
+	var admin *http.Server
+	if o.admin != "" && o.admin != "off" {
+		ln, err := net.Listen("tcp", o.admin)
+		if err != nil {
+			srv.Close()
+			return fmt.Errorf("admin listener: %w", err)
+		}
+		admin = &http.Server{Handler: srv.Admin(), ReadHeaderTimeout: 10 * time.Second}
+		go admin.Serve(ln)
+		log.Info("admin API", "http", "http://"+ln.Addr().String())
+		// Tell "stratus keys" where to find us while we hold the database.
+		adminFile := filepath.Join(o.data, adminAddrFile)
+		_ = os.WriteFile(adminFile, []byte(ln.Addr().String()+"\n"), 0o600)
+		defer os.Remove(adminFile)
+	}
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	s := <-sig
+	if s == syscall.SIGTERM {
+		log.Info("draining", "timeout", o.drain)
+		ctx, cancel := context.WithTimeout(context.Background(), o.drain)
+		go func() { // a second signal stops at once
+			<-sig
+			cancel()
+		}()
+		srv.Shutdown(ctx)
+		cancel()
+	} else {
+		srv.Close()
+	}
+	if admin != nil {
+		admin.Close()
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// firstKey creates a developer key on a first start so that a newcomer
+// can connect at once, and prints it with a ready URL.
+func firstKey(srv *server.Server, cfg *server.Config, conn net.PacketConn) error {
+	keys, err := srv.Keys()
+	if err != nil || len(keys) > 0 {
+		return err
+	}
+	k, err := srv.CreateKey("first key")
+	if err != nil {
+		return err
+	}
+	host := "127.0.0.1"
+	port := uint16(1935)
+	if ua, ok := conn.LocalAddr().(*net.UDPAddr); ok {
+		port = uint16(ua.Port)
+		if ip, ok := netip.AddrFromSlice(ua.IP); ok && !ip.IsUnspecified() {
+			host = ip.Unmap().String()
+		}
+	}
+	if len(cfg.PublicAddresses) > 0 {
+		host, port = cfg.PublicAddresses[0].Addr().String(), cfg.PublicAddresses[0].Port()
+	}
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	url := "rtmfp://" + host + "/" + k.ID
+	if port != 1935 {
+		url = fmt.Sprintf("rtmfp://%s:%d/%s", host, port, k.ID)
+	}
+	fmt.Printf("\nNo developer keys yet: created one.\n  developer key: %s\n  connect with:  %s\n\n", k.ID, url)
+	return nil
+}

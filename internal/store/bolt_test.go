@@ -1,0 +1,269 @@
+package store
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+func openBolt(t *testing.T, dir string) *Bolt {
+	t.Helper()
+	b, err := OpenBolt(dir, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestBoltPersistence: everything written is there after a close and reopen.
+func TestBoltPersistence(t *testing.T) {
+	dir := t.TempDir()
+	b := openBolt(t, dir)
+	a := mustCreate(t, b, "a")
+	k2 := mustCreate(t, b, "b")
+	c := mustCreate(t, b, "c")
+	revoked, err := b.RevokeKey(k2.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := time.Date(2025, 3, 4, 5, 6, 7, 8, time.UTC)
+	for range 3 {
+		if err := b.AddUsage(map[string]Usage{
+			a.ID:  {Connects: 1, BytesIn: 10, LastSeen: seen},
+			k2.ID: {Rejected: 1},
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before, err := b.ListKeys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	b = openBolt(t, dir)
+	defer b.Close()
+	after, err := b.ListKeys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(after) != len(before) {
+		t.Fatalf("after reopen %d keys, want %d", len(after), len(before))
+	}
+	for i := range before {
+		if after[i] != before[i] {
+			t.Errorf("key %d after reopen = %#v, want %#v", i, after[i], before[i])
+		}
+	}
+	if got, err := b.GetKey(k2.ID); err != nil || !got.Revoked || !sameKey(got, revoked) {
+		t.Errorf("revocation lost on reopen: %+v, %v", got, err)
+	}
+	if got, err := b.GetKey(c.ID); err != nil || got.Revoked {
+		t.Errorf("key c after reopen: %+v, %v", got, err)
+	}
+	if u := mustUsage(t, b, a.ID); !sameUsage(u, Usage{Connects: 3, BytesIn: 30, LastSeen: seen}) {
+		t.Errorf("usage a after reopen = %+v", u)
+	}
+	if u := mustUsage(t, b, k2.ID); u.Rejected != 3 {
+		t.Errorf("usage b after reopen = %+v", u)
+	}
+	if u := mustUsage(t, b, c.ID); u != (Usage{}) {
+		t.Errorf("usage c after reopen = %+v, want zero", u)
+	}
+	// The reopened store keeps working, revocation stays idempotent.
+	if r, err := b.RevokeKey(k2.ID); err != nil || !r.RevokedAt.Equal(revoked.RevokedAt) {
+		t.Errorf("RevokeKey after reopen = %+v, %v", r, err)
+	}
+}
+
+// TestBoltLocked: bbolt's flock is per open file description, so a second
+// open in the same process contends just like a second process would.
+func TestBoltLocked(t *testing.T) {
+	dir := t.TempDir()
+	first := openBolt(t, dir)
+	k := mustCreate(t, first, "k")
+
+	for _, timeout := range []time.Duration{150 * time.Millisecond, 0, -time.Second} {
+		start := time.Now()
+		second, err := OpenBolt(dir, timeout)
+		elapsed := time.Since(start)
+		if err == nil {
+			second.Close()
+			t.Fatalf("timeout %v: second OpenBolt succeeded while the first holds the lock", timeout)
+		}
+		if !errors.Is(err, ErrLocked) {
+			t.Fatalf("timeout %v: err = %v, want ErrLocked", timeout, err)
+		}
+		if !strings.Contains(err.Error(), filepath.Join(dir, "stratus.db")) {
+			t.Errorf("error %q does not name the file", err)
+		}
+		if elapsed > max(timeout, 0)+time.Second {
+			t.Errorf("timeout %v: gave up only after %v", timeout, elapsed)
+		}
+		if elapsed < timeout/2 {
+			t.Errorf("timeout %v: gave up already after %v", timeout, elapsed)
+		}
+	}
+
+	// The failed attempts closed their descriptors; that must not have
+	// released the first holder's lock or disturbed its data.
+	if got, err := first.GetKey(k.ID); err != nil || got.ID != k.ID {
+		t.Fatalf("first store after lock contention: %+v, %v", got, err)
+	}
+	if _, err := OpenBolt(dir, 0); !errors.Is(err, ErrLocked) {
+		t.Fatalf("lock lost after failed opens: %v", err)
+	}
+
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	again, err := OpenBolt(dir, 150*time.Millisecond)
+	if err != nil {
+		t.Fatalf("OpenBolt after Close: %v", err)
+	}
+	defer again.Close()
+	if _, err := again.GetKey(k.ID); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestBoltLockReleasedWhileWaiting: a waiter gets the lock once the holder
+// closes within the timeout (the CLI racing a server shutdown).
+func TestBoltLockReleasedWhileWaiting(t *testing.T) {
+	dir := t.TempDir()
+	first := openBolt(t, dir)
+	time.AfterFunc(100*time.Millisecond, func() { first.Close() })
+	second, err := OpenBolt(dir, 5*time.Second)
+	if err != nil {
+		t.Fatalf("OpenBolt while holder closes: %v", err)
+	}
+	second.Close()
+}
+
+func TestBoltCreatesPrivateDirAndFile(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data", "stratus")
+	b := openBolt(t, dir)
+	defer b.Close()
+	if want := filepath.Join(dir, "stratus.db"); b.Path() != want {
+		t.Fatalf("Path() = %q, want %q", b.Path(), want)
+	}
+	for _, p := range []string{dir, filepath.Dir(dir), b.Path()} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if perm := fi.Mode().Perm(); perm&0o077 != 0 || perm&0o600 != 0o600 {
+			t.Errorf("%s has mode %v, want owner-only", p, perm)
+		}
+	}
+}
+
+func TestBoltEmptyDir(t *testing.T) {
+	if b, err := OpenBolt("", time.Second); err == nil {
+		b.Close()
+		t.Fatal(`OpenBolt("") succeeded`)
+	}
+}
+
+// rawUpdate edits the database file directly with bbolt, to simulate files
+// written by other versions or programs.
+func rawUpdate(t *testing.T, dir string, fn func(tx *bolt.Tx) error) {
+	t.Helper()
+	db, err := bolt.Open(filepath.Join(dir, "stratus.db"), 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Update(fn); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestBoltSchemaVersion(t *testing.T) {
+	dir := t.TempDir()
+	b := openBolt(t, dir)
+	k := mustCreate(t, b, "k")
+	b.Close()
+
+	rawUpdate(t, dir, func(tx *bolt.Tx) error {
+		if got := string(tx.Bucket([]byte("meta")).Get([]byte("schema_version"))); got != "1" {
+			t.Errorf("stored schema version = %q, want 1", got)
+		}
+		return tx.Bucket([]byte("meta")).Put([]byte("schema_version"), []byte("2"))
+	})
+	_, err := OpenBolt(dir, time.Second)
+	if !errors.Is(err, ErrIncompatible) || !strings.Contains(err.Error(), "schema version 2") {
+		t.Fatalf("OpenBolt of a newer schema: err = %v, want ErrIncompatible naming version 2", err)
+	}
+	if errors.Is(err, ErrLocked) {
+		t.Fatalf("schema error also claims ErrLocked: %v", err)
+	}
+
+	for _, bad := range []string{"", "zero", "0"} {
+		rawUpdate(t, dir, func(tx *bolt.Tx) error {
+			return tx.Bucket([]byte("meta")).Put([]byte("schema_version"), []byte(bad))
+		})
+		if _, err := OpenBolt(dir, time.Second); !errors.Is(err, ErrIncompatible) {
+			t.Fatalf("schema version %q: err = %v, want ErrIncompatible", bad, err)
+		}
+	}
+
+	// Back to version 1: the refused opens must not have touched the data.
+	rawUpdate(t, dir, func(tx *bolt.Tx) error {
+		return tx.Bucket([]byte("meta")).Put([]byte("schema_version"), []byte("1"))
+	})
+	b = openBolt(t, dir)
+	defer b.Close()
+	if _, err := b.GetKey(k.ID); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestBoltRefusesForeignDatabase(t *testing.T) {
+	dir := t.TempDir()
+	rawUpdate(t, dir, func(tx *bolt.Tx) error {
+		_, err := tx.CreateBucket([]byte("somebody-else"))
+		return err
+	})
+	if _, err := OpenBolt(dir, time.Second); !errors.Is(err, ErrIncompatible) {
+		t.Fatalf("OpenBolt of a foreign bbolt file: err = %v, want ErrIncompatible", err)
+	}
+	rawUpdate(t, dir, func(tx *bolt.Tx) error {
+		if tx.Bucket([]byte("keys")) != nil {
+			t.Error("refused open created buckets anyway")
+		}
+		return nil
+	})
+}
+
+func TestBoltRefusesMissingBuckets(t *testing.T) {
+	dir := t.TempDir()
+	openBolt(t, dir).Close()
+	rawUpdate(t, dir, func(tx *bolt.Tx) error { return tx.DeleteBucket([]byte("usage")) })
+	if _, err := OpenBolt(dir, time.Second); !errors.Is(err, ErrIncompatible) {
+		t.Fatalf("err = %v, want ErrIncompatible", err)
+	}
+}
+
+func TestBoltNotADatabase(t *testing.T) {
+	dir := t.TempDir()
+	junk := []byte(strings.Repeat("this is not a bbolt file\n", 1000))
+	if err := os.WriteFile(filepath.Join(dir, "stratus.db"), junk, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b, err := OpenBolt(dir, time.Second)
+	if err == nil {
+		b.Close()
+		t.Fatal("OpenBolt accepted a junk file")
+	}
+	if errors.Is(err, ErrLocked) {
+		t.Fatalf("junk file reported as locked: %v", err)
+	}
+}

@@ -1,0 +1,93 @@
+package rtmfp
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"net/netip"
+
+	"github.com/stratus-rtmfp/stratus/internal/engine"
+	"github.com/stratus-rtmfp/stratus/internal/handshake"
+)
+
+// ErrBadPeerID is returned for a peer ID that is not 64 hex digits.
+var ErrBadPeerID = errors.New("rtmfp: a peer ID is 64 hex digits")
+
+// ParsePeerID decodes a 64-hex-digit peer ID.
+func ParsePeerID(s string) ([32]byte, error) {
+	b, err := hex.DecodeString(s)
+	if err != nil || len(b) != 32 {
+		return [32]byte{}, ErrBadPeerID
+	}
+	return [32]byte(b), nil
+}
+
+// PeerSession is a direct RTMFP session with another peer, opened through
+// the server's introduction. NetStream builds on it; it is exposed for
+// applications that want raw flows between peers.
+type PeerSession struct {
+	nc   *NetConnection
+	sess *engine.Session
+}
+
+// DialPeer opens a direct session to the peer with that ID: an IHello to
+// the server, which introduces us (Redirect to us, Forwarded IHello to the
+// peer); the first RHello from the peer wins. An open session to the same
+// peer is reused.
+func (nc *NetConnection) DialPeer(ctx context.Context, peerID string) (*PeerSession, error) {
+	id, err := ParsePeerID(peerID)
+	if err != nil {
+		return nil, err
+	}
+	sess, err := nc.e.Connect(ctx, handshake.FingerprintEPD(id), engine.ConnectOptions{Reuse: true}, nc.server)
+	if err != nil {
+		return nil, err
+	}
+	nc.applyPeerKeepalive(sess)
+	return &PeerSession{nc: nc, sess: sess}, nil
+}
+
+// AcceptPeer waits for a peer to open a direct session to us.
+func (nc *NetConnection) AcceptPeer(ctx context.Context) (*PeerSession, error) {
+	for {
+		sess, err := nc.e.Accept(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if sess == nc.sess {
+			continue
+		}
+		nc.applyPeerKeepalive(sess)
+		return &PeerSession{nc: nc, sess: sess}, nil
+	}
+}
+
+func (nc *NetConnection) applyPeerKeepalive(s *engine.Session) {
+	ka := nc.PeerKeepalive()
+	s.SetKeepalive(ka, 4*ka)
+}
+
+// FarID is the peer's ID.
+func (p *PeerSession) FarID() string {
+	id := p.sess.PeerID()
+	return hex.EncodeToString(id[:])
+}
+
+// RemoteAddr is the peer's current address.
+func (p *PeerSession) RemoteAddr() netip.AddrPort { return p.sess.RemoteAddr() }
+
+// OpenFlow opens a flow to the peer with the given metadata.
+func (p *PeerSession) OpenFlow(metadata []byte) (*engine.SendFlow, error) {
+	return p.sess.OpenFlow(metadata, nil)
+}
+
+// AcceptFlow waits for the peer to open a flow.
+func (p *PeerSession) AcceptFlow(ctx context.Context) (*engine.RecvFlow, error) {
+	return p.sess.AcceptFlow(ctx)
+}
+
+// Done is closed when the session closes.
+func (p *PeerSession) Done() <-chan struct{} { return p.sess.Done() }
+
+// Close closes the session.
+func (p *PeerSession) Close(ctx context.Context) error { return p.sess.Close(ctx) }

@@ -1,0 +1,207 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/netip"
+	"sort"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/stratus-rtmfp/stratus/internal/engine"
+	"github.com/stratus-rtmfp/stratus/internal/store"
+)
+
+// engineStats adds up the engines' counters.
+func (s *Server) engineStats() engine.Stats {
+	s.mu.Lock()
+	engines := append([]*engine.Engine(nil), s.engines...)
+	s.mu.Unlock()
+	var t engine.Stats
+	for _, e := range engines {
+		st := e.Stats()
+		t.PacketsIn += st.PacketsIn
+		t.PacketsOut += st.PacketsOut
+		t.BytesIn += st.BytesIn
+		t.BytesOut += st.BytesOut
+		t.DropShort += st.DropShort
+		t.DropUnknownSID += st.DropUnknownSID
+		t.DropDecrypt += st.DropDecrypt
+		t.DropMode += st.DropMode
+		t.DropCookie += st.DropCookie
+		t.DropCertificate += st.DropCertificate
+		t.DropKeying += st.DropKeying
+		t.DropLimited += st.DropLimited
+		t.DropOversize += st.DropOversize
+		t.HandshakesOK += st.HandshakesOK
+		t.HandshakesFailed += st.HandshakesFailed
+		t.CookieChanges += st.CookieChanges
+		t.RHellosSent += st.RHellosSent
+		t.RedirectsSent += st.RedirectsSent
+		t.FIHellosSent += st.FIHellosSent
+		t.SessionsOpen += st.SessionsOpen
+	}
+	return t
+}
+
+// EngineStats returns the summed packet and handshake counters of all
+// listeners.
+func (s *Server) EngineStats() engine.Stats { return s.engineStats() }
+
+// SessionInfo describes one session for the admin API.
+type SessionInfo struct {
+	PeerID    string           `json:"peer_id"`
+	Address   string           `json:"address"`
+	Addresses []string         `json:"addresses,omitempty"`
+	Key       string           `json:"key,omitempty"`
+	State     string           `json:"state"`
+	Since     time.Time        `json:"since"`
+	Stats     map[string]int64 `json:"stats"`
+}
+
+// Sessions lists the open sessions.
+func (s *Server) Sessions() []SessionInfo {
+	s.mu.Lock()
+	engines := append([]*engine.Engine(nil), s.engines...)
+	s.mu.Unlock()
+	var out []SessionInfo
+	for _, e := range engines {
+		for _, sess := range e.Sessions() {
+			c, ok := sess.Value.(*client)
+			if !ok {
+				continue
+			}
+			s.mu.Lock()
+			info := SessionInfo{PeerID: hexID(c.peerID), Address: c.observed.String(), Key: c.key, Since: c.opened,
+				State: [...]string{"wait_connect", "connected", "leaving"}[c.state]}
+			for _, a := range c.addrs {
+				info.Addresses = append(info.Addresses, a.String())
+			}
+			s.mu.Unlock()
+			st := sess.Stats()
+			info.Stats = map[string]int64{"packets_in": int64(st.PacketsRecv), "packets_out": int64(st.PacketsSent),
+				"data_bytes_in": int64(st.DataBytesRecv), "data_bytes_out": int64(st.DataBytesSent), "retransmissions": int64(st.Retransmissions)}
+			out = append(out, info)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Since.Before(out[j].Since) })
+	return out
+}
+
+// Admin returns the admin HTTP API:
+//
+//	GET  /healthz                   200 while serving, 503 while draining
+//	GET  /metrics                   Prometheus metrics
+//	GET  /api/sessions              open sessions
+//	GET  /api/keys                  developer keys with their usage
+//	POST /api/keys                  create a key: {"name": "..."}
+//	GET  /api/keys/{key}            one key and its usage
+//	POST /api/keys/{key}/revoke     revoke it (DELETE /api/keys/{key} too)
+//	GET  /api/info                  fingerprint, listeners, public addresses
+//
+// It has no authentication: listen on loopback (the default) or put it
+// behind something that authenticates.
+func (s *Server) Admin() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		draining := s.draining || s.closed
+		s.mu.Unlock()
+		if draining {
+			http.Error(w, "draining", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ok\n"))
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.gather, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /api/sessions", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, s.Sessions()) })
+	mux.HandleFunc("GET /api/info", func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		var listeners []string
+		for _, e := range s.engines {
+			listeners = append(listeners, e.LocalAddr().String())
+		}
+		s.mu.Unlock()
+		writeJSON(w, http.StatusOK, map[string]any{"fingerprint": hexID(s.id.PeerID), "listeners": listeners,
+			"public_addresses": addrStrings(s.cfg.PublicAddresses), "open": s.cfg.Open})
+	})
+	type keyView struct {
+		store.Key
+		Usage store.Usage `json:"usage"`
+	}
+	mux.HandleFunc("GET /api/keys", func(w http.ResponseWriter, r *http.Request) {
+		keys, err := s.Keys()
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		out := make([]keyView, 0, len(keys))
+		for _, k := range keys {
+			_, u, _ := s.KeyUsage(k.ID)
+			out = append(out, keyView{k, u})
+		}
+		writeJSON(w, http.StatusOK, out)
+	})
+	mux.HandleFunc("POST /api/keys", func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Name string `json:"name"`
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, 4096)
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil && r.ContentLength != 0 {
+			http.Error(w, "body: want {\"name\": \"...\"}", http.StatusBadRequest)
+			return
+		}
+		k, err := s.CreateKey(req.Name)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusCreated, keyView{Key: k})
+	})
+	show := func(w http.ResponseWriter, r *http.Request) {
+		k, u, err := s.KeyUsage(r.PathValue("key"))
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, keyView{k, u})
+	}
+	revoke := func(w http.ResponseWriter, r *http.Request) {
+		k, err := s.RevokeKey(r.PathValue("key"))
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, keyView{Key: k})
+	}
+	mux.HandleFunc("GET /api/keys/{key}", show)
+	mux.HandleFunc("POST /api/keys/{key}/revoke", revoke)
+	mux.HandleFunc("DELETE /api/keys/{key}", revoke)
+	return mux
+}
+
+func addrStrings(a []netip.AddrPort) []string {
+	out := make([]string, 0, len(a))
+	for _, x := range a {
+		out = append(out, x.String())
+	}
+	return out
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, err error) {
+	code := http.StatusInternalServerError
+	if errors.Is(err, store.ErrNotFound) {
+		code = http.StatusNotFound
+	}
+	writeJSON(w, code, map[string]string{"error": err.Error()})
+}

@@ -1,0 +1,491 @@
+package server
+
+import (
+	"context"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/stratus-rtmfp/stratus/amf"
+	"github.com/stratus-rtmfp/stratus/internal/engine"
+	"github.com/stratus-rtmfp/stratus/internal/flash"
+	"github.com/stratus-rtmfp/stratus/internal/store"
+)
+
+type clientState uint8
+
+const (
+	waitConnect clientState = iota
+	connected
+	leaving
+)
+
+// client is the server's state for one session (reference §5.10).
+type client struct {
+	srv      *Server
+	sess     *engine.Session
+	e        *engine.Engine
+	peerID   [32]byte
+	observed netip.AddrPort // guarded by srv.mu
+	addrs    []netip.AddrPort
+	state    clientState
+	key      string
+	encoding float64
+	ctrlIn   *engine.RecvFlow
+	ctrlOut  *engine.SendFlow
+	opened   time.Time
+	streams  uint64 // bitmap of server NetStream IDs 1..63 handed out
+}
+
+// events adapts Server to engine.Events. Callbacks run on the engine's
+// dispatcher goroutine, one at a time per engine.
+type events Server
+
+func (ev *events) srv() *Server { return (*Server)(ev) }
+
+func (ev *events) SessionOpened(sess *engine.Session) {
+	s := ev.srv()
+	addr := sess.RemoteAddr()
+	c := &client{srv: s, sess: sess, e: sess.Engine(), peerID: sess.PeerID(), observed: addr, opened: time.Now()}
+	s.mu.Lock()
+	over := s.draining || s.cfg.MaxSessions > 0 && s.sessions >= s.cfg.MaxSessions ||
+		s.cfg.MaxSessionsPerIP > 0 && s.perIP[addr.Addr()] >= s.cfg.MaxSessionsPerIP
+	if !over {
+		s.sessions++
+		s.perIP[addr.Addr()]++
+		s.byAddr[addr] = c
+		sess.Value = c
+	}
+	s.mu.Unlock()
+	if over {
+		s.metrics.drops.WithLabelValues("session_limit").Inc()
+		sess.Abort()
+		return
+	}
+	s.metrics.sessions.Inc()
+}
+
+func (ev *events) SessionClosed(sess *engine.Session, err error) {
+	s := ev.srv()
+	c, ok := sess.Value.(*client)
+	if !ok {
+		return
+	}
+	s.mu.Lock()
+	s.sessions--
+	if s.perIP[c.observed.Addr()]--; s.perIP[c.observed.Addr()] <= 0 {
+		delete(s.perIP, c.observed.Addr())
+	}
+	if s.byAddr[c.observed] == c {
+		delete(s.byAddr, c.observed)
+	}
+	if s.byPeer[c.peerID] == c {
+		delete(s.byPeer, c.peerID)
+	}
+	wasConnected := c.state != waitConnect && c.key != ""
+	if wasConnected {
+		if s.perKey[c.key]--; s.perKey[c.key] <= 0 {
+			delete(s.perKey, c.key)
+		}
+	}
+	c.state = leaving
+	s.mu.Unlock()
+	s.metrics.sessions.Dec()
+	if wasConnected {
+		s.metrics.clients.Dec()
+		s.keys.usage(c.key, store.Usage{SessionSeconds: uint64(time.Since(c.opened) / time.Second), LastSeen: time.Now()})
+	}
+	s.log.Debug("session closed", "peer", hexID(c.peerID), "addr", c.observed.String(), "reason", err)
+}
+
+func (ev *events) AddressChanged(sess *engine.Session, addr netip.AddrPort) {
+	s := ev.srv()
+	c, ok := sess.Value.(*client)
+	if !ok {
+		return
+	}
+	s.mu.Lock()
+	if s.byAddr[c.observed] == c {
+		delete(s.byAddr, c.observed)
+	}
+	if s.perIP[c.observed.Addr()]--; s.perIP[c.observed.Addr()] <= 0 {
+		delete(s.perIP, c.observed.Addr())
+	}
+	c.observed = addr
+	s.byAddr[addr] = c
+	s.perIP[addr.Addr()]++
+	s.mu.Unlock()
+}
+
+func (ev *events) FlowOpened(f *engine.RecvFlow) {
+	c, ok := f.Session().Value.(*client)
+	if !ok {
+		f.Reject(0)
+		return
+	}
+	md, isTC := flash.ParseTCMetadata(f.Metadata())
+	switch {
+	case isTC && md.StreamID == 0 && c.ctrlIn == nil:
+		c.ctrlIn = f
+	case isTC && md.StreamID > 0 && md.StreamID < 64 && c.streams&(1<<md.StreamID) != 0:
+		f.Value = md.StreamID // a server NetStream's flow
+	case string(f.Metadata()) == string(flash.GroupMetadata) && c.state == connected:
+		// NetGroup server channel: accepted, bootstrap not served yet.
+	default:
+		f.Reject(0)
+	}
+}
+
+func (ev *events) FlowClosed(f *engine.RecvFlow) {
+	c, ok := f.Session().Value.(*client)
+	if !ok || f != c.ctrlIn {
+		return
+	}
+	// The client finished its NetConnection flow: it is leaving.
+	c.close()
+}
+
+func (ev *events) Message(f *engine.RecvFlow, msg []byte) {
+	c, ok := f.Session().Value.(*client)
+	if !ok {
+		return
+	}
+	ev.srv().metrics.bytesIn(c.key, len(msg))
+	m, err := flash.ParseMessage(msg)
+	if err != nil {
+		return
+	}
+	switch {
+	case f == c.ctrlIn:
+		c.onControl(m)
+	case f.Value != nil:
+		c.onStream(f.Value.(uint64), m)
+	}
+}
+
+// send writes a message on the server's control flow; a client that has
+// stopped acknowledging (1 MiB outstanding) is closed rather than allowed
+// to stall the dispatcher.
+func (c *client) send(msg []byte) {
+	if c.ctrlOut == nil {
+		return
+	}
+	if err := c.ctrlOut.TryWrite(msg); err != nil {
+		c.sess.Abort()
+		return
+	}
+	c.srv.metrics.bytesOut(c.key, len(msg))
+}
+
+func (c *client) command(name string, tx float64, obj any, args ...any) {
+	msg, err := flash.AppendCommand(nil, name, tx, obj, args...)
+	if err != nil {
+		c.srv.log.Error("encoding command", "name", name, "err", err)
+		return
+	}
+	c.send(msg)
+}
+
+func (c *client) openControl() {
+	if c.ctrlOut == nil && c.ctrlIn != nil {
+		c.ctrlOut, _ = c.sess.OpenFlow(flash.TCMetadata(0, false), c.ctrlIn)
+	}
+}
+
+func (c *client) onControl(m flash.Message) {
+	switch {
+	case m.IsCommand():
+		cmd, err := flash.ParseCommand(m)
+		if err != nil && cmd.Name == "" {
+			return
+		}
+		c.onCommand(cmd)
+	case m.Type == flash.TypeUserControl:
+		ev, data, err := flash.ParseUserControl(m)
+		if err == nil && ev == flash.EventPingRequest && len(data) >= 4 {
+			var v uint32 = uint32(data[0])<<24 | uint32(data[1])<<16 | uint32(data[2])<<8 | uint32(data[3])
+			c.send(flash.AppendUserControl(nil, flash.EventPingResponse, v))
+		}
+	}
+}
+
+func (c *client) onCommand(cmd flash.Command) {
+	s := c.srv
+	if c.state == waitConnect {
+		if cmd.Name != "connect" {
+			// Anything before connect: refuse and close (MonaServer).
+			c.openControl()
+			c.refuse(cmd.TxID, flash.ConnectFailed, "connect first")
+			return
+		}
+		c.onConnect(cmd)
+		return
+	}
+	switch cmd.Name {
+	case "connect":
+		c.close() // a second connect on one session (zenomt)
+	case "setPeerInfo":
+		c.onSetPeerInfo(cmd.Args)
+	case "relay":
+		s.relay(c, cmd)
+	case "createStream":
+		id := c.allocStream()
+		if id == 0 {
+			c.callFailed(cmd, "too many streams")
+			return
+		}
+		c.command("_result", cmd.TxID, nil, float64(id))
+	case "deleteStream":
+		if len(cmd.Args) > 0 {
+			if id, ok := cmd.Args[0].(float64); ok && id > 0 && id < 64 {
+				c.streams &^= 1 << uint(id)
+			}
+		}
+	case "initStream":
+		// Accepted silently, as Cumulus does.
+	case "releaseStream", "FCPublish", "FCUnpublish", "getStreamLength":
+		if cmd.TxID > 0 {
+			c.command("_result", cmd.TxID, nil, amf.Undefined{})
+		}
+	default:
+		c.callFailed(cmd, "no such method: "+cmd.Name)
+	}
+}
+
+// callFailed answers a call the server does not serve: _error with a
+// transaction ID, onStatus without one; never silence.
+func (c *client) callFailed(cmd flash.Command, why string) {
+	info := flash.Info(flash.LevelError, flash.CallFailed, why)
+	if cmd.TxID > 0 {
+		c.command("_error", cmd.TxID, nil, info)
+	} else {
+		c.command("onStatus", 0, nil, info)
+	}
+	c.srv.metrics.calls.WithLabelValues("failed").Inc()
+}
+
+func (c *client) allocStream() uint64 {
+	for id := uint64(1); id < 64; id++ {
+		if c.streams&(1<<id) == 0 {
+			c.streams |= 1 << id
+			return id
+		}
+	}
+	return 0
+}
+
+// onStream answers commands on a server NetStream: a rendezvous server has
+// no media, so play and publish fail cleanly (reference §5.8).
+func (c *client) onStream(id uint64, m flash.Message) {
+	if !m.IsCommand() {
+		return
+	}
+	cmd, err := flash.ParseCommand(m)
+	if err != nil && cmd.Name == "" {
+		return
+	}
+	var info any
+	switch cmd.Name {
+	case "play":
+		info = flash.Info(flash.LevelError, flash.PlayFailed, "this server has no media: play peer to peer")
+	case "publish":
+		info = flash.Info(flash.LevelError, flash.PublishBadName, "this server has no media: publish with NetStream.DIRECT_CONNECTIONS")
+	case "closeStream":
+		return
+	default:
+		if cmd.TxID > 0 {
+			c.callFailed(cmd, "no such stream method: "+cmd.Name)
+		}
+		return
+	}
+	f, err := c.sess.OpenFlow(flash.TCMetadata(id, false), nil)
+	if err != nil {
+		return
+	}
+	if msg, err := flash.AppendCommand(nil, "onStatus", 0, nil, info); err == nil {
+		f.TryWrite(msg)
+	}
+	f.Close()
+}
+
+// developerKey is the first path segment of the connect command's app,
+// or of tcUrl's path when app is empty (reference §5.1).
+func developerKey(app, tcURL string) string {
+	p := app
+	if strings.TrimSpace(p) == "" {
+		p = tcURL
+		if i := strings.Index(p, "://"); i >= 0 {
+			p = p[i+3:]
+			if j := strings.IndexByte(p, '/'); j >= 0 {
+				p = p[j:]
+			} else {
+				p = ""
+			}
+		}
+	}
+	if i := strings.IndexAny(p, "?#"); i >= 0 {
+		p = p[:i]
+	}
+	p = strings.TrimLeft(p, "/")
+	if i := strings.IndexByte(p, '/'); i >= 0 {
+		p = p[:i]
+	}
+	if len(p) > 256 {
+		p = p[:256]
+	}
+	return p
+}
+
+func (c *client) onConnect(cmd flash.Command) {
+	s := c.srv
+	obj, _ := cmd.Object.(*amf.Object)
+	var app, tcURL string
+	c.encoding = 0
+	if obj != nil {
+		app, _ = obj.GetString("app")
+		tcURL, _ = obj.GetString("tcUrl")
+		if enc, ok := obj.GetNumber("objectEncoding"); ok && enc == 3 {
+			c.encoding = 3
+		}
+	}
+	c.openControl()
+	if obj == nil || app == "" && tcURL == "" {
+		s.metrics.connect("", "bad_request")
+		c.refuse(cmd.TxID, flash.ConnectFailed, "connect without app or tcUrl")
+		return
+	}
+	key := developerKey(app, tcURL)
+	switch st := s.keys.check(key); st {
+	case keyUnknown:
+		s.metrics.connect("", "unknown_key")
+		c.refuse(cmd.TxID, flash.ConnectFailed, "unknown developer key")
+		return
+	case keyRevoked:
+		s.metrics.connect(key, "revoked_key")
+		s.keys.usage(key, store.Usage{Rejected: 1, LastSeen: time.Now()})
+		c.refuse(cmd.TxID, flash.ConnectRejected, "developer key revoked")
+		return
+	}
+	s.mu.Lock()
+	if s.cfg.MaxSessionsPerKey > 0 && s.perKey[key] >= s.cfg.MaxSessionsPerKey {
+		s.mu.Unlock()
+		s.metrics.connect(key, "key_limit")
+		c.refuse(cmd.TxID, flash.ConnectRejected, "too many sessions for this developer key")
+		return
+	}
+	if s.draining {
+		s.mu.Unlock()
+		c.refuse(cmd.TxID, flash.ConnectAppShutdown, "server shutting down")
+		return
+	}
+	c.key, c.state = key, connected
+	s.perKey[key]++
+	if old := s.byPeer[c.peerID]; old == nil || old.state != connected {
+		s.byPeer[c.peerID] = c
+	} else {
+		s.byPeer[c.peerID] = c // the same identity reconnected: the newest session wins
+	}
+	s.mu.Unlock()
+	s.metrics.connect(key, "success")
+	s.metrics.clients.Inc()
+	s.keys.usage(key, store.Usage{Connects: 1, LastSeen: time.Now()})
+	tx := cmd.TxID
+	if tx == 0 {
+		tx = 1
+	}
+	c.command("_result", tx, nil, flash.Info(flash.LevelStatus, flash.ConnectSuccess, "Connection succeeded", "objectEncoding", c.encoding))
+	c.sendKeepalive()
+	s.log.Debug("connected", "peer", hexID(c.peerID), "key", key, "addr", c.sess.RemoteAddr().String())
+}
+
+func (c *client) sendKeepalive() {
+	cfg := &c.srv.cfg
+	c.send(flash.AppendSetKeepalive(nil, uint32(cfg.ClientKeepalive/time.Millisecond), uint32(cfg.PeerKeepalive/time.Millisecond)))
+}
+
+// refuse answers connect with _error and closes (reference §5.4).
+func (c *client) refuse(tx float64, code, description string) {
+	if tx == 0 {
+		tx = 1
+	}
+	c.command("_error", tx, nil, flash.Info(flash.LevelError, code, description))
+	c.command("close", 0, nil)
+	c.close()
+}
+
+// close finishes the control flow and, once the client has read what was
+// sent (or after two seconds), closes the session in an orderly way.
+func (c *client) close() {
+	if c.state == leaving {
+		return
+	}
+	c.srv.mu.Lock()
+	c.state = leaving
+	c.srv.mu.Unlock()
+	out, sess := c.ctrlOut, c.sess
+	if out != nil {
+		out.Close()
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if out != nil {
+			_ = out.WaitComplete(ctx)
+		}
+		ctx2, cancel2 := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel2()
+		if sess.Close(ctx2) != nil {
+			sess.Abort()
+		}
+	}()
+}
+
+// shutdown tells a connected client the application is going away, then
+// closes its session (Shutdown).
+func (c *client) shutdown() {
+	if c.state == connected && c.ctrlOut != nil {
+		c.command("onStatus", 0, nil, flash.Info(flash.LevelError, flash.ConnectAppShutdown, "server shutting down"))
+		c.command("close", 0, nil)
+		c.ctrlOut.Close()
+	}
+	out, sess := c.ctrlOut, c.sess
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		if out != nil {
+			_ = out.WaitComplete(ctx)
+		}
+		ctx2, cancel2 := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel2()
+		if sess.Close(ctx2) != nil {
+			sess.Abort()
+		}
+	}()
+}
+
+func (c *client) onSetPeerInfo(args []any) {
+	s := c.srv
+	var addrs []netip.AddrPort
+	for _, a := range args {
+		str, ok := a.(string)
+		if !ok || len(str) > 64 {
+			continue
+		}
+		ap, err := netip.ParseAddrPort(strings.TrimSpace(str))
+		if err != nil || ap.Port() == 0 || !ap.Addr().IsValid() || ap.Addr().IsUnspecified() || ap.Addr().IsMulticast() {
+			continue // mobile clients send garbage: skip it, keep the rest
+		}
+		ap = netip.AddrPortFrom(ap.Addr().Unmap().WithZone(""), ap.Port())
+		dup := false
+		for _, x := range addrs {
+			dup = dup || x == ap
+		}
+		if !dup && len(addrs) < s.cfg.MaxPeerAddresses {
+			addrs = append(addrs, ap)
+		}
+	}
+	s.mu.Lock()
+	c.addrs = addrs
+	s.mu.Unlock()
+	c.sendKeepalive()
+}

@@ -1,0 +1,111 @@
+// Package server is Stratus, the RTMFP rendezvous service, as a library:
+// what Adobe Stratus/Cirrus did for Flash Player and AIR. It checks
+// developer keys on connect, records each client's peer ID and addresses,
+// introduces peers to each other so that they talk directly, relays
+// relay/onRelay calls, and reports what it does through metrics and an
+// admin HTTP API. Media never passes through it.
+//
+//	srv, _ := server.New(server.Config{Store: store.NewMemory(), Open: true})
+//	go srv.Serve(conn)          // one call per UDP socket
+//	...
+//	srv.Shutdown(ctx)
+package server
+
+import (
+	"log/slog"
+	"net/netip"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/stratus-rtmfp/stratus/internal/handshake"
+	"github.com/stratus-rtmfp/stratus/internal/store"
+)
+
+// Config configures a Server. The zero value of every field but Store
+// means its documented default.
+type Config struct {
+	// Store holds developer keys and usage (store.OpenBolt, or
+	// store.NewMemory for tests and keyless embedding).
+	Store store.Store
+	// Open accepts any developer key (the key is still recorded).
+	Open bool
+
+	// ClientKeepalive is the keepalive period the server commands clients
+	// to use towards it (set-keepalive 0x29), default 15 s; PeerKeepalive
+	// the period for their peer sessions, default 10 s. Both are at least
+	// 5 s (RFC 7425).
+	ClientKeepalive time.Duration
+	PeerKeepalive   time.Duration
+	// ReapAfter drops a client that has sent nothing for this long and
+	// does not answer pings (default 4 × ClientKeepalive).
+	ReapAfter time.Duration
+	// ConnectTimeout closes a session that has not sent connect by then
+	// (default 30 s).
+	ConnectTimeout time.Duration
+
+	// RefuseAnonymousLookups: when false (the default), a peer-ID lookup
+	// from an address with no session is served, since a peer ID is
+	// already a 256-bit secret; when true only connected clients of the
+	// same developer key are introduced.
+	RefuseAnonymousLookups bool
+
+	// Limits; 0 means the default, a negative value means none.
+	MaxSessions       int     // default 200000
+	MaxSessionsPerIP  int     // default 256
+	MaxSessionsPerKey int     // default none
+	HandshakeRate     float64 // keying handshakes per second per source IP, default 50
+	HandshakeBurst    int     // default 100
+	HelloRate         float64 // RHellos per second in all, default 50000
+	MaxPeerAddresses  int     // setPeerInfo addresses kept per client, default 8
+
+	// PublicAddresses are the addresses clients reach this server at, when
+	// it sits behind a NAT or load balancer; they are shown in URLs and the
+	// admin API.
+	PublicAddresses []netip.AddrPort
+
+	// Policy sets the optional RFC 7425 packet features (Flash: both off).
+	Policy handshake.Policy
+
+	Logger *slog.Logger
+	// Registerer receives the metrics; nil uses a private registry (see
+	// Server.Gatherer).
+	Registerer prometheus.Registerer
+	Gatherer   prometheus.Gatherer
+}
+
+func (c *Config) defaults() {
+	if c.ClientKeepalive <= 0 {
+		c.ClientKeepalive = 15 * time.Second
+	}
+	if c.PeerKeepalive <= 0 {
+		c.PeerKeepalive = 10 * time.Second
+	}
+	c.ClientKeepalive = max(c.ClientKeepalive, 5*time.Second)
+	c.PeerKeepalive = max(c.PeerKeepalive, 5*time.Second)
+	if c.ReapAfter <= 0 {
+		c.ReapAfter = 4 * c.ClientKeepalive
+	}
+	if c.ConnectTimeout <= 0 {
+		c.ConnectTimeout = 30 * time.Second
+	}
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	def(&c.MaxSessions, 200000)
+	def(&c.MaxSessionsPerIP, 256)
+	def(&c.MaxSessionsPerKey, -1)
+	def(&c.HandshakeBurst, 100)
+	def(&c.MaxPeerAddresses, 8)
+	if c.HandshakeRate == 0 {
+		c.HandshakeRate = 50
+	}
+	if c.HelloRate == 0 {
+		c.HelloRate = 50000
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}

@@ -1,0 +1,124 @@
+package server
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the server's Prometheus metrics. Per-key series carry the
+// developer key as a label: keys are few and operator-issued.
+type metrics struct {
+	reg          prometheus.Registerer
+	gather       prometheus.Gatherer
+	sessions     prometheus.Gauge
+	clients      prometheus.Gauge
+	connects     *prometheus.CounterVec
+	keyConnects  *prometheus.CounterVec
+	intros       *prometheus.CounterVec
+	keyIntros    *prometheus.CounterVec
+	introLatency prometheus.Histogram
+	drops        *prometheus.CounterVec
+	calls        *prometheus.CounterVec
+	relays       prometheus.Counter
+	keyBytes     *prometheus.CounterVec
+}
+
+func newMetrics(s *Server, reg prometheus.Registerer, g prometheus.Gatherer) *metrics {
+	if reg == nil {
+		r := prometheus.NewRegistry()
+		reg, g = r, r
+	}
+	m := &metrics{
+		reg: reg, gather: g,
+		sessions: prometheus.NewGauge(prometheus.GaugeOpts{Name: "stratus_sessions", Help: "Open RTMFP sessions."}),
+		clients:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "stratus_clients", Help: "Clients that completed connect."}),
+		connects: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stratus_connects_total",
+			Help: "connect commands by result (success, unknown_key, revoked_key, key_limit, bad_request)."}, []string{"result"}),
+		keyConnects: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stratus_key_connects_total",
+			Help: "connect commands per developer key and result."}, []string{"key", "result"}),
+		intros: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stratus_introductions_total",
+			Help: "Peer-ID lookups by result (ok, unknown, self, isolated, anonymous)."}, []string{"result"}),
+		keyIntros: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stratus_key_introductions_total",
+			Help: "Introductions per developer key of the target."}, []string{"key"}),
+		introLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "stratus_introduction_seconds",
+			Help: "Time to answer a lookup with Redirect and Forwarded IHello.", Buckets: prometheus.ExponentialBuckets(1e-6, 4, 10)}),
+		drops: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stratus_server_drops_total",
+			Help: "Sessions or handshakes refused by the server's limits, by reason."}, []string{"reason"}),
+		calls: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stratus_calls_total",
+			Help: "NetConnection calls the server answered, by result."}, []string{"result"}),
+		relays: prometheus.NewCounter(prometheus.CounterOpts{Name: "stratus_relays_total", Help: "relay calls forwarded as onRelay."}),
+		keyBytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stratus_key_control_bytes_total",
+			Help: "Bytes of NetConnection messages (commands, not media) per developer key and direction."}, []string{"key", "dir"}),
+	}
+	reg.MustRegister(m.sessions, m.clients, m.connects, m.keyConnects, m.intros, m.keyIntros, m.introLatency, m.drops, m.calls, m.relays, m.keyBytes,
+		&engineCollector{s: s})
+	return m
+}
+
+func (m *metrics) connect(key, result string) {
+	m.connects.WithLabelValues(result).Inc()
+	if key != "" {
+		m.keyConnects.WithLabelValues(key, result).Inc()
+	}
+}
+
+func (m *metrics) intro(key, result string) {
+	m.intros.WithLabelValues(result).Inc()
+	if key != "" && result == "ok" {
+		m.keyIntros.WithLabelValues(key).Inc()
+	}
+}
+
+func (m *metrics) bytesIn(key string, n int) {
+	if key != "" {
+		m.keyBytes.WithLabelValues(key, "in").Add(float64(n))
+	}
+}
+
+func (m *metrics) bytesOut(key string, n int) {
+	if key != "" {
+		m.keyBytes.WithLabelValues(key, "out").Add(float64(n))
+	}
+}
+
+// engineCollector exports the engines' packet, handshake and drop counters.
+type engineCollector struct{ s *Server }
+
+var (
+	descPackets    = prometheus.NewDesc("stratus_packets_total", "UDP datagrams by direction.", []string{"dir"}, nil)
+	descBytes      = prometheus.NewDesc("stratus_bytes_total", "UDP bytes by direction.", []string{"dir"}, nil)
+	descHandshakes = prometheus.NewDesc("stratus_handshakes_total", "Keying handshakes by result.", []string{"result"}, nil)
+	descDrops      = prometheus.NewDesc("stratus_drops_total", "Datagrams dropped by the engines, by reason.", []string{"reason"}, nil)
+	descHellos     = prometheus.NewDesc("stratus_startup_replies_total", "Startup replies sent, by kind.", []string{"kind"}, nil)
+)
+
+func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descPackets, descBytes, descHandshakes, descDrops, descHellos} {
+		ch <- d
+	}
+}
+
+func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.s.engineStats()
+	counter := func(d *prometheus.Desc, v uint64, label string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), label)
+	}
+	counter(descPackets, st.PacketsIn, "in")
+	counter(descPackets, st.PacketsOut, "out")
+	counter(descBytes, st.BytesIn, "in")
+	counter(descBytes, st.BytesOut, "out")
+	counter(descHandshakes, st.HandshakesOK, "ok")
+	counter(descHandshakes, st.HandshakesFailed, "failed")
+	counter(descDrops, st.DropShort, "short")
+	counter(descDrops, st.DropUnknownSID, "unknown_session")
+	counter(descDrops, st.DropDecrypt, "decrypt")
+	counter(descDrops, st.DropMode, "mode")
+	counter(descDrops, st.DropCookie, "cookie")
+	counter(descDrops, st.DropCertificate, "certificate")
+	counter(descDrops, st.DropKeying, "keying")
+	counter(descDrops, st.DropLimited, "limited")
+	counter(descDrops, st.DropOversize, "oversize")
+	counter(descHellos, st.RHellosSent, "rhello")
+	counter(descHellos, st.RedirectsSent, "redirect")
+	counter(descHellos, st.FIHellosSent, "fihello")
+	counter(descHellos, st.CookieChanges, "cookie_change")
+}

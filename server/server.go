@@ -1,0 +1,228 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/stratus-rtmfp/stratus/internal/engine"
+	"github.com/stratus-rtmfp/stratus/internal/handshake"
+)
+
+// Errors.
+var (
+	ErrServerClosed = errors.New("server: closed")
+	ErrNoStore      = errors.New("server: Config.Store is required")
+)
+
+// Server is a running rendezvous service. Its methods are safe for
+// concurrent use.
+type Server struct {
+	cfg     Config
+	id      *handshake.Identity
+	log     *slog.Logger
+	metrics *metrics
+	keys    *keyCache
+
+	mu       sync.Mutex
+	engines  []*engine.Engine
+	byPeer   map[[32]byte]*client
+	byAddr   map[netip.AddrPort]*client
+	perIP    map[netip.Addr]int
+	perKey   map[string]int
+	sessions int
+	draining bool
+	closed   bool
+	limiters map[netip.Addr]*limiterEntry
+	hello    *rate.Limiter
+
+	done     chan struct{}
+	stopOnce sync.Once
+	bg       sync.WaitGroup
+}
+
+// New creates a server; call Serve for each UDP socket.
+func New(cfg Config) (*Server, error) {
+	if cfg.Store == nil {
+		return nil, ErrNoStore
+	}
+	cfg.defaults()
+	id, err := handshake.NewServerIdentity(nil)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg: cfg, id: id, log: cfg.Logger,
+		byPeer: map[[32]byte]*client{}, byAddr: map[netip.AddrPort]*client{},
+		perIP: map[netip.Addr]int{}, perKey: map[string]int{}, limiters: map[netip.Addr]*limiterEntry{},
+		hello: rate.NewLimiter(rate.Limit(cfg.HelloRate), int(cfg.HelloRate)/10+1),
+		done:  make(chan struct{}),
+	}
+	s.keys = newKeyCache(cfg.Store, cfg.Open)
+	s.metrics = newMetrics(s, cfg.Registerer, cfg.Gatherer)
+	s.bg.Add(1)
+	go s.housekeeping()
+	return s, nil
+}
+
+// Fingerprint is the server's peer ID (what Flash shows as farID).
+func (s *Server) Fingerprint() [32]byte { return s.id.PeerID }
+
+// Serve runs the service on one socket until Shutdown or Close. The server
+// owns conn and closes it.
+func (s *Server) Serve(conn net.PacketConn) error {
+	s.mu.Lock()
+	if s.closed || s.draining {
+		s.mu.Unlock()
+		conn.Close()
+		return ErrServerClosed
+	}
+	var e *engine.Engine
+	e, err := engine.New(conn, engine.Config{
+		Identity:  s.id,
+		Policy:    s.cfg.Policy,
+		Keepalive: 2 * s.cfg.ClientKeepalive,
+		DeadAfter: s.cfg.ReapAfter,
+		// Sessions without any flow (never connected) go after this.
+		IdleTimeout:     s.cfg.ConnectTimeout,
+		Events:          (*events)(s),
+		UnmatchedIHello: func(src netip.AddrPort, epd handshake.EPD, tag []byte) { s.introduce(e, src, epd, tag) },
+		AllowKeying:     s.allowKeying,
+		AllowHello:      func() bool { return s.hello.Allow() },
+		MinIHelloSize:   52,
+		Logger:          s.cfg.Logger,
+	})
+	if err != nil {
+		s.mu.Unlock()
+		return err
+	}
+	s.engines = append(s.engines, e)
+	s.mu.Unlock()
+	s.log.Info("listening", "udp", conn.LocalAddr().String())
+	<-s.done
+	return ErrServerClosed
+}
+
+// Shutdown drains the server: it stops accepting sessions, tells every
+// connected client that the application is shutting down, closes their
+// sessions in an orderly way, and returns when they are closed or ctx
+// ends (then the rest are aborted).
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.draining = true
+	engines := append([]*engine.Engine(nil), s.engines...)
+	var clients []*client
+	for _, e := range engines {
+		e.Refuse()
+	}
+	for _, e := range engines {
+		for _, sess := range e.Sessions() {
+			if c, ok := sess.Value.(*client); ok {
+				clients = append(clients, c)
+			}
+		}
+	}
+	s.mu.Unlock()
+	for _, c := range clients {
+		c.shutdown()
+	}
+	var err error
+	for _, c := range clients {
+		select {
+		case <-c.sess.Done():
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+		if err != nil {
+			break
+		}
+	}
+	s.Close()
+	return err
+}
+
+// Close stops the server at once: every session is aborted.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	engines := s.engines
+	s.mu.Unlock()
+	for _, e := range engines {
+		e.Close()
+	}
+	s.stopOnce.Do(func() { close(s.done) })
+	s.bg.Wait()
+	s.keys.flush()
+	return nil
+}
+
+// housekeeping flushes usage counters and forgets idle rate limiters.
+func (s *Server) housekeeping() {
+	defer s.bg.Done()
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.done:
+			return
+		case now := <-t.C:
+			s.keys.flush()
+			s.mu.Lock()
+			for ip, l := range s.limiters {
+				if now.Sub(l.last) > time.Minute {
+					delete(s.limiters, ip)
+				}
+			}
+			s.mu.Unlock()
+		}
+	}
+}
+
+type limiterEntry struct {
+	l    *rate.Limiter
+	last time.Time
+}
+
+// allowKeying limits keying handshakes per source IP. It runs after the
+// cookie proved the address, so the per-IP entry is not spoofable.
+func (s *Server) allowKeying(src netip.AddrPort) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.draining || s.cfg.MaxSessions > 0 && s.sessions >= s.cfg.MaxSessions {
+		s.metrics.drops.WithLabelValues("session_limit").Inc()
+		return false
+	}
+	ip := src.Addr()
+	if s.cfg.MaxSessionsPerIP > 0 && s.perIP[ip] >= s.cfg.MaxSessionsPerIP {
+		s.metrics.drops.WithLabelValues("ip_session_limit").Inc()
+		return false
+	}
+	if s.cfg.HandshakeRate < 0 {
+		return true
+	}
+	l := s.limiters[ip]
+	if l == nil {
+		l = &limiterEntry{l: rate.NewLimiter(rate.Limit(s.cfg.HandshakeRate), s.cfg.HandshakeBurst)}
+		s.limiters[ip] = l
+	}
+	l.last = time.Now()
+	if !l.l.Allow() {
+		s.metrics.drops.WithLabelValues("handshake_rate").Inc()
+		return false
+	}
+	return true
+}

@@ -1,0 +1,408 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http/httptest"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/stratus-rtmfp/stratus/internal/store"
+	"github.com/stratus-rtmfp/stratus/rtmfp"
+)
+
+// testServer runs a server on a loopback UDP socket.
+func testServer(t *testing.T, st store.Store, mod func(*Config)) (*Server, string) {
+	t.Helper()
+	cfg := Config{Store: st}
+	if mod != nil {
+		mod(&cfg)
+	}
+	srv, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(conn)
+	t.Cleanup(func() { srv.Close() })
+	// Serve registers its engine asynchronously: wait for it.
+	for range 100 {
+		if len(srv.engineList()) > 0 {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return srv, "rtmfp://" + conn.LocalAddr().String()
+}
+
+func (s *Server) engineList() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for _, e := range s.engines {
+		out = append(out, e.LocalAddr().String())
+	}
+	return out
+}
+
+func connect(t *testing.T, url string) *rtmfp.NetConnection {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	nc, err := rtmfp.Connect(ctx, url, &rtmfp.Config{LocalAddr: "127.0.0.1:0", ConnectTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	return nc
+}
+
+func statusCode(err error) string {
+	var se *rtmfp.StatusError
+	if errors.As(err, &se) {
+		return se.Status.Code
+	}
+	return "not a status: " + err.Error()
+}
+
+func TestConnectDeveloperKeys(t *testing.T) {
+	leak := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, leak) }) // runs after the other cleanups
+	st := store.NewMemory()
+	valid, _ := st.CreateKey("valid")
+	revoked, _ := st.CreateKey("revoked")
+	st.RevokeKey(revoked.ID)
+	srv, base := testServer(t, st, nil)
+
+	nc := connect(t, base+"/"+valid.ID)
+	// nearID on the client equals what the server records.
+	sessions := srv.Sessions()
+	if len(sessions) != 1 || sessions[0].PeerID != nc.NearID() || sessions[0].Key != valid.ID || sessions[0].State != "connected" {
+		t.Fatalf("server records %+v, client nearID %s", sessions, nc.NearID())
+	}
+	if nc.FarID() != hexID(srv.Fingerprint()) {
+		t.Fatalf("farID %s, server fingerprint %s", nc.FarID(), hexID(srv.Fingerprint()))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if sk, pk, err := nc.Keepalive(ctx); err != nil || sk != 15*time.Second || pk != 10*time.Second {
+		t.Fatalf("set-keepalive %v %v %v", sk, pk, err)
+	}
+	// The key may also come as a longer path: rtmfp://host/KEY/app/instance.
+	connect(t, base+"/"+valid.ID+"/chat/room1")
+
+	for _, c := range []struct{ url, code string }{
+		{base + "/00000000000000000000dead-000000000000", rtmfp.ConnectFailed},
+		{base + "/" + revoked.ID, rtmfp.ConnectRejected},
+		{base + "/", rtmfp.ConnectFailed},
+	} {
+		_, err := rtmfp.Connect(ctx, c.url, &rtmfp.Config{LocalAddr: "127.0.0.1:0", ConnectTimeout: 5 * time.Second})
+		if err == nil || statusCode(err) != c.code {
+			t.Errorf("%s: got %v, want %s", c.url, err, c.code)
+		}
+	}
+	// Open mode accepts any key.
+	_, openBase := testServer(t, store.NewMemory(), func(c *Config) { c.Open = true })
+	connect(t, openBase+"/anything-goes")
+
+	_, u, _ := srv.KeyUsage(valid.ID)
+	if u.Connects != 2 {
+		t.Errorf("usage records %d connects", u.Connects)
+	}
+	_, u, _ = srv.KeyUsage(revoked.ID)
+	if u.Rejected != 1 {
+		t.Errorf("usage records %d rejected", u.Rejected)
+	}
+}
+
+func TestUnreachableServerFails(t *testing.T) {
+	conn, _ := net.ListenPacket("udp4", "127.0.0.1:0") // nobody answers here
+	defer conn.Close()
+	start := time.Now()
+	_, err := rtmfp.Connect(context.Background(), "rtmfp://"+conn.LocalAddr().String()+"/key",
+		&rtmfp.Config{LocalAddr: "127.0.0.1:0", ConnectTimeout: 2 * time.Second})
+	if statusCode(err) != rtmfp.ConnectFailed || time.Since(start) > 4*time.Second {
+		t.Fatalf("got %v after %v", err, time.Since(start))
+	}
+}
+
+func TestRevokeClosesLiveSessions(t *testing.T) {
+	st := store.NewMemory()
+	k, _ := st.CreateKey("")
+	srv, base := testServer(t, st, nil)
+	nc := connect(t, base+"/"+k.ID)
+	if _, err := srv.RevokeKey(k.ID); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-nc.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("session of a revoked key still open")
+	}
+	var codes []string
+	for len(nc.Status()) > 0 {
+		codes = append(codes, (<-nc.Status()).Code)
+	}
+	if !strings.Contains(strings.Join(codes, " "), rtmfp.ConnectRejected) || codes[len(codes)-1] != rtmfp.ConnectClosed {
+		t.Fatalf("status events %v", codes)
+	}
+}
+
+func TestCallsRelayAndErrors(t *testing.T) {
+	st := store.NewMemory()
+	k, _ := st.CreateKey("")
+	other, _ := st.CreateKey("")
+	_, base := testServer(t, st, nil)
+	a := connect(t, base+"/"+k.ID)
+	b := connect(t, base+"/"+k.ID)
+	c := connect(t, base+"/"+other.ID)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+
+	// An unknown call gets _error NetConnection.Call.Failed, never silence.
+	if _, err := a.Call(ctx, "noSuchMethod", 1.0); statusCode(err) != rtmfp.CallFailed {
+		t.Fatalf("unknown call: %v", err)
+	}
+	// relay(peerID, ...) reaches the peer as onRelay(fromID, ...).
+	got := make(chan []any, 1)
+	b.Handle("onRelay", func(args []any) { got <- args })
+	if _, err := a.Call(ctx, "relay", b.NearID(), "hello", 42.0); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case args := <-got:
+		if len(args) != 3 || args[0] != a.NearID() || args[1] != "hello" || args[2] != 42.0 {
+			t.Fatalf("onRelay %v", args)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no onRelay")
+	}
+	// Not across developer keys.
+	if _, err := c.Call(ctx, "relay", b.NearID(), "x"); statusCode(err) != rtmfp.CallFailed {
+		t.Fatalf("relay across keys: %v", err)
+	}
+	// createStream works; play on a server stream fails cleanly.
+	res, err := a.Call(ctx, "createStream")
+	if err != nil || len(res) != 1 || res[0] != 1.0 {
+		t.Fatalf("createStream %v %v", res, err)
+	}
+}
+
+func TestDeadClientIsReaped(t *testing.T) {
+	st := store.NewMemory()
+	k, _ := st.CreateKey("")
+	srv, base := testServer(t, st, func(c *Config) { c.ReapAfter = 2 * time.Second })
+	conn, _ := net.ListenPacket("udp4", "127.0.0.1:0")
+	ctx := context.Background()
+	nc, err := rtmfp.Connect(ctx, base+"/"+k.ID, &rtmfp.Config{PacketConn: conn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if len(srv.Sessions()) != 1 {
+		t.Fatal("no session")
+	}
+	conn.Close() // the client vanishes without a word
+	start := time.Now()
+	for len(srv.Sessions()) > 0 {
+		if time.Since(start) > 10*time.Second {
+			t.Fatal("vanished client not reaped")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("reaped after %v", time.Since(start))
+	srv.mu.Lock()
+	n := len(srv.byPeer) + len(srv.byAddr) + len(srv.perIP) + len(srv.perKey)
+	srv.mu.Unlock()
+	if n != 0 {
+		t.Fatal("registry entries left behind")
+	}
+}
+
+func TestRestartKeepsKeys(t *testing.T) {
+	dir := t.TempDir()
+	st, err := store.OpenBolt(dir, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, base := testServer(t, st, nil)
+	k, _ := srv.CreateKey("persistent")
+	nc := connect(t, base+"/"+k.ID)
+	nc.Close()
+	srv.Close()
+	st.Close()
+
+	st2, err := store.OpenBolt(dir, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st2.Close()
+	srv2, base2 := testServer(t, st2, nil)
+	connect(t, base2+"/"+k.ID)
+	if _, u, _ := srv2.KeyUsage(k.ID); u.Connects != 2 {
+		t.Fatalf("usage after restart: %+v", u)
+	}
+}
+
+// Two clients introduced to each other open a direct session and exchange
+// messages; none of their data passes through the server.
+func TestIntroductionDirectSession(t *testing.T) {
+	st := store.NewMemory()
+	k, _ := st.CreateKey("")
+	srv, base := testServer(t, st, nil)
+	a := connect(t, base+"/"+k.ID)
+	b := connect(t, base+"/"+k.ID)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	before := srv.EngineStats()
+	accepted := make(chan *rtmfp.PeerSession, 1)
+	go func() {
+		p, err := b.AcceptPeer(ctx)
+		if err == nil {
+			accepted <- p
+		}
+	}()
+	p, err := a.DialPeer(ctx, b.NearID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.FarID() != b.NearID() || p.RemoteAddr().String() != b.LocalAddr().String() {
+		t.Fatalf("direct session to %s at %v", p.FarID(), p.RemoteAddr())
+	}
+	var bp *rtmfp.PeerSession
+	select {
+	case bp = <-accepted:
+	case <-ctx.Done():
+		t.Fatal("B never accepted")
+	}
+	if bp.FarID() != a.NearID() {
+		t.Fatal("B sees the wrong peer")
+	}
+	payload := bytes.Repeat([]byte("media "), 50000) // 300 KB
+	f, _ := p.OpenFlow([]byte("P2P"))
+	f.Write(payload)
+	f.Close()
+	rf, err := bp.AcceptFlow(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := rf.Read(ctx)
+	if err != nil || !bytes.Equal(m, payload) {
+		t.Fatalf("%d bytes, %v", len(m), err)
+	}
+	if _, err := rf.Read(ctx); err != io.EOF {
+		t.Fatal(err)
+	}
+	after := srv.EngineStats()
+	if in := after.BytesIn - before.BytesIn; in > 20000 {
+		t.Fatalf("the server received %d bytes during a %d-byte P2P transfer", in, len(payload))
+	}
+	if after.FIHellosSent == before.FIHellosSent || after.RedirectsSent == before.RedirectsSent {
+		t.Fatal("no introduction was counted")
+	}
+}
+
+// Lookups: unknown peers and self-lookups get no introduction, developer
+// keys isolate applications, and anonymous lookups follow the policy.
+func TestIntroductionPolicy(t *testing.T) {
+	st := store.NewMemory()
+	k1, _ := st.CreateKey("")
+	k2, _ := st.CreateKey("")
+	for _, refuse := range []bool{false, true} {
+		_, base := testServer(t, st, func(c *Config) { c.RefuseAnonymousLookups = refuse })
+		a := connect(t, base+"/"+k1.ID)
+		b := connect(t, base+"/"+k1.ID)
+		other := connect(t, base+"/"+k2.ID)
+		dial := func(from *rtmfp.NetConnection, to string) error {
+			ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+			defer cancel()
+			_, err := from.DialPeer(ctx, to)
+			return err
+		}
+		if dial(a, strings.Repeat("ab", 32)) == nil {
+			t.Error("introduced to a peer that is not connected")
+		}
+		if dial(other, b.NearID()) == nil {
+			t.Error("introduced across developer keys")
+		}
+		if err := dial(a, b.NearID()); err != nil {
+			t.Errorf("same key: %v", err)
+		}
+		_ = refuse
+	}
+}
+
+func TestShutdownDrains(t *testing.T) {
+	st := store.NewMemory()
+	k, _ := st.CreateKey("")
+	srv, base := testServer(t, st, nil)
+	nc := connect(t, base+"/"+k.ID)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	done := make(chan error)
+	go func() { done <- srv.Shutdown(ctx) }()
+	select {
+	case <-nc.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("client not told")
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	var codes []string
+	for len(nc.Status()) > 0 {
+		codes = append(codes, (<-nc.Status()).Code)
+	}
+	if !strings.Contains(strings.Join(codes, " "), rtmfp.ConnectAppShutdown) {
+		t.Fatalf("status events %v", codes)
+	}
+}
+
+func TestAdminAPI(t *testing.T) {
+	st := store.NewMemory()
+	srv, base := testServer(t, st, nil)
+	h := httptest.NewServer(srv.Admin())
+	defer h.Close()
+	get := func(path string) string {
+		resp, err := h.Client().Get(h.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.Status + " " + string(b)
+	}
+	resp, err := h.Client().Post(h.URL+"/api/keys", "application/json", strings.NewReader(`{"name":"from api"}`))
+	if err != nil || resp.StatusCode != 201 {
+		t.Fatalf("create: %v %v", resp.Status, err)
+	}
+	keys, _ := srv.Keys()
+	connect(t, base+"/"+keys[0].ID)
+	for path, want := range map[string]string{
+		"/healthz":                "200 OK ok",
+		"/api/keys":               `"name": "from api"`,
+		"/api/keys/" + keys[0].ID: `"connects": 1`,
+		"/api/sessions":           `"state": "connected"`,
+		"/api/keys/nope":          "404",
+		"/metrics":                `stratus_connects_total{result="success"} 1`,
+		"/api/info":               `"fingerprint"`,
+	} {
+		if got := get(path); !strings.Contains(got, want) {
+			t.Errorf("%s: %q does not contain %q", path, got[:min(len(got), 300)], want)
+		}
+	}
+	if !strings.Contains(get("/metrics"), `stratus_key_connects_total{key="`+keys[0].ID+`",result="success"} 1`) {
+		t.Error("no per-key connect metric")
+	}
+	_ = runtime.NumGoroutine
+}
