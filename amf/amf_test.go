@@ -839,3 +839,73 @@ func TestDecoder(t *testing.T) {
 		t.Errorf("boolean 7f = %v", v)
 	}
 }
+
+func TestGoNumbers(t *testing.T) {
+	for _, v := range []any{int(-7), int8(-7), int16(-7), int32(-7), int64(-7),
+		uint(7), uint8(7), uint16(7), uint32(7), uint64(7), uintptr(7), float32(7), 7.0} {
+		f, _ := toFloat(v)
+		b0, err := AppendAMF0(nil, v)
+		if err != nil || decodeOne(t, b0) != f {
+			t.Errorf("AMF0 %T: % x, %v", v, b0, err)
+		}
+		b3, err := AppendAMF3(nil, v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, isFloat := v.(float64); !isFloat && v != float32(7) && b3[0] != 0x04 {
+			t.Errorf("AMF3 %T not an integer: % x", v, b3)
+		}
+		if got, _, err := DecodeAMF3(b3); err != nil || got != f {
+			t.Errorf("AMF3 %T: % x, %v", v, b3, err)
+		}
+		if n, ok := NewObject("n", v).GetNumber("n"); !ok || n != f {
+			t.Errorf("GetNumber(%T) = %v, %v", v, n, ok)
+		}
+	}
+	for _, v := range []any{uint(maxInt29 + 1), uint32(maxInt29 + 1), uint64(maxInt29 + 1), uintptr(maxInt29 + 1), int32(minInt29 - 1)} {
+		if b, err := AppendAMF3(nil, v); err != nil || b[0] != 0x05 {
+			t.Errorf("AMF3 %T out of range: % x, %v", v, b, err)
+		}
+	}
+}
+
+func TestDictionaryKeys(t *testing.T) {
+	b := hx(t, `11 11 00
+		00 01  08 01 00 00 00 00 00 00 00 00 01  0c 01 01  09 01 01 01
+		0a 0b 03 43 01 01  11 01 00 01  03 01  05 3f f8 00 00 00 00 00 00 01`)
+	v, n, err := DecodeAMF3(b)
+	if err != nil || n != len(b) {
+		t.Fatalf("%v, %d", err, n)
+	}
+	var keys []string
+	for _, p := range v.(ECMAArray) {
+		keys = append(keys, p.Key)
+	}
+	want := []string{"undefined", "1970-01-01T00:00:00Z", "[object ByteArray]", "[object Array]",
+		"[object C]", "[object Dictionary]", "true", "1.5"}
+	if !reflect.DeepEqual(keys, want) {
+		t.Errorf("keys %q, want %q", keys, want)
+	}
+}
+
+func BenchmarkDecodeConnect(b *testing.B) {
+	body := loadCaptures(b)["fp117_p5_plain"]
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		if _, err := DecodeAll(body); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkEncodeResult(b *testing.B) {
+	info := NewObject("level", "status", "code", "NetConnection.Connect.Success",
+		"description", "Connection succeeded", "objectEncoding", 3.0)
+	buf := make([]byte, 0, 256)
+	for b.Loop() {
+		out := buf[:0]
+		for _, v := range []any{"_result", 1.0, nil, info} {
+			out, _ = AppendAMF0(out, v)
+		}
+	}
+}

@@ -3,9 +3,10 @@ package amf
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"reflect"
-	"time"
 	"testing"
+	"time"
 )
 
 // FuzzDecode feeds arbitrary bytes to the decoders. Besides never panicking,
@@ -56,13 +57,17 @@ func FuzzDecode(f *testing.F) {
 		f.Add(b)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		tm := time.AfterFunc(3*time.Second, func() { panic("hang") })
-		defer tm.Stop()
+		// Go's fuzzer has no per-input timeout, so a hang would only stall
+		// the workers; crashing the worker makes it record the input.
+		watchdog := time.AfterFunc(10*time.Second, func() {
+			panic(fmt.Sprintf("input % x took over 10s", data))
+		})
+		defer watchdog.Stop()
 		if v, n, err := DecodeAMF3(data); err == nil {
 			if n > len(data) {
 				t.Fatalf("DecodeAMF3 consumed %d of %d bytes", n, len(data))
 			}
-			checkReencode(t, v, true)
+			checkReencode(t, data, v, true)
 		}
 		d := NewDecoder(data)
 		for {
@@ -73,14 +78,14 @@ func FuzzDecode(f *testing.F) {
 				}
 				return
 			}
-			checkReencode(t, v, false)
+			checkReencode(t, data, v, false)
 		}
 	})
 }
 
 // checkReencode encodes v (with AppendAMF3 if amf3, else AppendAMF0),
 // decodes the result and compares.
-func checkReencode(t *testing.T, v any, amf3 bool) {
+func checkReencode(t *testing.T, data []byte, v any, amf3 bool) {
 	lim := reencodeLimits{budget: 1 << 18}
 	lim.walk(v, 0, amf3)
 	if lim.budget < 0 {
@@ -107,24 +112,26 @@ func checkReencode(t *testing.T, v any, amf3 bool) {
 	}
 	b, err := enc(nil, v)
 	switch {
+	case err == nil && (lim.deep || lim.longKey || lim.emptyKey):
+		t.Fatalf("input % x: encoded a value it should refuse (limits %+v)", data, lim)
 	case err == nil:
 	case errors.Is(err, ErrDepth) && lim.deep,
 		errors.Is(err, ErrTooLarge) && lim.longKey,
 		errors.Is(err, ErrUnsupported) && lim.emptyKey:
 		return
 	default:
-		t.Fatalf("re-encoding %#v: %v (limits %+v)", v, err, lim)
+		t.Fatalf("input % x: re-encoding: %v (limits %+v)", data, err, lim)
 	}
 	v2, err := dec(b)
 	if err != nil {
-		t.Fatalf("decoding re-encoded % x: %v", b, err)
+		t.Fatalf("input % x: decoding re-encoded % x: %v", data, b, err)
 	}
 	if n1, n2 := normalize(v), normalize(v2); !reflect.DeepEqual(n1, n2) {
-		t.Fatalf("round trip differs:\n%#v\n% x\n%#v", n1, b, n2)
+		t.Fatalf("input % x: round trip differs:\n%s\n% x\n%s", data, short(n1), b, short(n2))
 	}
 	b2, err := enc(nil, v2)
 	if err != nil || !bytes.Equal(b, b2) {
-		t.Fatalf("second encoding differs: %v\n% x\n% x", err, b, b2)
+		t.Fatalf("input % x: second encoding differs: %v\n% x\n% x", data, err, b, b2)
 	}
 }
 
@@ -203,4 +210,14 @@ func (l *reencodeLimits) walk(v any, depth int, amf3 bool) {
 		}
 		l.walk(c, depth+1, amf3)
 	}
+}
+
+// short formats a normalized value (a tree, so formatting is linear in the
+// budget) for a failure message, cut to a readable length.
+func short(v any) string {
+	s := fmt.Sprintf("%#v", v)
+	if len(s) > 2000 {
+		s = s[:2000] + "..."
+	}
+	return s
 }

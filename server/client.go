@@ -298,7 +298,10 @@ func (c *client) onStream(id uint64, m flash.Message) {
 		}
 		return
 	}
-	f, err := c.sess.OpenFlow(flash.TCMetadata(id, false), nil)
+	// The status flow is associated with the client's NetConnection flow,
+	// as Cumulus and MonaServer 1 do: Flash accepts that, and rtmfp-cpp
+	// only accepts flows that answer its control flow (reference §2.4).
+	f, err := c.sess.OpenFlow(flash.TCMetadata(id, false), c.ctrlIn)
 	if err != nil {
 		return
 	}
@@ -336,25 +339,34 @@ func developerKey(app, tcURL string) string {
 	return p
 }
 
+// parseConnect extracts the developer key and object encoding from a
+// connect command; ok is false without app or tcUrl.
+func parseConnect(cmd flash.Command) (key string, encoding float64, ok bool) {
+	obj, _ := cmd.Object.(*amf.Object)
+	if obj == nil {
+		return "", 0, false
+	}
+	app, _ := obj.GetString("app")
+	tcURL, _ := obj.GetString("tcUrl")
+	if enc, ok := obj.GetNumber("objectEncoding"); ok && enc == 3 {
+		encoding = 3
+	}
+	if app == "" && tcURL == "" {
+		return "", encoding, false
+	}
+	return developerKey(app, tcURL), encoding, true
+}
+
 func (c *client) onConnect(cmd flash.Command) {
 	s := c.srv
-	obj, _ := cmd.Object.(*amf.Object)
-	var app, tcURL string
-	c.encoding = 0
-	if obj != nil {
-		app, _ = obj.GetString("app")
-		tcURL, _ = obj.GetString("tcUrl")
-		if enc, ok := obj.GetNumber("objectEncoding"); ok && enc == 3 {
-			c.encoding = 3
-		}
-	}
+	key, enc, ok := parseConnect(cmd)
+	c.encoding = enc
 	c.openControl()
-	if obj == nil || app == "" && tcURL == "" {
+	if !ok {
 		s.metrics.connect("", "bad_request")
 		c.refuse(cmd.TxID, flash.ConnectFailed, "connect without app or tcUrl")
 		return
 	}
-	key := developerKey(app, tcURL)
 	switch st := s.keys.check(key); st {
 	case keyUnknown:
 		s.metrics.connect("", "unknown_key")
@@ -464,7 +476,17 @@ func (c *client) shutdown() {
 }
 
 func (c *client) onSetPeerInfo(args []any) {
-	s := c.srv
+	addrs := parsePeerAddresses(args, c.srv.cfg.MaxPeerAddresses)
+	c.srv.mu.Lock()
+	c.addrs = addrs
+	c.srv.mu.Unlock()
+	c.sendKeepalive()
+}
+
+// parsePeerAddresses reads setPeerInfo's "a.b.c.d:port" and "[v6]:port"
+// strings, skipping malformed entries one by one, without duplicates, at
+// most max.
+func parsePeerAddresses(args []any, max int) []netip.AddrPort {
 	var addrs []netip.AddrPort
 	for _, a := range args {
 		str, ok := a.(string)
@@ -480,12 +502,9 @@ func (c *client) onSetPeerInfo(args []any) {
 		for _, x := range addrs {
 			dup = dup || x == ap
 		}
-		if !dup && len(addrs) < s.cfg.MaxPeerAddresses {
+		if !dup && len(addrs) < max {
 			addrs = append(addrs, ap)
 		}
 	}
-	s.mu.Lock()
-	c.addrs = addrs
-	s.mu.Unlock()
-	c.sendKeepalive()
+	return addrs
 }

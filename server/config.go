@@ -56,7 +56,7 @@ type Config struct {
 	MaxSessionsPerKey int     // default none
 	HandshakeRate     float64 // keying handshakes per second per source IP, default 50
 	HandshakeBurst    int     // default 100
-	HelloRate         float64 // RHellos per second in all, default 50000
+	HelloRate         float64 // RHellos per second in all, default 50000 (negative: no limit)
 	MaxPeerAddresses  int     // setPeerInfo addresses kept per client, default 8
 
 	// PublicAddresses are the addresses clients reach this server at, when

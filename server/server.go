@@ -61,7 +61,7 @@ func New(cfg Config) (*Server, error) {
 		cfg: cfg, id: id, log: cfg.Logger,
 		byPeer: map[[32]byte]*client{}, byAddr: map[netip.AddrPort]*client{},
 		perIP: map[netip.Addr]int{}, perKey: map[string]int{}, limiters: map[netip.Addr]*limiterEntry{},
-		hello: rate.NewLimiter(rate.Limit(cfg.HelloRate), int(cfg.HelloRate)/10+1),
+		hello: helloLimiter(cfg.HelloRate),
 		done:  make(chan struct{}),
 	}
 	s.keys = newKeyCache(cfg.Store, cfg.Open)
@@ -69,6 +69,13 @@ func New(cfg Config) (*Server, error) {
 	s.bg.Add(1)
 	go s.housekeeping()
 	return s, nil
+}
+
+func helloLimiter(r float64) *rate.Limiter {
+	if r < 0 {
+		return rate.NewLimiter(rate.Inf, 0)
+	}
+	return rate.NewLimiter(rate.Limit(r), int(r)/10+1)
 }
 
 // Fingerprint is the server's peer ID (what Flash shows as farID).

@@ -10,6 +10,7 @@ import (
 	"container/heap"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -86,8 +87,15 @@ type Config struct {
 	// Rand; nil uses crypto/rand.
 	Rand io.Reader
 	// EphemeralKeys is how many group-2 ephemeral key pairs a responder
-	// keeps ready (default 64; a negative value disables the pool).
+	// keeps ready (default 2; a negative value disables the pool).
 	EphemeralKeys int
+	// EphemeralReuse is how many handshakes one ephemeral key serves
+	// (within EphemeralLifetime) before the next one takes over: the
+	// Diffie-Hellman key generation is as costly as the exchange itself,
+	// and session keys stay unique through the initiator's random SKIC.
+	// Default 256 handshakes and 10 s; 1 uses a fresh key every time.
+	EphemeralReuse    int
+	EphemeralLifetime time.Duration
 	// MaxOpening bounds concurrent outgoing session attempts (default 1024).
 	MaxOpening int
 }
@@ -162,6 +170,7 @@ type Engine struct {
 	timers    timerHeap
 	kick      chan struct{}
 	pool      map[uint64]chan *handshake.KeyPair
+	eph       map[uint64]*ephEntry
 	pkt       []byte
 	hooks     []func()
 	scratch   session.Scratch
@@ -186,7 +195,13 @@ func New(conn net.PacketConn, cfg Config) (*Engine, error) {
 		cfg.MaxOpening = 1024
 	}
 	if cfg.EphemeralKeys == 0 {
-		cfg.EphemeralKeys = 64
+		cfg.EphemeralKeys = 2
+	}
+	if cfg.EphemeralReuse <= 0 {
+		cfg.EphemeralReuse = 256
+	}
+	if cfg.EphemeralLifetime <= 0 {
+		cfg.EphemeralLifetime = 10 * time.Second
 	}
 	rnd := cfg.Rand
 	if rnd == nil {
@@ -207,7 +222,7 @@ func New(conn net.PacketConn, cfg Config) (*Engine, error) {
 		sessions: map[uint32]*Session{}, byAddr: map[netip.AddrPort]*Session{}, byPeer: map[[32]byte]*Session{},
 		openTag: map[string]*opening{}, openSID: map[uint32]*opening{},
 		acceptCh: make(chan struct{}), kick: make(chan struct{}, 1), done: make(chan struct{}),
-		pool: map[uint64]chan *handshake.KeyPair{}, evSig: make(chan struct{}, 1),
+		pool: map[uint64]chan *handshake.KeyPair{}, eph: map[uint64]*ephEntry{}, evSig: make(chan struct{}, 1),
 	}
 	e.udp, _ = conn.(*net.UDPConn)
 	e.responder = &handshake.Responder{ID: cfg.Identity, Policy: cfg.Policy, Rand: rnd, Ephemeral: e.ephemeral}
@@ -284,16 +299,36 @@ func (e *Engine) fillPool(g *handshake.Group, ch chan *handshake.KeyPair) {
 	}
 }
 
-// ephemeral takes a pre-generated key if one is ready.
+type ephEntry struct {
+	kp   *handshake.KeyPair
+	uses int
+	born time.Time
+}
+
+// ephemeral returns the responder's current ephemeral key for a group,
+// moving to a pre-generated one when it has served its handshakes; e.mu
+// held.
 func (e *Engine) ephemeral(g *handshake.Group) (*handshake.KeyPair, error) {
+	now := time.Now()
+	if c := e.eph[g.ID]; c != nil && c.uses < e.cfg.EphemeralReuse && now.Sub(c.born) < e.cfg.EphemeralLifetime {
+		c.uses++
+		return c.kp, nil
+	}
+	var kp *handshake.KeyPair
 	if ch := e.pool[g.ID]; ch != nil {
 		select {
-		case kp := <-ch:
-			return kp, nil
+		case kp = <-ch:
 		default:
 		}
 	}
-	return handshake.GenerateKey(g, e.rnd)
+	if kp == nil {
+		var err error
+		if kp, err = handshake.GenerateKey(g, e.rnd); err != nil {
+			return nil, err
+		}
+	}
+	e.eph[g.ID] = &ephEntry{kp: kp, uses: 1, born: now}
+	return kp, nil
 }
 
 // LocalAddr is the socket's address.
@@ -421,6 +456,23 @@ func (e *Engine) readLoop() {
 	}
 }
 
+// Inject processes one datagram as if it had arrived on the socket from
+// src, synchronously (fuzzing and tests drive the receive path with it).
+func (e *Engine) Inject(src netip.AddrPort, d []byte) {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return
+	}
+	e.receive(time.Now(), src, append([]byte(nil), d...))
+	e.flushDirty(time.Now())
+	hooks := e.takeHooks()
+	e.mu.Unlock()
+	for _, h := range hooks {
+		h()
+	}
+}
+
 // receive dispatches one datagram; e.mu held.
 func (e *Engine) receive(now time.Time, src netip.AddrPort, d []byte) {
 	sid, err := wire.SessionID(d)
@@ -448,6 +500,9 @@ func (e *Engine) receive(now time.Time, src netip.AddrPort, d []byte) {
 		if s.writers > 0 {
 			s.notifyPending = true // acks may have freed send buffer
 		}
+		// The initiator's first session packet proves it has our
+		// RIKeying: stop keeping a copy to resend.
+		s.rikeying = nil
 		e.markDirty(s)
 		return
 	}
@@ -580,8 +635,12 @@ func (e *Engine) onIIKeying(now time.Time, src netip.AddrPort, ik wire.IIKeying)
 	}
 	// A retransmitted IIKeying for a session we already opened gets the
 	// same RIKeying again.
-	if s := e.byAddr[src]; s != nil && s.isid == ik.ISID && string(s.skic) == string(ik.SKIC) {
-		e.sendStartup(now, ik.ISID, src, func(b []byte) []byte { return append(b, s.rikeying...) })
+	if s := e.byAddr[src]; s != nil && s.isid == ik.ISID && s.skicHash == sha256.Sum256(ik.SKIC) {
+		if s.rikeying != nil {
+			e.sendStartup(now, ik.ISID, src, func(b []byte) []byte { return append(b, s.rikeying...) })
+		}
+		// Otherwise the initiator already proved it has the RIKeying:
+		// this is a late duplicate.
 		return
 	}
 	if e.cfg.AllowKeying != nil && !e.cfg.AllowKeying(src) {
@@ -609,14 +668,14 @@ func (e *Engine) onIIKeying(now time.Time, src netip.AddrPort, ik wire.IIKeying)
 		return
 	}
 	if old := e.byAddr[src]; old != nil {
-		if string(old.farCert) != string(ik.Certificate) {
+		if old.farCert != sha256.Sum256(ik.Certificate) {
 			return // another endpoint's session lives at this address
 		}
 		old.core.Abort(now, e.sendTo) // the peer restarted
 	}
 	sealer, opener := acc.Keys.Ciphers()
 	s := e.newSession(now, false, ik.ISID, src, sealer, opener, acc.Keys, acc.Certificate, ik.Certificate, false)
-	s.isid, s.skic = ik.ISID, append([]byte(nil), ik.SKIC...)
+	s.isid, s.skicHash = ik.ISID, sha256.Sum256(ik.SKIC)
 	s.rikeying = wire.RIKeying{RSID: s.core.NearSID(), SKRC: acc.SKRC, Signature: handshake.Signature}.Append(nil)
 	e.byAddr[src] = s
 	e.sendStartup(now, ik.ISID, src, func(b []byte) []byte { return append(b, s.rikeying...) })
@@ -659,8 +718,8 @@ func (e *Engine) newSession(now time.Time, initiator bool, farSID uint32, dest n
 
 func (e *Engine) newSessionSID(now time.Time, initiator bool, nearSID, farSID uint32, dest netip.AddrPort, sealer *wire.Sealer, opener *wire.Opener,
 	keys handshake.Keys, farCert *handshake.Certificate, farCertRaw []byte, introducer bool) *Session {
-	s := &Session{e: e, initiator: initiator, farCert: append([]byte(nil), farCertRaw...), peerID: farCert.Fingerprint(),
-		nearNonce: keys.NearNonce, farNonce: keys.FarNonce, notify: make(chan struct{}), done: make(chan struct{})}
+	s := &Session{e: e, initiator: initiator, farCert: sha256.Sum256(farCertRaw), peerID: farCert.Fingerprint(),
+		nearNonce: keys.NearNonce, farNonce: keys.FarNonce}
 	s.core = session.New(session.Config{
 		Initiator: initiator, NearSID: nearSID, FarSID: farSID, Dest: dest,
 		Sealer: sealer, Opener: opener, Handler: (*handler)(s), Endpoint: &e.ep,
@@ -698,7 +757,10 @@ func (e *Engine) sessionClosed(s *Session) {
 			}
 		}
 	}
-	close(s.done)
+	s.closed = true
+	if s.done != nil {
+		close(s.done)
+	}
 	s.broadcast()
 	if ev := e.cfg.Events; ev != nil {
 		err := s.core.Err()

@@ -17,23 +17,24 @@ type Session struct {
 	e         *Engine
 	core      *session.Session
 	initiator bool
-	farCert   []byte
+	farCert   [32]byte // SHA-256 of the far certificate as received
 	peerID    [32]byte
 	nearNonce []byte
 	farNonce  []byte
 
 	// responder bookkeeping for retransmitted IIKeyings
 	isid     uint32
-	skic     []byte
-	rikeying []byte
+	skicHash [32]byte
+	rikeying []byte // kept until the initiator's first session packet
 
 	recvQ   []*RecvFlow
 	drain   []*RecvFlow // event mode: flows with messages to hand out
 	writers int         // goroutines waiting for send buffer space
 
-	notify        chan struct{}
+	notify        chan struct{} // created when someone waits (event mode: never)
 	notifyPending bool
-	done          chan struct{}
+	done          chan struct{} // created on demand by Done
+	closed        bool
 
 	dirty    bool
 	timerAt  time.Time
@@ -109,9 +110,21 @@ func (h *handler) AddressChanged(_ *session.Session, addr netip.AddrPort) {
 func (h *handler) Closed(*session.Session, error) { h.s().e.sessionClosed(h.s()) }
 
 func (s *Session) broadcast() {
-	close(s.notify)
-	s.notify = make(chan struct{})
+	if s.notify != nil {
+		close(s.notify)
+		s.notify = nil
+	}
 }
+
+// notifyCh returns the channel the next broadcast closes; e.mu held.
+func (s *Session) notifyCh() chan struct{} {
+	if s.notify == nil {
+		s.notify = make(chan struct{})
+	}
+	return s.notify
+}
+
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
 // wait blocks until the session's state changes, ctx ends or the session
 // closes. ch must have been read under e.mu.
@@ -127,8 +140,6 @@ func (s *Session) wait(ctx context.Context, ch chan struct{}) error {
 // PeerID is the far end's fingerprint (SHA-256 of its certificate).
 func (s *Session) PeerID() [32]byte { return s.peerID }
 
-// FarCertificate is the far end's certificate as received.
-func (s *Session) FarCertificate() []byte { return s.farCert }
 
 // NearNonce and FarNonce are the session nonces (RFC 7425 §4.6.3).
 func (s *Session) NearNonce() []byte { return s.nearNonce }
@@ -150,7 +161,17 @@ func (s *Session) RemoteAddr() netip.AddrPort {
 }
 
 // Done is closed when the session closes.
-func (s *Session) Done() <-chan struct{} { return s.done }
+func (s *Session) Done() <-chan struct{} {
+	s.e.mu.Lock()
+	defer s.e.mu.Unlock()
+	if s.closed {
+		return closedChan
+	}
+	if s.done == nil {
+		s.done = make(chan struct{})
+	}
+	return s.done
+}
 
 // Closing reports that the session has left the open state (it may still
 // be lingering to acknowledge the far end's close requests).
@@ -224,7 +245,7 @@ func (s *Session) AcceptFlow(ctx context.Context) (*RecvFlow, error) {
 			s.e.mu.Unlock()
 			return nil, err
 		}
-		ch := s.notify
+		ch := s.notifyCh()
 		s.e.mu.Unlock()
 		if err := s.wait(ctx, ch); err != nil {
 			return nil, err
@@ -247,7 +268,7 @@ func (s *Session) ForwardIHello(epd []byte, reply wire.Address, tag []byte) {
 func (s *Session) Close(ctx context.Context) error {
 	s.e.do(func(now time.Time) { s.core.Close(now) })
 	select {
-	case <-s.done:
+	case <-s.Done():
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
@@ -324,7 +345,7 @@ func (f *SendFlow) WriteMessage(ctx context.Context, msg []byte, deadline time.T
 			return nil, session.ErrSessionClosed
 		}
 		f.s.writers++
-		ch := f.s.notify
+		ch := f.s.notifyCh()
 		e.mu.Unlock()
 		err := f.s.wait(ctx, ch)
 		e.mu.Lock()
@@ -384,7 +405,7 @@ func (f *SendFlow) WaitComplete(ctx context.Context) error {
 			f.s.e.mu.Unlock()
 			return session.ErrFlowClosed
 		}
-		ch := f.s.notify
+		ch := f.s.notifyCh()
 		f.s.e.mu.Unlock()
 		if err := f.s.wait(ctx, ch); err != nil {
 			return err
@@ -430,7 +451,7 @@ func (f *RecvFlow) Read(ctx context.Context) ([]byte, error) {
 			e.mu.Unlock()
 			return nil, io.EOF
 		}
-		ch := f.s.notify
+		ch := f.s.notifyCh()
 		e.mu.Unlock()
 		if err := f.s.wait(ctx, ch); err != nil {
 			return nil, err

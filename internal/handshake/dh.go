@@ -94,16 +94,23 @@ type KeyPair struct {
 // RFC 7425 allows and rtmfp-cpp does, and computes 2^x mod p. It retries
 // until the public value passes the same validation we apply to far keys.
 func GenerateKey(g *Group, rnd io.Reader) (*KeyPair, error) {
+	return GenerateKeyBits(g, g.Bits, rnd)
+}
+
+// GenerateKeyBits is GenerateKey with a chosen private exponent size. A
+// load generator uses short exponents to keep its own cost below the
+// server's; endpoints use GenerateKey.
+func GenerateKeyBits(g *Group, bits int, rnd io.Reader) (*KeyPair, error) {
 	if rnd == nil {
 		rnd = rand.Reader
 	}
-	buf := make([]byte, (g.Bits+7)/8)
+	buf := make([]byte, (bits+7)/8)
 	for {
 		if _, err := io.ReadFull(rnd, buf); err != nil {
 			return nil, err
 		}
 		x := new(big.Int).SetBytes(buf)
-		x.SetBit(x, g.Bits-1, 1)
+		x.SetBit(x, bits-1, 1)
 		pub := new(big.Int).Exp(two, x, g.P)
 		if g.validPublic(pub) {
 			return &KeyPair{Group: g, private: x, Public: pub.Bytes()}, nil

@@ -19,7 +19,7 @@ func (s *Session) Flush(now time.Time, out func([]byte, netip.AddrPort)) {
 	for _, p := range s.probes {
 		s.sendSingle(now, out, p.dest, wire.ChunkPing, p.payload)
 	}
-	s.probes = s.probes[:0]
+	s.probes = nil
 	if s.state != stateOpen {
 		s.flushControl(now, out)
 		if s.pendingFinish {
@@ -96,7 +96,7 @@ func (s *Session) emit(now time.Time, out func([]byte, netip.AddrPort), dest net
 		s.lastTSE = uint16(s.sc.pkt[3])<<8 | uint16(s.sc.pkt[4])
 	}
 	s.sc.out = s.cfg.Sealer.Seal(s.sc.out[:0], s.cfg.FarSID, s.sc.pkt)
-	s.lastSend = now
+	s.lastSend, s.cipherUsed = now, now
 	out(s.sc.out, dest)
 }
 
@@ -127,6 +127,9 @@ func (s *Session) addControl(now time.Time) {
 		s.sc.pkt = wire.AppendChunk(s.sc.pkt, wire.ChunkPingReply, s.pingReplies[0].payload)
 		s.pingReplies = s.pingReplies[1:]
 	}
+	if len(s.pingReplies) == 0 {
+		s.pingReplies = nil
+	}
 	if s.keepaliveDue(now) && s.room() >= 3 {
 		s.sc.pkt = wire.AppendChunk(s.sc.pkt, wire.ChunkPing, nil)
 		s.pingSent, s.pingAt = true, now
@@ -134,6 +137,9 @@ func (s *Session) addControl(now time.Time) {
 	for len(s.rawChunks) > 0 && s.room() >= len(s.rawChunks[0]) {
 		s.sc.pkt = append(s.sc.pkt, s.rawChunks[0]...)
 		s.rawChunks = s.rawChunks[1:]
+	}
+	if len(s.rawChunks) == 0 {
+		s.rawChunks = nil
 	}
 	if len(s.rawChunks) > 0 && s.room() == s.maxPacket-5 {
 		s.rawChunks = s.rawChunks[1:] // larger than any packet: drop it
@@ -293,6 +299,11 @@ func (s *Session) doneData(added bool, start int) bool {
 // Timer runs the session's timers: message deadlines, retransmission
 // timeout, liveness, idle timeout, close states and flow lingers.
 func (s *Session) Timer(now time.Time) {
+	if !s.cipherUsed.IsZero() && now.Sub(s.cipherUsed) >= cipherIdle {
+		s.cfg.Sealer.Release()
+		s.cfg.Opener.Release()
+		s.cipherUsed = time.Time{}
+	}
 	switch s.state {
 	case stateClosed:
 		return
@@ -336,7 +347,7 @@ func (s *Session) Timer(now time.Time) {
 				}
 			}
 		}
-		s.inflight = s.inflight[:0]
+		s.inflight = nil
 		s.outstanding = 0
 		s.ssthresh = max(s.ssthresh, s.cwnd*3/4)
 		s.cwnd = cwndTimedOut
@@ -355,18 +366,21 @@ func (s *Session) Timer(now time.Time) {
 		return
 	}
 	// Forget finished flows after their linger.
-	for id, f := range s.recvFlows {
-		if (f.finished || f.rejected) && f.Pending() == 0 && !f.doneAt.IsZero() && now.Sub(f.doneAt) >= recvFlowLinger {
-			delete(s.recvFlows, id)
-		}
+	keepRecv := s.recvFlows[:0]
+	for _, f := range s.recvFlows {
 		if f.rejected && f.doneAt.IsZero() {
 			f.doneAt = now
 		}
+		if (f.finished || f.rejected) && f.Pending() == 0 && !f.doneAt.IsZero() && now.Sub(f.doneAt) >= recvFlowLinger {
+			continue
+		}
+		keepRecv = append(keepRecv, f)
 	}
+	clear(s.recvFlows[len(keepRecv):])
+	s.recvFlows = keepRecv
 	keepFlows := s.sendOrder[:0]
 	for _, f := range s.sendOrder {
 		if f.complete {
-			delete(s.sendFlows, f.ID)
 			continue
 		}
 		keepFlows = append(keepFlows, f)
@@ -385,7 +399,7 @@ func (s *Session) rtxPending() bool {
 }
 
 func (s *Session) noLiveFlows() bool {
-	for _, f := range s.sendFlows {
+	for _, f := range s.sendOrder {
 		if !f.complete {
 			return false
 		}
@@ -421,6 +435,9 @@ func (s *Session) Deadline(now time.Time) time.Time {
 	}
 	if s.pendingFinish || len(s.probes) > 0 || len(s.pingReplies) > 0 || len(s.rawChunks) > 0 {
 		return now
+	}
+	if !s.cipherUsed.IsZero() {
+		at(s.cipherUsed.Add(cipherIdle))
 	}
 	if s.outstanding > 0 {
 		at(s.rtoAt)

@@ -62,6 +62,9 @@ func (f *RecvFlow) Read() (msg []byte, ok, eof bool) {
 		msg = f.ready[0]
 		f.ready[0] = nil
 		f.ready = f.ready[1:]
+		if len(f.ready) == 0 {
+			f.ready = nil // let an idle flow hold no backing array
+		}
 		f.buffered -= len(msg) + fragOverhead
 		f.windowOpened()
 		return msg, true, false
@@ -89,7 +92,7 @@ func (f *RecvFlow) Reject(code uint64) {
 		return
 	}
 	f.rejected, f.excCode = true, code
-	f.ready, f.frags, f.partial = nil, map[uint64]rfrag{}, nil
+	f.ready, f.frags, f.partial = nil, nil, nil
 	f.buffered, f.pcharge, f.inMsg = 0, 0, false
 	f.ackNow, f.ackPending = true, true
 	f.s.readable(f)
@@ -145,6 +148,9 @@ func (f *RecvFlow) onData(now time.Time, c wire.UserData) bool {
 			f.ackNow, f.ackPending = true, true
 			return false
 		}
+		if f.frags == nil {
+			f.frags = map[uint64]rfrag{}
+		}
 		f.frags[seq] = rfrag{flags: c.Flags, data: append([]byte(nil), c.Data...)}
 		f.buffered += need
 	}
@@ -166,10 +172,10 @@ func (f *RecvFlow) onData(now time.Time, c wire.UserData) bool {
 		f.doneAt = now
 		f.ackNow = true
 		f.dropPartial()
-		for s, fr := range f.frags {
+		for _, fr := range f.frags {
 			f.buffered -= len(fr.data) + fragOverhead
-			delete(f.frags, s)
 		}
+		f.frags = nil
 		f.s.readable(f)
 	}
 	// Ack urgency (RFC 7016 §3.6.3.2 as rtmfp-cpp reads it).
@@ -251,6 +257,9 @@ func (f *RecvFlow) reassemble() {
 				f.push(msg)
 			}
 		}
+	}
+	if len(f.frags) == 0 {
+		f.frags = nil // maps never shrink: drop an empty one
 	}
 }
 

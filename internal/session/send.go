@@ -216,6 +216,9 @@ func (f *SendFlow) onAck(a wire.Ack) (acked int, maxTSN uint64) {
 		i++
 	}
 	f.sent = f.sent[i:]
+	if len(f.sent) == 0 {
+		f.sent = nil
+	}
 	f.checkComplete()
 	return acked, maxTSN
 }
@@ -317,6 +320,9 @@ func (f *SendFlow) nextFragment(room int) *sfrag {
 	if last {
 		f.pending[0] = nil
 		f.pending = f.pending[1:]
+		if len(f.pending) == 0 {
+			f.pending = nil
+		}
 		if len(f.pending) == 0 && f.closing {
 			fr.flags |= wire.UDFinal
 			f.finSent = true

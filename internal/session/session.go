@@ -28,7 +28,7 @@ const (
 	mobilityValidity = 120 * time.Second
 	maxEchoAge       = 128 * time.Second
 	maxMetadata      = 512
-	maxRecvFlows     = 1024
+	maxRecvFlows     = 256
 	maxPingPayload   = 256
 	maxPingReplies   = 4
 )
@@ -91,6 +91,10 @@ type Config struct {
 	Scratch *Scratch
 }
 
+// cipherIdle is how long a session keeps its AES and HMAC state after the
+// last packet: idle sessions then hold only their keys.
+const cipherIdle = 2 * time.Second
+
 // Scratch is reusable packet-building memory.
 type Scratch struct {
 	pkt, out  []byte
@@ -121,11 +125,10 @@ type Session struct {
 	dest   netip.AddrPort
 	opened time.Time
 
-	sendFlows  map[uint64]*SendFlow
-	sendOrder  []*SendFlow // round-robin order
+	sendOrder  []*SendFlow // our flows, in round-robin order
 	rr         int
 	nextFlowID uint64
-	recvFlows  map[uint64]*RecvFlow
+	recvFlows  []*RecvFlow // flows are few: a slice beats a map's memory
 
 	// timestamps
 	tsRx       uint16
@@ -174,14 +177,15 @@ type Session struct {
 	lastMobSecs uint64
 
 	pendingFinish bool
+	cipherUsed    time.Time // last Seal or Open; zero once released
 	dataFlows     []*RecvFlow
 	deadlines     []*dlEntry
 
-	maxPacket int
-	sc        *Scratch
-	ackedTSN     uint64
-	ackedBytes   int
-	gotAcks      bool
+	maxPacket  int
+	sc         *Scratch
+	ackedTSN   uint64
+	ackedBytes int
+	gotAcks    bool
 
 	// Counters for tests and metrics.
 	Stats Stats
@@ -215,7 +219,6 @@ func New(cfg Config, now time.Time) *Session {
 	}
 	s := &Session{
 		cfg: cfg, ep: ep, dest: cfg.Dest, opened: now,
-		sendFlows: map[uint64]*SendFlow{}, recvFlows: map[uint64]*RecvFlow{},
 		nextFlowID: 2, // Flash numbers its first flow 2; any value is legal
 		mrto:       initialMRTO, erto: initialERTO,
 		cwnd: cwndInit, ssthresh: 1 << 30,
@@ -277,11 +280,25 @@ func (s *Session) SRTT() time.Duration { return s.srtt }
 // CWND is the congestion window in bytes.
 func (s *Session) CWND() int { return s.cwnd }
 
-// SendFlows and RecvFlows return the live flows.
-func (s *Session) SendFlows() map[uint64]*SendFlow { return s.sendFlows }
+// sendFlow finds one of our flows by ID.
+func (s *Session) sendFlow(id uint64) *SendFlow {
+	for _, f := range s.sendOrder {
+		if f.ID == id {
+			return f
+		}
+	}
+	return nil
+}
 
-// RecvFlows returns the live receiving flows.
-func (s *Session) RecvFlows() map[uint64]*RecvFlow { return s.recvFlows }
+// recvFlow finds a flow the far end opened, by ID.
+func (s *Session) recvFlow(id uint64) *RecvFlow {
+	for _, f := range s.recvFlows {
+		if f.ID == id {
+			return f
+		}
+	}
+	return nil
+}
 
 func (s *Session) wake() {
 	if s.cfg.Handler != nil {
@@ -318,7 +335,6 @@ func (s *Session) OpenFlow(metadata []byte, assoc *RecvFlow) (*SendFlow, error) 
 		opts = wire.AppendOptionVLU(opts, wire.OptReturnFlow, assoc.ID)
 	}
 	f.options = append(opts, 0)
-	s.sendFlows[f.ID] = f
 	s.sendOrder = append(s.sendOrder, f)
 	return f, nil
 }
@@ -361,7 +377,7 @@ func (s *Session) Abort(now time.Time, out func([]byte, netip.AddrPort)) {
 }
 
 func (s *Session) teardownFlows() {
-	for _, f := range s.sendFlows {
+	for _, f := range s.sendOrder {
 		f.teardown()
 		s.sendFlowChanged(f)
 	}
@@ -399,6 +415,7 @@ func (s *Session) Receive(now time.Time, src netip.AddrPort, datagram []byte) er
 		return ErrSessionClosed
 	}
 	pt, err := s.cfg.Opener.Open(datagram)
+	s.cipherUsed = now
 	if err != nil {
 		s.Stats.BadPackets++
 		return err
@@ -483,7 +500,7 @@ func (s *Session) Receive(now time.Time, src netip.AddrPort, datagram []byte) er
 			if err != nil {
 				continue
 			}
-			if f := s.sendFlows[a.FlowID]; f != nil {
+			if f := s.sendFlow(a.FlowID); f != nil {
 				acked, maxTSN := f.onAck(a)
 				s.gotAcks = true
 				s.ackedBytes += acked
@@ -497,13 +514,13 @@ func (s *Session) Receive(now time.Time, src netip.AddrPort, datagram []byte) er
 			s.onPingReply(now, src, c.Payload)
 		case wire.ChunkBufferProbe:
 			if id, err := wire.ParseBufferProbe(c.Payload); err == nil {
-				if f := s.recvFlows[id]; f != nil {
+				if f := s.recvFlow(id); f != nil {
 					f.ackNow, f.ackPending = true, true
 				}
 			}
 		case wire.ChunkFlowException:
 			if fe, err := wire.ParseFlowException(c.Payload); err == nil {
-				if f := s.sendFlows[fe.FlowID]; f != nil {
+				if f := s.sendFlow(fe.FlowID); f != nil {
 					f.onException(fe.Code)
 				}
 			}
@@ -576,13 +593,13 @@ type dlEntry struct {
 // onUserData routes a data chunk to its flow, creating the flow on its
 // first chunk. It returns the flow if the chunk was recorded.
 func (s *Session) onUserData(now time.Time, ud wire.UserData) *RecvFlow {
-	f := s.recvFlows[ud.FlowID]
+	f := s.recvFlow(ud.FlowID)
 	if f == nil {
 		if len(s.recvFlows) >= maxRecvFlows {
 			return nil
 		}
-		f = &RecvFlow{ID: ud.FlowID, s: s, recv: rangeSet{r: []seqRange{{0, 0}}}, frags: map[uint64]rfrag{}, next: 1}
-		s.recvFlows[ud.FlowID] = f
+		f = &RecvFlow{ID: ud.FlowID, s: s, recv: rangeSet{r: []seqRange{{0, 0}}}, next: 1}
+		s.recvFlows = append(s.recvFlows, f)
 		ok, hasMeta := true, false
 		if ud.Options != nil {
 			_, _ = wire.WalkOptionList(ud.Options, func(o wire.Option) {
@@ -594,7 +611,7 @@ func (s *Session) onUserData(now time.Time, ud wire.UserData) *RecvFlow {
 					f.Metadata, hasMeta = append([]byte(nil), o.Value...), true
 				case o.Type == wire.OptReturnFlow:
 					v, _, err := wire.ParseVLU(o.Value)
-					if err != nil || s.sendFlows[v] == nil {
+					if err != nil || s.sendFlow(v) == nil {
 						ok = false
 					}
 					f.Assoc, f.HasAssoc = v, true
@@ -673,6 +690,9 @@ func (s *Session) afterAcks(now time.Time, preOutstanding int) {
 	}
 	if j > 0 {
 		s.inflight = s.inflight[j:]
+		if len(s.inflight) == 0 {
+			s.inflight = nil
+		}
 	}
 	if s.ackedBytes > 0 {
 		s.rtoAt = now.Add(s.erto)

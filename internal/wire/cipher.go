@@ -26,54 +26,80 @@ type Features struct {
 
 // Sealer encrypts packets in one direction of a session. Not safe for
 // concurrent use.
+//
+// The AES key schedule and CBC state (about half a kilobyte per direction)
+// are built on first use and dropped by Release, so that an idle session
+// holds only its 16-byte key.
 type Sealer struct {
-	cbc     cipher.BlockMode
+	key     [16]byte
+	hmacKey []byte
 	f       Features
-	mac     hash.Hash
 	nextSeq uint64
-	sum     [sha256.Size]byte
+	st      *cipherState
 }
 
 // Opener decrypts packets in one direction of a session. Not safe for
-// concurrent use.
+// concurrent use. Like Sealer it builds its cipher state lazily.
 type Opener struct {
-	cbc    cipher.BlockMode
-	f      Features
-	mac    hash.Hash
-	replay replayWindow
-	sum    [sha256.Size]byte
+	key     [16]byte
+	hmacKey []byte
+	f       Features
+	replay  replayWindow
+	st      *cipherState
+}
+
+type cipherState struct {
+	cbc cipher.BlockMode
+	mac hash.Hash
+	sum [sha256.Size]byte
+}
+
+func newState(key *[16]byte, encrypt bool, hmacLen int, hmacKey []byte) *cipherState {
+	block, err := aes.NewCipher(key[:])
+	if err != nil {
+		panic(err) // 16-byte keys by construction
+	}
+	st := &cipherState{}
+	if encrypt {
+		st.cbc = cipher.NewCBCEncrypter(block, zeroIV[:])
+	} else {
+		st.cbc = cipher.NewCBCDecrypter(block, zeroIV[:])
+	}
+	if hmacLen > 0 {
+		st.mac = hmac.New(sha256.New, hmacKey)
+	}
+	return st
 }
 
 // NewSealer returns a Sealer for a 16-byte AES key. hmacKey is used only if
 // f.HMACLen > 0.
 func NewSealer(key []byte, f Features, hmacKey []byte) (*Sealer, error) {
-	block, err := aes.NewCipher(key)
-	if err != nil {
-		return nil, err
+	if len(key) != 16 {
+		return nil, aes.KeySizeError(len(key))
 	}
-	s := &Sealer{cbc: cipher.NewCBCEncrypter(block, zeroIV[:]), f: f}
-	if f.HMACLen > 0 {
-		s.mac = hmac.New(sha256.New, hmacKey)
-	}
-	return s, nil
+	return &Sealer{key: [16]byte(key), f: f, hmacKey: hmacKey}, nil
 }
 
 // NewOpener returns an Opener for a 16-byte AES key.
 func NewOpener(key []byte, f Features, hmacKey []byte) (*Opener, error) {
-	block, err := aes.NewCipher(key)
-	if err != nil {
-		return nil, err
+	if len(key) != 16 {
+		return nil, aes.KeySizeError(len(key))
 	}
-	o := &Opener{cbc: cipher.NewCBCDecrypter(block, zeroIV[:]), f: f}
-	if f.HMACLen > 0 {
-		o.mac = hmac.New(sha256.New, hmacKey)
-	}
-	return o, nil
+	return &Opener{key: [16]byte(key), f: f, hmacKey: hmacKey}, nil
 }
+
+// Release drops the cipher state; the next Seal rebuilds it.
+func (s *Sealer) Release() { s.st = nil }
+
+// Release drops the cipher state; the next Open rebuilds it.
+func (o *Opener) Release() { o.st = nil }
 
 // NewDefaultSealer and NewDefaultOpener use the default key, no features:
 // the startup-packet ciphers.
-func NewDefaultSealer() *Sealer { s, _ := NewSealer(DefaultKey, Features{}, nil); return s }
+func NewDefaultSealer() *Sealer {
+	s, _ := NewSealer(DefaultKey, Features{}, nil)
+	return s
+}
 
 // NewDefaultOpener is the startup-packet decrypter.
 func NewDefaultOpener() *Opener { o, _ := NewOpener(DefaultKey, Features{}, nil); return o }
@@ -120,13 +146,17 @@ func (s *Sealer) Seal(dst []byte, sid uint32, packet []byte) []byte {
 		binary.BigEndian.PutUint16(dst[ck:], Checksum(dst[ck+2:]))
 	}
 	ct := dst[ptStart:]
-	resetIV(s.cbc)
-	s.cbc.CryptBlocks(ct, ct)
+	if s.st == nil {
+		s.st = newState(&s.key, true, s.f.HMACLen, s.hmacKey)
+	}
+	st := s.st
+	resetIV(st.cbc)
+	st.cbc.CryptBlocks(ct, ct)
 	binary.BigEndian.PutUint32(dst[start:], ScrambleSID(sid, ct))
 	if s.f.HMACLen > 0 {
-		s.mac.Reset()
-		s.mac.Write(ct)
-		sum := s.mac.Sum(s.sum[:0])
+		st.mac.Reset()
+		st.mac.Write(ct)
+		sum := st.mac.Sum(st.sum[:0])
 		dst = append(dst, sum[:s.f.HMACLen]...)
 	}
 	return dst
@@ -140,16 +170,20 @@ func (o *Opener) Open(datagram []byte) ([]byte, error) {
 		return nil, ErrPacketSize
 	}
 	ct := datagram[4 : 4+n]
+	if o.st == nil {
+		o.st = newState(&o.key, false, o.f.HMACLen, o.hmacKey)
+	}
+	st := o.st
 	if o.f.HMACLen > 0 {
-		o.mac.Reset()
-		o.mac.Write(ct)
-		sum := o.mac.Sum(o.sum[:0])
+		st.mac.Reset()
+		st.mac.Write(ct)
+		sum := st.mac.Sum(st.sum[:0])
 		if subtle.ConstantTimeCompare(sum[:o.f.HMACLen], datagram[4+n:]) != 1 {
 			return nil, ErrHMAC
 		}
 	}
-	resetIV(o.cbc)
-	o.cbc.CryptBlocks(ct, ct)
+	resetIV(st.cbc)
+	st.cbc.CryptBlocks(ct, ct)
 	pt := ct
 	var seq uint64
 	if o.f.Seq {
