@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 )
@@ -49,12 +50,17 @@ func FuzzDecode(f *testing.F) {
 		"11 09 05 01 04 01 09 00",
 		"11 0a 13 03 43 03 78 04 01 11 0a 01 04 02 11 06 00 11 0a 00",
 		"11 11 09 00 04 01 06 03 61 06 03 6b 03 01 02 0a 0b 01 01 01",
-		"11 09 03 03 6b 11 03 00 06 01 04 01 01",
+		"11 09 01 03 6b 11 03 00 06 01 04 01 01",
 	} {
 		f.Add(hx(f, h))
 	}
 	for _, b := range validMessages(f) {
 		f.Add(b)
+	}
+	for _, c := range refusals(f) {
+		if len(c.in) < 1000 { // a 70 kB seed would slow minimization down
+			f.Add(c.in)
+		}
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		// Go's fuzzer has no per-input timeout, so a hang would only stall
@@ -220,4 +226,49 @@ func short(v any) string {
 		s = s[:2000] + "..."
 	}
 	return s
+}
+
+// refusal is a decodable input that AppendAMF0 must refuse, one for each
+// documented case.
+type refusal struct {
+	name string
+	in   []byte
+	err  error
+}
+
+func refusals(t testing.TB) []refusal {
+	longKey, err := AppendAMF3([]byte{0x11}, NewObject(strings.Repeat("k", 70000), nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return []refusal{
+		{"cycle", hx(t, "11 0a 0b 01 03 61 0a 00 01"), ErrDepth},
+		// 40 nested objects, then a value holding two references to the
+		// 30th: fine when decoded, 70 deep when written out.
+		{"deep through references", hx(t, nest(40, "03 00 01 61 ", "0a 00 00 00 02 07 00 1d 07 00 1d", " 00 00 09")), ErrDepth},
+		{"long AMF3 key written as AMF0", longKey, ErrTooLarge},
+		{"empty dictionary key in an AMF3 array", hx(t, "11 09 01 03 6b 11 03 00 06 01 04 01 01"), ErrUnsupported},
+	}
+}
+
+// TestRefusals checks that each documented refusal happens and is
+// recognised by reencodeLimits, so the fuzz target's tolerance is not wider
+// than documented.
+func TestRefusals(t *testing.T) {
+	for _, c := range refusals(t) {
+		vals, err := DecodeAll(c.in)
+		if err != nil || len(vals) != 1 {
+			t.Fatalf("%s: %d values, %v", c.name, len(vals), err)
+		}
+		lim := reencodeLimits{budget: 1 << 18}
+		lim.walk(vals[0], 0, false)
+		_, err = AppendAMF0(nil, vals[0])
+		if !errors.Is(err, c.err) {
+			t.Errorf("%s: AppendAMF0 error %v, want %v", c.name, err, c.err)
+		}
+		flagged := map[error]bool{ErrDepth: lim.deep, ErrTooLarge: lim.longKey, ErrUnsupported: lim.emptyKey}
+		if !flagged[c.err] || lim.budget < 0 {
+			t.Errorf("%s: limits %+v", c.name, lim)
+		}
+	}
 }

@@ -69,7 +69,7 @@ func (s *Server) Sessions() []SessionInfo {
 	var out []SessionInfo
 	for _, e := range engines {
 		for _, sess := range e.Sessions() {
-			c, ok := sess.Value.(*client)
+			c, ok := sess.Value().(*client)
 			if !ok {
 				continue
 			}

@@ -54,7 +54,7 @@ func (ev *events) SessionOpened(sess *engine.Session) {
 		s.sessions++
 		s.perIP[addr.Addr()]++
 		s.byAddr[addr] = c
-		sess.Value = c
+		sess.SetValue(c)
 	}
 	s.mu.Unlock()
 	if over {
@@ -67,7 +67,7 @@ func (ev *events) SessionOpened(sess *engine.Session) {
 
 func (ev *events) SessionClosed(sess *engine.Session, err error) {
 	s := ev.srv()
-	c, ok := sess.Value.(*client)
+	c, ok := sess.Value().(*client)
 	if !ok {
 		return
 	}
@@ -100,7 +100,7 @@ func (ev *events) SessionClosed(sess *engine.Session, err error) {
 
 func (ev *events) AddressChanged(sess *engine.Session, addr netip.AddrPort) {
 	s := ev.srv()
-	c, ok := sess.Value.(*client)
+	c, ok := sess.Value().(*client)
 	if !ok {
 		return
 	}
@@ -118,7 +118,7 @@ func (ev *events) AddressChanged(sess *engine.Session, addr netip.AddrPort) {
 }
 
 func (ev *events) FlowOpened(f *engine.RecvFlow) {
-	c, ok := f.Session().Value.(*client)
+	c, ok := f.Session().Value().(*client)
 	if !ok {
 		f.Reject(0)
 		return
@@ -137,7 +137,7 @@ func (ev *events) FlowOpened(f *engine.RecvFlow) {
 }
 
 func (ev *events) FlowClosed(f *engine.RecvFlow) {
-	c, ok := f.Session().Value.(*client)
+	c, ok := f.Session().Value().(*client)
 	if !ok || f != c.ctrlIn {
 		return
 	}
@@ -146,7 +146,7 @@ func (ev *events) FlowClosed(f *engine.RecvFlow) {
 }
 
 func (ev *events) Message(f *engine.RecvFlow, msg []byte) {
-	c, ok := f.Session().Value.(*client)
+	c, ok := f.Session().Value().(*client)
 	if !ok {
 		return
 	}

@@ -143,7 +143,7 @@ func (s *Server) RevokeKey(id string) (store.Key, error) {
 	var live []*client
 	for _, e := range s.engines {
 		for _, sess := range e.Sessions() {
-			if c, ok := sess.Value.(*client); ok && c.key == id && c.state == connected {
+			if c, ok := sess.Value().(*client); ok && c.key == id && c.state == connected {
 				live = append(live, c)
 			}
 		}

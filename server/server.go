@@ -134,7 +134,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	for _, e := range engines {
 		for _, sess := range e.Sessions() {
-			if c, ok := sess.Value.(*client); ok {
+			if c, ok := sess.Value().(*client); ok {
 				clients = append(clients, c)
 			}
 		}

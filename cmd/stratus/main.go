@@ -3,6 +3,7 @@
 //	stratus server   run the rendezvous service
 //	stratus keys     manage developer keys
 //	stratus probe    connect to an RTMFP server, like Flash would, and measure it
+//	stratus bench    load the server and measure it
 package main
 
 import (
@@ -17,7 +18,8 @@ const usage = `usage: stratus <command> [flags]
 commands:
   server   run the RTMFP rendezvous service (see: stratus server -h)
   keys     create, list, revoke and show developer keys (see: stratus keys)
-  probe    handshake with an RTMFP server and exchange messages (see: stratus probe -h)
+  probe    connect to an RTMFP server as Flash would and report (see: stratus probe -h)
+  bench    load tool: connects/s, memory per idle session, introductions/s (see: stratus bench)
 `
 
 func main() {
@@ -33,6 +35,8 @@ func main() {
 		err = runKeys(os.Args[2:])
 	case "probe":
 		err = runProbe(os.Args[2:])
+	case "bench":
+		err = runBench(os.Args[2:])
 	case "-h", "-help", "--help", "help":
 		fmt.Print(usage)
 		return

@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -170,7 +171,10 @@ type Engine struct {
 	timers    timerHeap
 	kick      chan struct{}
 	pool      map[uint64]chan *handshake.KeyPair
+	ephMu     sync.Mutex // guards eph: keying workers run without e.mu
 	eph       map[uint64]*ephEntry
+	keying    chan keyingJob
+	inKeying  map[netip.AddrPort]uint32 // source -> ISID queued for a worker
 	pkt       []byte
 	hooks     []func()
 	scratch   session.Scratch
@@ -223,6 +227,7 @@ func New(conn net.PacketConn, cfg Config) (*Engine, error) {
 		openTag: map[string]*opening{}, openSID: map[uint32]*opening{},
 		acceptCh: make(chan struct{}), kick: make(chan struct{}, 1), done: make(chan struct{}),
 		pool: map[uint64]chan *handshake.KeyPair{}, eph: map[uint64]*ephEntry{}, evSig: make(chan struct{}, 1),
+		keying: make(chan keyingJob, maxQueuedKeying), inKeying: map[netip.AddrPort]uint32{},
 	}
 	e.udp, _ = conn.(*net.UDPConn)
 	e.responder = &handshake.Responder{ID: cfg.Identity, Policy: cfg.Policy, Rand: rnd, Ephemeral: e.ephemeral}
@@ -237,6 +242,10 @@ func New(conn net.PacketConn, cfg Config) (*Engine, error) {
 	e.wg.Add(2)
 	go e.readLoop()
 	go e.timerLoop()
+	for range runtime.GOMAXPROCS(0) {
+		e.wg.Add(1)
+		go e.keyingWorker()
+	}
 	if cfg.Events != nil {
 		e.wg.Add(1)
 		go e.dispatch()
@@ -306,9 +315,10 @@ type ephEntry struct {
 }
 
 // ephemeral returns the responder's current ephemeral key for a group,
-// moving to a pre-generated one when it has served its handshakes; e.mu
-// held.
+// moving to a pre-generated one when it has served its handshakes.
 func (e *Engine) ephemeral(g *handshake.Group) (*handshake.KeyPair, error) {
+	e.ephMu.Lock()
+	defer e.ephMu.Unlock()
 	now := time.Now()
 	if c := e.eph[g.ID]; c != nil && c.uses < e.cfg.EphemeralReuse && now.Sub(c.born) < e.cfg.EphemeralLifetime {
 		c.uses++
@@ -656,7 +666,65 @@ func (e *Engine) onIIKeying(now time.Time, src netip.AddrPort, ik wire.IIKeying)
 			o.glareLost = true
 		}
 	}
-	acc, err := e.responder.Respond(ik)
+	// The Diffie-Hellman work runs on a keying worker, off the receive
+	// goroutine and without the engine lock, so that handshakes use every
+	// core. A retransmission of an IIKeying already queued is dropped.
+	if e.inKeying[src] == ik.ISID {
+		return
+	}
+	job := keyingJob{src: src, ik: wire.IIKeying{ISID: ik.ISID, Cookie: clone(ik.Cookie), Certificate: clone(ik.Certificate),
+		SKIC: clone(ik.SKIC), Signature: clone(ik.Signature)}}
+	select {
+	case e.keying <- job:
+		e.inKeying[src] = ik.ISID
+	default:
+		e.C.DropLimited.Add(1) // too much keying queued; the initiator retransmits
+	}
+}
+
+// maxQueuedKeying bounds the handshakes waiting for a keying worker
+// (rtmfp-cpp allows 16 queued Diffie-Hellman computations).
+const maxQueuedKeying = 64
+
+type keyingJob struct {
+	src netip.AddrPort
+	ik  wire.IIKeying
+}
+
+func clone(b []byte) []byte { return append([]byte(nil), b...) }
+
+// keyingWorker computes responder keying and completes the handshake.
+func (e *Engine) keyingWorker() {
+	defer e.wg.Done()
+	for {
+		select {
+		case <-e.done:
+			return
+		case job := <-e.keying:
+			acc, err := e.responder.Respond(job.ik)
+			e.mu.Lock()
+			if e.closed {
+				e.mu.Unlock()
+				return
+			}
+			if e.inKeying[job.src] == job.ik.ISID {
+				delete(e.inKeying, job.src)
+			}
+			now := time.Now()
+			e.completeKeying(now, job.src, job.ik, acc, err)
+			e.flushDirty(now)
+			hooks := e.takeHooks()
+			e.mu.Unlock()
+			for _, h := range hooks {
+				h()
+			}
+		}
+	}
+}
+
+// completeKeying opens the responder session once keying is computed;
+// e.mu held.
+func (e *Engine) completeKeying(now time.Time, src netip.AddrPort, ik wire.IIKeying, acc *handshake.Accepted, err error) {
 	if err != nil {
 		e.C.HandshakesFailed.Add(1)
 		if errors.Is(err, handshake.ErrCertificate) {
@@ -666,6 +734,9 @@ func (e *Engine) onIIKeying(now time.Time, src netip.AddrPort, ik wire.IIKeying)
 		}
 		e.log.Debug("keying refused", "src", src, "err", err)
 		return
+	}
+	if s := e.byAddr[src]; s != nil && s.isid == ik.ISID && s.skicHash == sha256.Sum256(ik.SKIC) {
+		return // completed meanwhile
 	}
 	if old := e.byAddr[src]; old != nil {
 		if old.farCert != sha256.Sum256(ik.Certificate) {

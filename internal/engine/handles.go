@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	"github.com/stratus-rtmfp/stratus/internal/handshake"
@@ -40,10 +41,14 @@ type Session struct {
 	timerAt  time.Time
 	timerVer uint64
 
-	// Value is free for the application (the server keeps its client
-	// state here).
-	Value any
+	value atomic.Value // the application's (the server keeps its client state here)
 }
+
+// SetValue stores application state on the session.
+func (s *Session) SetValue(v any) { s.value.Store(v) }
+
+// Value returns what SetValue stored, or nil.
+func (s *Session) Value() any { return s.value.Load() }
 
 // handler adapts Session to session.Handler; every method runs with e.mu
 // held.
@@ -139,7 +144,6 @@ func (s *Session) wait(ctx context.Context, ch chan struct{}) error {
 
 // PeerID is the far end's fingerprint (SHA-256 of its certificate).
 func (s *Session) PeerID() [32]byte { return s.peerID }
-
 
 // NearNonce and FarNonce are the session nonces (RFC 7425 §4.6.3).
 func (s *Session) NearNonce() []byte { return s.nearNonce }

@@ -1,0 +1,101 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net/netip"
+	"os"
+	"time"
+
+	"github.com/stratus-rtmfp/stratus/internal/bench"
+	"github.com/stratus-rtmfp/stratus/rtmfp"
+)
+
+const benchUsage = `usage: stratus bench <connect | idle | intro | all> [flags]
+
+  connect  connects per second: handshake through NetConnection.Connect.Success
+  idle     memory per idle session: holds --sessions sessions on the embedded server
+  intro    introductions per second and lookup-to-Redirect latency
+  all      the three, one after the other
+
+Without --url the load runs against an embedded server on loopback (in this
+process); with --url rtmfp://HOST:PORT/KEY it runs against that server
+(idle needs the embedded one: it measures this process's memory).
+`
+
+func runBench(args []string) error {
+	if len(args) == 0 {
+		fmt.Fprint(os.Stderr, benchUsage)
+		return errors.New("missing bench command")
+	}
+	what := args[0]
+	fs := flag.NewFlagSet("bench "+what, flag.ContinueOnError)
+	url := fs.String("url", "", "server to load (default: an embedded server on loopback)")
+	clients := fs.Int("connects", 20000, "connects to run (connect)")
+	sessions := fs.Int("sessions", 100000, "idle sessions to hold (idle)")
+	lookups := fs.Int("lookups", 100000, "introductions to run (intro)")
+	conc := fs.Int("concurrency", 16, "concurrent clients")
+	fs.Usage = func() { fmt.Fprint(fs.Output(), benchUsage); fs.PrintDefaults() }
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	var t *bench.Target
+	if *url == "" {
+		var err error
+		if t, err = bench.Embedded(nil); err != nil {
+			return err
+		}
+		defer t.Local.Close()
+		fmt.Printf("embedded server at %s\n", t.URL)
+	} else {
+		addrs, app, err := rtmfp.ParseURL(*url)
+		if err != nil {
+			return err
+		}
+		var v4 netip.AddrPort
+		for _, a := range addrs {
+			if a.Addr().Is4() {
+				v4 = a
+				break
+			}
+		}
+		if !v4.IsValid() {
+			return errors.New("bench needs an IPv4 server address")
+		}
+		t = &bench.Target{URL: *url, Server: v4, App: app}
+	}
+	ctx := context.Background()
+	run := func(name string) error {
+		start := time.Now()
+		var r any
+		var err error
+		switch name {
+		case "connect":
+			r, err = bench.Connects(ctx, t, *clients, *conc)
+		case "idle":
+			r, err = bench.Idle(ctx, t, *sessions, *conc)
+		case "intro":
+			r, err = bench.Intros(ctx, t, *lookups, *conc)
+		default:
+			fs.Usage()
+			return fmt.Errorf("unknown bench %q", name)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		bench.Report(os.Stdout, name, r)
+		_ = start
+		return nil
+	}
+	if what == "all" {
+		for _, n := range []string{"connect", "intro", "idle"} {
+			if err := run(n); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return run(what)
+}
