@@ -65,6 +65,9 @@ type Config struct {
 	AMF0 bool
 	// Policy sets the optional RFC 7425 packet features (default: Flash's).
 	Policy handshake.Policy
+	// PeerTimeout bounds how long Play waits for a direct session with the
+	// publisher before NetStream.Connect.Failed (default 20 s).
+	PeerTimeout time.Duration
 	// PeerAddresses overrides the local addresses sent in setPeerInfo
 	// (default: the socket's port on every non-loopback interface address,
 	// or the bound address itself).
@@ -95,9 +98,15 @@ type NetConnection struct {
 	srvKA    time.Duration
 	gotKA    chan struct{} // closed at the first set-keepalive
 
-	// MaxPeerConnections bounds the subscribers a publishing NetStream
-	// accepts (ActionScript's default: 8).
+	// MaxPeerConnections bounds the direct peer sessions, incoming and
+	// outgoing (ActionScript's default: 8). Lowering it refuses new ones
+	// only.
 	MaxPeerConnections int
+
+	publishers  map[string]*NetStream
+	unconnected []*NetStream
+	peers       map[string]*peerConn
+	streamSeq   uint64
 
 	done chan struct{}
 	wg   sync.WaitGroup
@@ -119,6 +128,9 @@ func Connect(ctx context.Context, rawURL string, cfg *Config, args ...any) (*Net
 	}
 	if c.ConnectTimeout <= 0 {
 		c.ConnectTimeout = 30 * time.Second
+	}
+	if c.PeerTimeout <= 0 {
+		c.PeerTimeout = 20 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -144,7 +156,7 @@ func Connect(ctx context.Context, rawURL string, cfg *Config, args ...any) (*Net
 	}
 	nc := &NetConnection{cfg: c, url: rawURL, id: id, log: c.Logger, calls: map[float64]chan callResult{}, nextTx: 2,
 		status: make(chan Status, 64), handlers: map[string]func([]any){}, MaxPeerConnections: 8, peerKA: 10 * time.Second, gotKA: make(chan struct{}),
-		done: make(chan struct{})}
+		done: make(chan struct{}), publishers: map[string]*NetStream{}, peers: map[string]*peerConn{}}
 	e, err := engine.New(conn, engine.Config{Identity: id, Policy: c.Policy, OpenTimeout: c.ConnectTimeout, Logger: c.Logger,
 		Keepalive: 15 * time.Second, DeadAfter: 60 * time.Second})
 	if err != nil {
@@ -203,6 +215,8 @@ func Connect(ctx context.Context, rawURL string, cfg *Config, args ...any) (*Net
 	if err := nc.sendPeerInfo(); err != nil {
 		nc.log.Warn("setPeerInfo", "err", err)
 	}
+	nc.wg.Add(1)
+	go nc.acceptPeers()
 	return nc, nil
 }
 
@@ -546,7 +560,28 @@ func (nc *NetConnection) ServerAddr() netip.AddrPort { return nc.server }
 func (nc *NetConnection) Close() error {
 	nc.mu.Lock()
 	already := nc.closed
+	var pubs []*NetStream
+	for _, p := range nc.publishers {
+		pubs = append(pubs, p)
+	}
+	var peers []*peerConn
+	for _, pc := range nc.peers {
+		peers = append(peers, pc)
+	}
 	nc.mu.Unlock()
+	// Everything created from the connection goes with it.
+	for _, p := range pubs {
+		p.Close()
+	}
+	for _, pc := range peers {
+		if pc.ps != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			if pc.ps.Close(ctx) != nil {
+				pc.ps.sess.Abort()
+			}
+			cancel()
+		}
+	}
 	if !already && nc.ctrl != nil {
 		nc.ctrl.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

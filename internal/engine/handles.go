@@ -367,14 +367,18 @@ var ErrBufferFull = errors.New("engine: send buffer full")
 
 // TryWrite queues a message without ever blocking: event handlers use it,
 // since a far end that stops acknowledging must not stall the dispatcher.
-func (f *SendFlow) TryWrite(msg []byte) error {
+func (f *SendFlow) TryWrite(msg []byte) error { return f.TryWriteBy(msg, time.Time{}) }
+
+// TryWriteBy is TryWrite with a deadline after which the message is
+// abandoned (live media that is late is worthless).
+func (f *SendFlow) TryWriteBy(msg []byte, deadline time.Time) error {
 	e := f.s.e
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if f.core.Buffered() >= MaxBuffered {
 		return ErrBufferFull
 	}
-	err := f.core.Write(append([]byte(nil), msg...), time.Time{}, nil)
+	err := f.core.Write(append([]byte(nil), msg...), deadline, nil)
 	e.flushDirty(time.Now())
 	return err
 }

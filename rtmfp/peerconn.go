@@ -1,0 +1,278 @@
+package rtmfp
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/stratus-rtmfp/stratus/internal/engine"
+	"github.com/stratus-rtmfp/stratus/internal/flash"
+)
+
+// ErrTooManyPeers is returned when MaxPeerConnections sessions are open.
+var ErrTooManyPeers = errors.New("rtmfp: maxPeerConnections reached")
+
+// peerConn is one direct session with a peer, shared by every NetStream
+// between the two (in either direction). Its router hands each flow the
+// peer opens to the right place.
+type peerConn struct {
+	nc      *NetConnection
+	ps      *PeerSession
+	farID   string
+	refuse  bool // over MaxPeerConnections: refuse what the peer asks
+	mu      sync.Mutex
+	subs    map[uint64]*NetStream // our subscriber streams, by their play flow ID
+	views   int                   // subscribers of ours on this session
+	dialing chan struct{}
+}
+
+// peer returns the session with peerID, opening it through the server's
+// introduction if needed (bounded by Config.PeerTimeout).
+func (nc *NetConnection) peer(ctx context.Context, peerID string) (*peerConn, error) {
+	nc.mu.Lock()
+	if pc := nc.peers[peerID]; pc != nil {
+		d := pc.dialing
+		nc.mu.Unlock()
+		if d != nil {
+			select {
+			case <-d:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+			return nc.peer(ctx, peerID)
+		}
+		return pc, nil
+	}
+	if len(nc.peers) >= nc.maxPeers() {
+		nc.mu.Unlock()
+		return nil, ErrTooManyPeers
+	}
+	pc := &peerConn{nc: nc, farID: peerID, subs: map[uint64]*NetStream{}, dialing: make(chan struct{})}
+	nc.peers[peerID] = pc
+	nc.mu.Unlock()
+
+	dctx, cancel := context.WithTimeout(ctx, nc.cfg.PeerTimeout)
+	ps, err := nc.DialPeer(dctx, peerID)
+	cancel()
+	nc.mu.Lock()
+	close(pc.dialing)
+	pc.dialing = nil
+	if err != nil {
+		delete(nc.peers, peerID)
+		nc.mu.Unlock()
+		return nil, err
+	}
+	pc.ps = ps
+	nc.mu.Unlock()
+	nc.wg.Add(1)
+	go pc.route()
+	return pc, nil
+}
+
+func (nc *NetConnection) maxPeers() int {
+	if nc.MaxPeerConnections <= 0 {
+		return 8
+	}
+	return nc.MaxPeerConnections
+}
+
+// acceptPeers takes sessions peers open to us.
+func (nc *NetConnection) acceptPeers() {
+	defer nc.wg.Done()
+	for {
+		ps, err := nc.AcceptPeer(context.Background())
+		if err != nil {
+			return
+		}
+		id := ps.FarID()
+		nc.mu.Lock()
+		if old := nc.peers[id]; old != nil && old.ps != nil && old.ps.sess == ps.sess {
+			nc.mu.Unlock()
+			continue // glare resolved onto the session we already route
+		}
+		pc := &peerConn{nc: nc, ps: ps, farID: id, subs: map[uint64]*NetStream{}}
+		if len(nc.peers) >= nc.maxPeers() {
+			// maxPeerConnections: refuse whatever this peer asks, then
+			// close the session.
+			pc.refuse = true
+		} else {
+			nc.peers[id] = pc
+		}
+		nc.mu.Unlock()
+		nc.wg.Add(1)
+		go pc.route()
+	}
+}
+
+// route dispatches the flows the peer opens until the session ends.
+func (pc *peerConn) route() {
+	nc := pc.nc
+	defer nc.wg.Done()
+	if pc.refuse {
+		go func() {
+			time.Sleep(2 * time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			defer cancel()
+			pc.ps.Close(ctx)
+		}()
+	}
+	ctx := context.Background()
+	for {
+		f, err := pc.ps.AcceptFlow(ctx)
+		if err != nil {
+			break
+		}
+		md, isTC := flash.ParseTCMetadata(f.Metadata())
+		assoc, hasAssoc := f.Assoc()
+		pc.mu.Lock()
+		sub := pc.subs[assoc]
+		pc.mu.Unlock()
+		switch {
+		case pc.refuse || !isTC:
+			f.Reject(0)
+		case hasAssoc && sub != nil:
+			go sub.attach(f) // the publisher's flow for one of our streams
+		case !hasAssoc && md.StreamID != 0:
+			go pc.onPlayFlow(f, md.StreamID) // the peer subscribes to us
+		default:
+			f.Reject(0)
+		}
+	}
+	// The session ended: every stream on it is closed.
+	pc.mu.Lock()
+	subs := make([]*NetStream, 0, len(pc.subs))
+	for _, s := range pc.subs {
+		subs = append(subs, s)
+	}
+	pc.mu.Unlock()
+	for _, s := range subs {
+		s.emit(flash.LevelStatus, StreamConnectClosed, "peer session closed")
+		s.finish()
+	}
+	nc.mu.Lock()
+	if nc.peers[pc.farID] == pc {
+		delete(nc.peers, pc.farID)
+	}
+	var views []*NetStream
+	for _, p := range nc.publishers {
+		for _, v := range p.PeerStreams() {
+			if v.pc == pc {
+				views = append(views, v)
+			}
+		}
+	}
+	for _, v := range nc.unconnected {
+		if v.pc == pc {
+			views = append(views, v)
+		}
+	}
+	nc.mu.Unlock()
+	for _, v := range views {
+		v.closePeerView(false)
+	}
+}
+
+// onPlayFlow reads a subscriber's play and offers it to the publisher of
+// that name, or parks it in unconnectedPeerStreams.
+func (pc *peerConn) onPlayFlow(f *engine.RecvFlow, streamID uint64) {
+	nc := pc.nc
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	raw, err := f.Read(ctx)
+	cancel()
+	if err != nil {
+		return
+	}
+	m, err := flash.ParseMessage(raw)
+	if err != nil || !m.IsCommand() {
+		f.Reject(0)
+		return
+	}
+	cmd, err := flash.ParseCommand(m)
+	name, _ := firstString(cmd.Args)
+	if (err != nil && cmd.Name == "") || cmd.Name != "play" || name == "" {
+		f.Reject(0)
+		return
+	}
+	sub := newPeerView(nc, pc, f, streamID, name)
+	pc.mu.Lock()
+	pc.views++
+	pc.mu.Unlock()
+	nc.mu.Lock()
+	pub := nc.publishers[name]
+	if pub == nil {
+		nc.unconnected = append(nc.unconnected, sub)
+	}
+	nc.mu.Unlock()
+	if pub != nil {
+		pub.offer(sub)
+	}
+	// Keep reading: closeStream or the end of the flow means the
+	// subscriber left.
+	for {
+		raw, err := f.Read(context.Background())
+		if err != nil {
+			break
+		}
+		if m, err := flash.ParseMessage(raw); err == nil && m.IsCommand() {
+			if c, _ := flash.ParseCommand(m); c.Name == "closeStream" {
+				break
+			}
+		}
+	}
+	sub.closePeerView(false)
+	pc.mu.Lock()
+	pc.views--
+	pc.mu.Unlock()
+	pc.release()
+}
+
+func firstString(args []any) (string, bool) {
+	for _, a := range args {
+		if s, ok := a.(string); ok {
+			return s, true
+		}
+	}
+	return "", false
+}
+
+func (pc *peerConn) addSub(id uint64, ns *NetStream) {
+	pc.mu.Lock()
+	pc.subs[id] = ns
+	pc.mu.Unlock()
+}
+
+func (pc *peerConn) removeSub(id uint64) {
+	pc.mu.Lock()
+	delete(pc.subs, id)
+	pc.mu.Unlock()
+}
+
+// release closes the session when no stream uses it any more.
+func (pc *peerConn) release() {
+	pc.mu.Lock()
+	idle := len(pc.subs) == 0 && pc.views == 0
+	pc.mu.Unlock()
+	if !idle || pc.ps == nil {
+		return
+	}
+	nc := pc.nc
+	nc.mu.Lock()
+	if nc.peers[pc.farID] == pc {
+		delete(nc.peers, pc.farID)
+	}
+	nc.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if pc.ps.Close(ctx) != nil {
+		pc.ps.sess.Abort()
+	}
+}
+
+// PeerConnections is the number of open direct sessions (what
+// MaxPeerConnections bounds).
+func (nc *NetConnection) PeerConnections() int {
+	nc.mu.Lock()
+	defer nc.mu.Unlock()
+	return len(nc.peers)
+}
