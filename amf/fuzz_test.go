@@ -92,7 +92,7 @@ func FuzzDecode(f *testing.F) {
 // checkReencode encodes v (with AppendAMF3 if amf3, else AppendAMF0),
 // decodes the result and compares.
 func checkReencode(t *testing.T, data []byte, v any, amf3 bool) {
-	lim := reencodeLimits{budget: 1 << 14}
+	lim := reencodeLimits{budget: 1 << 18}
 	lim.walk(v, 0, amf3)
 	if lim.budget < 0 {
 		return
@@ -260,7 +260,7 @@ func TestRefusals(t *testing.T) {
 		if err != nil || len(vals) != 1 {
 			t.Fatalf("%s: %d values, %v", c.name, len(vals), err)
 		}
-		lim := reencodeLimits{budget: 1 << 14}
+		lim := reencodeLimits{budget: 1 << 18}
 		lim.walk(vals[0], 0, false)
 		_, err = AppendAMF0(nil, vals[0])
 		if !errors.Is(err, c.err) {

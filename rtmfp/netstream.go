@@ -71,15 +71,15 @@ type NetStream struct {
 	mu            sync.Mutex
 	onPeer        func(subscriber *NetStream) bool
 	mediaLifetime time.Duration
-	name     string
-	farID    string
-	closed   bool
-	started  bool // subscriber: Play.Start seen
-	peers    []*NetStream
-	handlers map[string]func(args []any)
-	status   chan Status
-	media    chan Message
-	done     chan struct{}
+	name          string
+	farID         string
+	closed        bool
+	started       bool // subscriber: Play.Start seen
+	peers         []*NetStream
+	handlers      map[string]func(args []any)
+	status        chan Status
+	media         chan Message
+	done          chan struct{}
 
 	// subscriber, and the publisher's view of one
 	pc       *peerConn

@@ -4,6 +4,7 @@
 //	stratus keys     manage developer keys
 //	stratus probe    connect to an RTMFP server, like Flash would, and measure it
 //	stratus bench    load the server and measure it
+//	stratus peer     publish/play FLV and send/listen peer to peer
 package main
 
 import (
@@ -20,6 +21,7 @@ commands:
   keys     create, list, revoke and show developer keys (see: stratus keys)
   probe    connect to an RTMFP server as Flash would and report (see: stratus probe -h)
   bench    load tool: connects/s, memory per idle session, introductions/s (see: stratus bench)
+  peer     publish and play FLV peer to peer, send and listen to messages (see: stratus peer)
 `
 
 func main() {
@@ -37,6 +39,8 @@ func main() {
 		err = runProbe(os.Args[2:])
 	case "bench":
 		err = runBench(os.Args[2:])
+	case "peer":
+		err = runPeer(os.Args[2:])
 	case "-h", "-help", "--help", "help":
 		fmt.Print(usage)
 		return

@@ -1,0 +1,179 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/stratus-rtmfp/stratus/internal/peertool"
+	"github.com/stratus-rtmfp/stratus/rtmfp"
+)
+
+const peerUsage = `usage:
+  stratus peer publish --url rtmfp://HOST/KEY --name NAME [--loop] [--max-peers N] [--allow PEERID]... [--wait N] FILE.flv
+  stratus peer play    --url rtmfp://HOST/KEY --peer PEERID --name NAME --out OUT.flv [--duration D]
+  stratus peer send    --url rtmfp://HOST/KEY --name NAME [--handler H] [--wait N] [MESSAGE...]
+  stratus peer listen  --url rtmfp://HOST/KEY --peer PEERID --name NAME [--handler H] [--duration D]
+
+publish and send print this peer's ID (64 hex digits) on a line of its own;
+give it to play / listen as --peer. Media and messages go peer to peer:
+the server only introduces the peers.
+`
+
+func runPeer(args []string) error {
+	if len(args) == 0 {
+		fmt.Fprint(os.Stderr, peerUsage)
+		return errors.New("missing peer command")
+	}
+	cmd := args[0]
+	fs := flag.NewFlagSet("peer "+cmd, flag.ContinueOnError)
+	url := fs.String("url", "", "rtmfp://HOST[:PORT]/DEVELOPER_KEY of the rendezvous server")
+	name := fs.String("name", "", "stream name")
+	peer := fs.String("peer", "", "publisher's peer ID (play, listen)")
+	out := fs.String("out", "", "recording (play)")
+	duration := fs.Duration("duration", 0, "stop after this long (play, listen; 0: until the publisher stops)")
+	loop := fs.Bool("loop", false, "repeat the file (publish)")
+	maxPeers := fs.Int("max-peers", 0, "subscribers to accept at most (publish; default: maxPeerConnections, 8)")
+	var allow listFlag
+	fs.Var(&allow, "allow", "accept only this subscriber peer ID, repeatable (publish)")
+	wait := fs.Int("wait", 1, "subscribers to wait for before starting (publish, send)")
+	handler := fs.String("handler", "onMessage", "handler name of the send() calls (send, listen)")
+	timeout := fs.Duration("timeout", 20*time.Second, "how long to wait for the server and the peer")
+	fs.Usage = func() { fmt.Fprint(fs.Output(), peerUsage); fs.PrintDefaults() }
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if *url == "" || *name == "" {
+		fs.Usage()
+		return errors.New("--url and --name are required")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	nc, err := rtmfp.Connect(ctx, *url, &rtmfp.Config{ConnectTimeout: *timeout, PeerTimeout: *timeout})
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	switch cmd {
+	case "publish":
+		if fs.NArg() != 1 {
+			fs.Usage()
+			return errors.New("one FLV file expected")
+		}
+		fmt.Println(nc.NearID())
+		fmt.Fprintf(os.Stderr, "publishing %s as %q; waiting for %d subscriber(s)\n", fs.Arg(0), *name, *wait)
+		err := peertool.Publish(ctx, nc, fs.Arg(0), peertool.PublishOptions{Name: *name, Loop: *loop, Allow: allow, MaxPeers: *maxPeers, Wait: *wait, Log: os.Stderr})
+		if errors.Is(err, context.Canceled) {
+			return nil
+		}
+		return err
+	case "play":
+		if *peer == "" || *out == "" {
+			fs.Usage()
+			return errors.New("--peer and --out are required")
+		}
+		f, err := os.Create(*out)
+		if err != nil {
+			return err
+		}
+		st, err := peertool.Play(ctx, nc, f, peertool.PlayOptions{Peer: *peer, Name: *name, Duration: *duration, Log: os.Stderr})
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		fmt.Fprintf(os.Stderr, "recorded %d tags, %d bytes into %s\n", st.Tags, st.Bytes, *out)
+		if errors.Is(err, context.Canceled) {
+			return nil
+		}
+		return err
+	case "send":
+		return peerSend(ctx, nc, *name, *handler, *wait, fs.Args())
+	case "listen":
+		if *peer == "" {
+			fs.Usage()
+			return errors.New("--peer is required")
+		}
+		return peerListen(ctx, nc, *peer, *name, *handler, *duration)
+	}
+	fs.Usage()
+	return fmt.Errorf("unknown peer command %q", cmd)
+}
+
+// peerSend publishes name and sends each message (arguments, or stdin
+// lines) as handler(message) to the subscribers.
+func peerSend(ctx context.Context, nc *rtmfp.NetConnection, name, handler string, wait int, msgs []string) error {
+	ns, err := rtmfp.NewNetStream(nc, rtmfp.DirectConnections)
+	if err != nil {
+		return err
+	}
+	defer ns.Close()
+	if err := ns.Publish(name); err != nil {
+		return err
+	}
+	fmt.Println(nc.NearID())
+	for len(ns.PeerStreams()) < wait {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	send := func(m string) error { return ns.Send(handler, m) }
+	if len(msgs) > 0 {
+		for _, m := range msgs {
+			if err := send(m); err != nil {
+				return err
+			}
+		}
+	} else {
+		sc := bufio.NewScanner(os.Stdin)
+		for sc.Scan() {
+			if err := send(sc.Text()); err != nil {
+				return err
+			}
+		}
+	}
+	time.Sleep(500 * time.Millisecond) // let the last messages be acknowledged
+	return nil
+}
+
+// peerListen plays a peer's stream and prints each send() call as a JSON
+// line: {"handler": ..., "args": [...]}.
+func peerListen(ctx context.Context, nc *rtmfp.NetConnection, peer, name, handler string, d time.Duration) error {
+	ns, err := rtmfp.NewNetStream(nc, peer)
+	if err != nil {
+		return err
+	}
+	defer ns.Close()
+	enc := json.NewEncoder(os.Stdout)
+	ns.Handle(handler, func(args []any) { enc.Encode(map[string]any{"handler": handler, "args": args}) })
+	if err := ns.Play(ctx, name); err != nil {
+		return err
+	}
+	var stop <-chan time.Time
+	if d > 0 {
+		stop = time.After(d)
+	}
+	for {
+		select {
+		case st := <-ns.Status():
+			fmt.Fprintln(os.Stderr, st.Code)
+			if st.Code == rtmfp.StreamConnectRejected {
+				return errors.New("the publisher refused")
+			}
+		case <-ns.Messages():
+		case <-ns.Done():
+			return nil
+		case <-stop:
+			return nil
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
