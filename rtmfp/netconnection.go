@@ -107,6 +107,7 @@ type NetConnection struct {
 	unconnected []*NetStream
 	peers       map[string]*peerConn
 	streamSeq   uint64
+	rawFlows    chan peerFlow
 
 	done chan struct{}
 	wg   sync.WaitGroup
@@ -156,7 +157,7 @@ func Connect(ctx context.Context, rawURL string, cfg *Config, args ...any) (*Net
 	}
 	nc := &NetConnection{cfg: c, url: rawURL, id: id, log: c.Logger, calls: map[float64]chan callResult{}, nextTx: 2,
 		status: make(chan Status, 64), handlers: map[string]func([]any){}, MaxPeerConnections: 8, peerKA: 10 * time.Second, gotKA: make(chan struct{}),
-		done: make(chan struct{}), publishers: map[string]*NetStream{}, peers: map[string]*peerConn{}}
+		done: make(chan struct{}), publishers: map[string]*NetStream{}, peers: map[string]*peerConn{}, rawFlows: make(chan peerFlow, 16)}
 	e, err := engine.New(conn, engine.Config{Identity: id, Policy: c.Policy, OpenTimeout: c.ConnectTimeout, Logger: c.Logger,
 		Keepalive: 15 * time.Second, DeadAfter: 60 * time.Second})
 	if err != nil {

@@ -30,11 +30,20 @@ type PeerSession struct {
 	sess *engine.Session
 }
 
-// DialPeer opens a direct session to the peer with that ID: an IHello to
-// the server, which introduces us (Redirect to us, Forwarded IHello to the
-// peer); the first RHello from the peer wins. An open session to the same
-// peer is reused.
+// DialPeer opens a direct session to the peer with that ID (or returns
+// the open one): an IHello to the server, which introduces us (Redirect to
+// us, Forwarded IHello to the peer); the first RHello from the peer wins.
+// Bounded by Config.PeerTimeout and ctx.
 func (nc *NetConnection) DialPeer(ctx context.Context, peerID string) (*PeerSession, error) {
+	pc, err := nc.peer(ctx, peerID)
+	if err != nil {
+		return nil, err
+	}
+	return pc.ps, nil
+}
+
+// dialSession runs the introduction and handshake for peer.
+func (nc *NetConnection) dialSession(ctx context.Context, peerID string) (*PeerSession, error) {
 	id, err := ParsePeerID(peerID)
 	if err != nil {
 		return nil, err
@@ -47,19 +56,23 @@ func (nc *NetConnection) DialPeer(ctx context.Context, peerID string) (*PeerSess
 	return &PeerSession{nc: nc, sess: sess}, nil
 }
 
-// AcceptPeer waits for a peer to open a direct session to us.
-func (nc *NetConnection) AcceptPeer(ctx context.Context) (*PeerSession, error) {
-	for {
-		sess, err := nc.e.Accept(ctx)
-		if err != nil {
-			return nil, err
-		}
-		if sess == nc.sess {
-			continue
-		}
-		nc.applyPeerKeepalive(sess)
-		return &PeerSession{nc: nc, sess: sess}, nil
+// AcceptPeerFlow waits for a peer to open a flow that is not a NetStream
+// flow (raw application flows between peers), on a session either side
+// opened.
+func (nc *NetConnection) AcceptPeerFlow(ctx context.Context) (*PeerSession, *engine.RecvFlow, error) {
+	select {
+	case pf := <-nc.rawFlows:
+		return pf.ps, pf.f, nil
+	case <-ctx.Done():
+		return nil, nil, ctx.Err()
+	case <-nc.done:
+		return nil, nil, ErrStreamClosed
 	}
+}
+
+type peerFlow struct {
+	ps *PeerSession
+	f  *engine.RecvFlow
 }
 
 func (nc *NetConnection) applyPeerKeepalive(s *engine.Session) {
@@ -79,11 +92,6 @@ func (p *PeerSession) RemoteAddr() netip.AddrPort { return p.sess.RemoteAddr() }
 // OpenFlow opens a flow to the peer with the given metadata.
 func (p *PeerSession) OpenFlow(metadata []byte) (*engine.SendFlow, error) {
 	return p.sess.OpenFlow(metadata, nil)
-}
-
-// AcceptFlow waits for the peer to open a flow.
-func (p *PeerSession) AcceptFlow(ctx context.Context) (*engine.RecvFlow, error) {
-	return p.sess.AcceptFlow(ctx)
 }
 
 // Done is closed when the session closes.

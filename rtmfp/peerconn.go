@@ -53,7 +53,7 @@ func (nc *NetConnection) peer(ctx context.Context, peerID string) (*peerConn, er
 	nc.mu.Unlock()
 
 	dctx, cancel := context.WithTimeout(ctx, nc.cfg.PeerTimeout)
-	ps, err := nc.DialPeer(dctx, peerID)
+	ps, err := nc.dialSession(dctx, peerID)
 	cancel()
 	nc.mu.Lock()
 	close(pc.dialing)
@@ -81,10 +81,15 @@ func (nc *NetConnection) maxPeers() int {
 func (nc *NetConnection) acceptPeers() {
 	defer nc.wg.Done()
 	for {
-		ps, err := nc.AcceptPeer(context.Background())
+		sess, err := nc.e.Accept(context.Background())
 		if err != nil {
 			return
 		}
+		if sess == nc.sess {
+			continue
+		}
+		nc.applyPeerKeepalive(sess)
+		ps := &PeerSession{nc: nc, sess: sess}
 		id := ps.FarID()
 		nc.mu.Lock()
 		if old := nc.peers[id]; old != nil && old.ps != nil && old.ps.sess == ps.sess {
@@ -119,7 +124,7 @@ func (pc *peerConn) route() {
 	}
 	ctx := context.Background()
 	for {
-		f, err := pc.ps.AcceptFlow(ctx)
+		f, err := pc.ps.sess.AcceptFlow(ctx)
 		if err != nil {
 			break
 		}
@@ -129,8 +134,15 @@ func (pc *peerConn) route() {
 		sub := pc.subs[assoc]
 		pc.mu.Unlock()
 		switch {
-		case pc.refuse || !isTC:
+		case pc.refuse:
 			f.Reject(0)
+		case !isTC:
+			// A raw application flow: AcceptPeerFlow's.
+			select {
+			case nc.rawFlows <- peerFlow{pc.ps, f}:
+			default:
+				f.Reject(0)
+			}
 		case hasAssoc && sub != nil:
 			go sub.attach(f) // the publisher's flow for one of our streams
 		case !hasAssoc && md.StreamID != 0:

@@ -265,13 +265,6 @@ func TestIntroductionDirectSession(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	before := srv.EngineStats()
-	accepted := make(chan *rtmfp.PeerSession, 1)
-	go func() {
-		p, err := b.AcceptPeer(ctx)
-		if err == nil {
-			accepted <- p
-		}
-	}()
 	p, err := a.DialPeer(ctx, b.NearID())
 	if err != nil {
 		t.Fatal(err)
@@ -279,22 +272,16 @@ func TestIntroductionDirectSession(t *testing.T) {
 	if p.FarID() != b.NearID() || p.RemoteAddr().String() != b.LocalAddr().String() {
 		t.Fatalf("direct session to %s at %v", p.FarID(), p.RemoteAddr())
 	}
-	var bp *rtmfp.PeerSession
-	select {
-	case bp = <-accepted:
-	case <-ctx.Done():
-		t.Fatal("B never accepted")
-	}
-	if bp.FarID() != a.NearID() {
-		t.Fatal("B sees the wrong peer")
-	}
 	payload := bytes.Repeat([]byte("media "), 50000) // 300 KB
 	f, _ := p.OpenFlow([]byte("P2P"))
 	f.Write(payload)
 	f.Close()
-	rf, err := bp.AcceptFlow(ctx)
+	bp, rf, err := b.AcceptPeerFlow(ctx)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if bp.FarID() != a.NearID() {
+		t.Fatal("B sees the wrong peer")
 	}
 	m, err := rf.Read(ctx)
 	if err != nil || !bytes.Equal(m, payload) {
