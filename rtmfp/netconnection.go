@@ -216,8 +216,9 @@ func Connect(ctx context.Context, rawURL string, cfg *Config, args ...any) (*Net
 	if err := nc.sendPeerInfo(); err != nil {
 		nc.log.Warn("setPeerInfo", "err", err)
 	}
-	nc.wg.Add(1)
+	nc.wg.Add(2)
 	go nc.acceptPeers()
+	go nc.watchNetwork()
 	return nc, nil
 }
 
@@ -484,6 +485,38 @@ func (nc *NetConnection) Send(name string, args ...any) error {
 	return nc.ctrl.Write(msg)
 }
 
+// networkCheck is how often local addresses are compared.
+var networkCheck = 5 * time.Second
+
+// watchNetwork reports NetConnection.Connect.NetworkChange when the local
+// addresses change (a new Wi-Fi network, say), as Flash does, and tells the
+// server the new ones; the sessions themselves follow by RTMFP mobility.
+func (nc *NetConnection) watchNetwork() {
+	defer nc.wg.Done()
+	if nc.cfg.PeerAddresses != nil {
+		return
+	}
+	last := fmt.Sprint(localAddresses(nc.e.LocalAddr()))
+	t := time.NewTicker(networkCheck)
+	defer t.Stop()
+	for {
+		select {
+		case <-nc.done:
+			return
+		case <-t.C:
+			now := fmt.Sprint(localAddresses(nc.e.LocalAddr()))
+			if now == last {
+				continue
+			}
+			last = now
+			nc.emit(Status{Level: flash.LevelStatus, Code: ConnectNetworkChange, Description: "local addresses changed"})
+			if err := nc.sendPeerInfo(); err != nil {
+				nc.log.Warn("setPeerInfo", "err", err)
+			}
+		}
+	}
+}
+
 func (nc *NetConnection) sendPeerInfo() error {
 	addrs := nc.cfg.PeerAddresses
 	if addrs == nil {
@@ -496,6 +529,10 @@ func (nc *NetConnection) sendPeerInfo() error {
 	return nc.Send("setPeerInfo", args...)
 }
 
+// interfaceAddrs is net.InterfaceAddrs; tests replace it to simulate a
+// network change.
+var interfaceAddrs = net.InterfaceAddrs
+
 // localAddresses lists the socket's port on each usable interface
 // address (what Flash reports in setPeerInfo).
 func localAddresses(local net.Addr) []netip.AddrPort {
@@ -507,7 +544,7 @@ func localAddresses(local net.Addr) []netip.AddrPort {
 	if ip, ok := netip.AddrFromSlice(ua.IP); ok && !ip.Unmap().IsUnspecified() {
 		return []netip.AddrPort{netip.AddrPortFrom(ip.Unmap(), port)}
 	}
-	ifaddrs, _ := net.InterfaceAddrs()
+	ifaddrs, _ := interfaceAddrs()
 	var out []netip.AddrPort
 	for _, a := range ifaddrs {
 		pn, ok := a.(*net.IPNet)
