@@ -486,16 +486,24 @@ func (ns *NetStream) push(m Message) {
 	}
 }
 
-// finish marks the stream closed (once).
-func (ns *NetStream) finish() {
+// markClosed closes the stream's done channel once; it reports whether
+// this call did it.
+func (ns *NetStream) markClosed() bool {
 	ns.mu.Lock()
+	defer ns.mu.Unlock()
 	if ns.closed {
-		ns.mu.Unlock()
-		return
+		return false
 	}
 	ns.closed = true
 	close(ns.done)
-	ns.mu.Unlock()
+	return true
+}
+
+// finish marks the stream closed (once).
+func (ns *NetStream) finish() {
+	if !ns.markClosed() {
+		return
+	}
 	if ns.pc != nil && ns.playOut != nil {
 		ns.pc.removeSub(ns.playOut.ID())
 	}
@@ -546,14 +554,9 @@ func (ns *NetStream) Close() error {
 
 // closePeerView ends one subscriber of a publisher.
 func (sub *NetStream) closePeerView(notify bool) {
-	sub.mu.Lock()
-	if sub.closed {
-		sub.mu.Unlock()
+	if !sub.markClosed() {
 		return
 	}
-	sub.closed = true
-	close(sub.done)
-	sub.mu.Unlock()
 	if notify && sub.cmdOut != nil {
 		if msg, err := flash.AppendCommand(nil, "onStatus", 0, nil,
 			flash.Info(flash.LevelStatus, PlayUnpublishNotify, sub.name+" is now unpublished")); err == nil {

@@ -428,28 +428,17 @@ func (c *client) refuse(tx float64, code, description string) {
 // close finishes the control flow and, once the client has read what was
 // sent (or after two seconds), closes the session in an orderly way.
 func (c *client) close() {
-	if c.state == leaving {
-		return
-	}
 	c.srv.mu.Lock()
+	already := c.state == leaving
 	c.state = leaving
 	c.srv.mu.Unlock()
-	out, sess := c.ctrlOut, c.sess
-	if out != nil {
-		out.Close()
+	if already {
+		return
 	}
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		if out != nil {
-			_ = out.WaitComplete(ctx)
-		}
-		ctx2, cancel2 := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel2()
-		if sess.Close(ctx2) != nil {
-			sess.Abort()
-		}
-	}()
+	if c.ctrlOut != nil {
+		c.ctrlOut.Close()
+	}
+	closeAfter(c.ctrlOut, c.sess, 2*time.Second)
 }
 
 // shutdown tells a connected client the application is going away, then
@@ -460,9 +449,15 @@ func (c *client) shutdown() {
 		c.command("close", 0, nil)
 		c.ctrlOut.Close()
 	}
-	out, sess := c.ctrlOut, c.sess
+	closeAfter(c.ctrlOut, c.sess, time.Second)
+}
+
+// closeAfter gives the client up to wait to acknowledge what the control
+// flow carries (a refusal, a close command), then closes the session in an
+// orderly way, aborting it if the client does not answer.
+func closeAfter(out *engine.SendFlow, sess *engine.Session, wait time.Duration) {
 	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
 		defer cancel()
 		if out != nil {
 			_ = out.WaitComplete(ctx)
