@@ -63,12 +63,18 @@ func FuzzAddress(f *testing.F) {
 		if err != nil {
 			return
 		}
-		a, n, err := ParseAddress(b)
+		a, _, err := ParseAddress(b)
 		if err != nil || len(b) == 0 {
 			return
 		}
-		if re := AppendAddress(nil, a.AddrPort, a.Origin); !bytes.Equal(re[1:], b[1:n]) {
-			t.Fatalf("round trip %x -> %x", b[:n], re)
+		// Re-encoding may differ in bytes (IPv4-mapped IPv6 addresses are
+		// written in the 4-byte form, reserved flag bits are dropped) but
+		// must decode to the same address, port and origin.
+		re := AppendAddress(nil, a.AddrPort, a.Origin)
+		again, _, err := ParseAddress(re)
+		if err != nil || again.Origin != a.Origin || again.AddrPort.Port() != a.AddrPort.Port() ||
+			again.AddrPort.Addr().Unmap() != a.AddrPort.Addr().Unmap() {
+			t.Fatalf("round trip %x -> %x: %v", b, re, err)
 		}
 	})
 }
