@@ -239,6 +239,18 @@ func (ns *NetStream) offer(sub *NetStream) {
 	sub.videoOut.SetTimeCritical(true)
 	sub.parent = ns
 	name := sub.name
+	// Register the subscriber before telling it that playback started:
+	// what the publisher writes from then on must reach it.
+	ns.mu.Lock()
+	closed := ns.closed
+	if !closed {
+		ns.peers = append(ns.peers, sub)
+	}
+	ns.mu.Unlock()
+	if closed {
+		sub.closePeerView(true)
+		return
+	}
 	// What a Flash publisher sends (reference §6.4): Stream Begin, Play.Reset,
 	// Play.Start, |RtmpSampleAccess.
 	sub.cmdOut.TryWrite(flash.AppendUserControl(nil, flash.EventStreamBegin, uint32(sub.streamID)))
@@ -249,16 +261,6 @@ func (ns *NetStream) offer(sub *NetStream) {
 	}
 	if msg, err := flash.AppendData(nil, 0, "|RtmpSampleAccess", true, true); err == nil {
 		sub.cmdOut.TryWrite(msg)
-	}
-	ns.mu.Lock()
-	closed := ns.closed
-	if !closed {
-		ns.peers = append(ns.peers, sub)
-	}
-	ns.mu.Unlock()
-	if closed {
-		sub.closePeerView(true)
-		return
 	}
 	ns.emit(flash.LevelStatus, StreamConnectSuccess, "subscriber "+sub.farID+" connected")
 }
