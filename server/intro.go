@@ -15,6 +15,9 @@ import (
 
 func hexID(id [32]byte) string { return hex.EncodeToString(id[:]) }
 
+// maxForwardedEPD is the largest EPD forwarded verbatim.
+const maxForwardedEPD = 256
+
 // redirectBudget bounds the addresses in a Redirect so that it stays
 // within about three times the smallest lookup IHello (68 bytes): no
 // amplification (the datagram adds SID, header, tag and padding).
@@ -60,14 +63,21 @@ func (s *Server) introduce(e *engine.Engine, src netip.AddrPort, epd handshake.E
 	}
 	key, tsess := target.key, target.sess
 	s.mu.Unlock()
+	// Forward the EPD as received (reference §3.2) unless it is larger than
+	// any real one: then the canonical fingerprint EPD, which selects the
+	// same peer.
+	fwd := epd.Raw
+	if len(fwd) > maxForwardedEPD {
+		fwd = handshake.FingerprintEPD(id)
+	}
 
 	// The Redirect goes first so that the initiator's IHellos towards the
 	// target leave its NAT before the target's RHello arrives (rtmfp-cpp).
 	e.Redirect(src, tag, redirect)
-	tsess.ForwardIHello(epd.Raw, wire.Address{AddrPort: src, Origin: wire.OriginObserved}, tag)
+	tsess.ForwardIHello(fwd, wire.Address{AddrPort: src, Origin: wire.OriginObserved}, tag)
 	for _, a := range extra {
 		if a.Addr().Is4() == src.Addr().Is4() {
-			tsess.ForwardIHello(epd.Raw, wire.Address{AddrPort: a, Origin: wire.OriginReported}, tag)
+			tsess.ForwardIHello(fwd, wire.Address{AddrPort: a, Origin: wire.OriginReported}, tag)
 		}
 	}
 	s.metrics.intro(key, "ok")

@@ -95,7 +95,12 @@ func (s *Server) Serve(conn net.PacketConn) error {
 		Identity:  s.id,
 		Policy:    s.cfg.Policy,
 		Keepalive: 2 * s.cfg.ClientKeepalive,
-		DeadAfter: s.cfg.ReapAfter,
+		// Clients send the server small control messages only: a small
+		// receive buffer per flow and per session bounds what a hostile
+		// client can make the server hold.
+		RecvBuffer:        64 << 10,
+		SessionRecvBuffer: 256 << 10,
+		DeadAfter:         s.cfg.ReapAfter,
 		// Sessions without any flow (never connected) go after this.
 		IdleTimeout:     s.cfg.ConnectTimeout,
 		Events:          (*events)(s),

@@ -41,10 +41,11 @@ type Config struct {
 	Policy   handshake.Policy
 
 	// Session tuning (see session.Config).
-	Keepalive   time.Duration
-	DeadAfter   time.Duration
-	IdleTimeout time.Duration
-	RecvBuffer  int
+	Keepalive         time.Duration
+	DeadAfter         time.Duration
+	IdleTimeout       time.Duration
+	RecvBuffer        int
+	SessionRecvBuffer int
 	// OpenTimeout bounds how long Connect keeps retransmitting (default
 	// 95 s, as RFC 7016 implementations do); a context deadline can cut it
 	// shorter.
@@ -163,6 +164,7 @@ type Engine struct {
 	sessions  map[uint32]*Session         // by near session ID
 	byAddr    map[netip.AddrPort]*Session // responder sessions by far address
 	byPeer    map[[32]byte]*Session       // open sessions by far fingerprint
+	peerCount map[[32]byte]int            // sessions per far fingerprint
 	openTag   map[string]*opening
 	openSID   map[uint32]*opening
 	accepted  []*Session
@@ -223,7 +225,7 @@ func New(conn net.PacketConn, cfg Config) (*Engine, error) {
 		cfg: cfg, conn: conn, log: log, rnd: rnd, id: cfg.Identity,
 		cookies: cookies,
 		defSeal: wire.NewDefaultSealer(), defOpen: wire.NewDefaultOpener(),
-		sessions: map[uint32]*Session{}, byAddr: map[netip.AddrPort]*Session{}, byPeer: map[[32]byte]*Session{},
+		sessions: map[uint32]*Session{}, byAddr: map[netip.AddrPort]*Session{}, byPeer: map[[32]byte]*Session{}, peerCount: map[[32]byte]int{},
 		openTag: map[string]*opening{}, openSID: map[uint32]*opening{},
 		acceptCh: make(chan struct{}), kick: make(chan struct{}, 1), done: make(chan struct{}),
 		pool: map[uint64]chan *handshake.KeyPair{}, eph: map[uint64]*ephEntry{}, evSig: make(chan struct{}, 1),
@@ -749,6 +751,7 @@ func (e *Engine) completeKeying(now time.Time, src netip.AddrPort, ik wire.IIKey
 	s.isid, s.skicHash = ik.ISID, sha256.Sum256(ik.SKIC)
 	s.rikeying = wire.RIKeying{RSID: s.core.NearSID(), SKRC: acc.SKRC, Signature: handshake.Signature}.Append(nil)
 	e.byAddr[src] = s
+	s.addrKey, s.inByAddr = src, true
 	e.sendStartup(now, ik.ISID, src, func(b []byte) []byte { return append(b, s.rikeying...) })
 	e.C.HandshakesOK.Add(1)
 	for _, o := range e.openTag {
@@ -794,10 +797,11 @@ func (e *Engine) newSessionSID(now time.Time, initiator bool, nearSID, farSID ui
 	s.core = session.New(session.Config{
 		Initiator: initiator, NearSID: nearSID, FarSID: farSID, Dest: dest,
 		Sealer: sealer, Opener: opener, Handler: (*handler)(s), Endpoint: &e.ep,
-		RecvBuffer: e.cfg.RecvBuffer, Keepalive: e.cfg.Keepalive, DeadAfter: e.cfg.DeadAfter, IdleTimeout: e.cfg.IdleTimeout,
+		RecvBuffer: e.cfg.RecvBuffer, SessionRecvBuffer: e.cfg.SessionRecvBuffer, Keepalive: e.cfg.Keepalive, DeadAfter: e.cfg.DeadAfter, IdleTimeout: e.cfg.IdleTimeout,
 		Introducer: introducer, Scratch: &e.scratch,
 	}, now)
 	e.sessions[nearSID] = s
+	e.peerCount[s.peerID]++
 	if _, dup := e.byPeer[s.peerID]; !dup {
 		e.byPeer[s.peerID] = s
 	}
@@ -814,17 +818,20 @@ func (e *Engine) sessionClosed(s *Session) {
 		delete(e.sessions, nsid)
 		e.C.SessionsOpen.Add(-1)
 	}
-	for a, x := range e.byAddr {
-		if x == s {
-			delete(e.byAddr, a)
-		}
+	if s.inByAddr && e.byAddr[s.addrKey] == s {
+		delete(e.byAddr, s.addrKey)
+	}
+	if e.peerCount[s.peerID]--; e.peerCount[s.peerID] <= 0 {
+		delete(e.peerCount, s.peerID)
 	}
 	if e.byPeer[s.peerID] == s {
 		delete(e.byPeer, s.peerID)
-		for _, o := range e.sessions {
-			if o.peerID == s.peerID && o.core.IsOpen() {
-				e.byPeer[s.peerID] = o
-				break
+		if e.peerCount[s.peerID] > 0 { // rare: another session with the same peer
+			for _, o := range e.sessions {
+				if o.peerID == s.peerID && o.core.IsOpen() {
+					e.byPeer[s.peerID] = o
+					break
+				}
 			}
 		}
 	}
@@ -884,7 +891,11 @@ func (e *Engine) flushDirty(now time.Time) {
 		s.drain = s.drain[:0]
 		s.core.Flush(now, e.sendTo)
 		for s.core.WantsFlush(now) {
+			before := s.core.Stats.PacketsSent
 			s.core.Flush(now, e.sendTo)
+			if s.core.Stats.PacketsSent == before {
+				break // nothing could go after all: never spin under the lock
+			}
 		}
 		if s.notifyPending {
 			s.notifyPending = false

@@ -26,6 +26,8 @@ type Session struct {
 	// responder bookkeeping for retransmitted IIKeyings
 	isid     uint32
 	skicHash [32]byte
+	addrKey  netip.AddrPort // our key in e.byAddr (responder sessions)
+	inByAddr bool
 	rikeying []byte // kept until the initiator's first session packet
 
 	recvQ   []*RecvFlow
@@ -100,11 +102,14 @@ func (h *handler) FIHello(_ *session.Session, c wire.FIHello) {
 
 func (h *handler) AddressChanged(_ *session.Session, addr netip.AddrPort) {
 	s := h.s()
-	for a, x := range s.e.byAddr {
-		if x == s {
-			delete(s.e.byAddr, a)
+	if s.inByAddr {
+		if s.e.byAddr[s.addrKey] == s {
+			delete(s.e.byAddr, s.addrKey)
+		}
+		if s.e.byAddr[addr] == nil {
 			s.e.byAddr[addr] = s
 		}
+		s.addrKey = addr
 	}
 	s.notifyPending = true
 	if ev := s.e.cfg.Events; ev != nil {
@@ -405,11 +410,17 @@ func (f *SendFlow) Complete() bool {
 func (f *SendFlow) WaitComplete(ctx context.Context) error {
 	for {
 		f.s.e.mu.Lock()
+		// A flow the receiver refused has failed even if its FIN exchange
+		// then completed.
+		if rej, _ := f.core.Rejected(); rej {
+			f.s.e.mu.Unlock()
+			return session.ErrFlowClosed
+		}
 		if f.core.Complete() {
 			f.s.e.mu.Unlock()
 			return nil
 		}
-		if rej, _ := f.core.Rejected(); rej || f.s.core.IsClosed() {
+		if f.s.core.IsClosed() {
 			f.s.e.mu.Unlock()
 			return session.ErrFlowClosed
 		}

@@ -2,8 +2,11 @@ package session
 
 import (
 	"bytes"
+	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/stratus-rtmfp/stratus/internal/wire"
 )
 
 // run steps the link until cond holds or the simulated time budget ends.
@@ -80,9 +83,9 @@ func TestInOrderDeliveryWaitsForGap(t *testing.T) {
 	}
 }
 
-// A receiver that stops reading closes its window; the sender stops, sends
-// buffer probes, and resumes when the reader drains the buffer.
-func TestZeroWindowAndBufferProbe(t *testing.T) {
+// A receiver that stops reading holds the sender to its (small) window,
+// never advertising zero, and the transfer completes once it reads.
+func TestSmallWindowThrottlesSender(t *testing.T) {
 	l := newLink(t, 0, 0, 5*time.Millisecond, 0, 23)
 	l.s[1].cfg.RecvBuffer = 32 << 10
 	f, _ := l.s[0].OpenFlow([]byte("W"), nil)
@@ -92,11 +95,8 @@ func TestZeroWindowAndBufferProbe(t *testing.T) {
 	}
 	l.run(10*time.Second, func() bool { return false })
 	rf := l.h[1].recvFlows[0]
-	if rf.window() != 0 || rf.buffered > l.s[1].cfg.RecvBuffer {
-		t.Fatalf("window %d buffered %d", rf.window(), rf.buffered)
-	}
-	if f.farWindow != 0 || f.probeAt.IsZero() {
-		t.Fatalf("sender did not see the zero window (far window %d)", f.farWindow)
+	if rf.window() != 1 || rf.buffered > l.s[1].cfg.RecvBuffer || f.farWindow != 1024 {
+		t.Fatalf("window %d, buffered %d, sender sees %d", rf.window(), rf.buffered, f.farWindow)
 	}
 	var got [][]byte
 	l.run(5*time.Minute, func() bool { l.readAll(rf, &got); return len(got) == n })
@@ -107,6 +107,51 @@ func TestZeroWindowAndBufferProbe(t *testing.T) {
 		if len(m) != 1000 || m[0] != byte(i) {
 			t.Fatalf("message %d wrong", i)
 		}
+	}
+}
+
+// A far end that advertises a zero window gets buffer probes (0x18), and
+// the flow resumes when an ack reopens the window.
+func TestZeroWindowBufferProbe(t *testing.T) {
+	l := newLink(t, 0, 0, 5*time.Millisecond, 0, 26)
+	f, _ := l.s[0].OpenFlow([]byte("Z"), nil)
+	f.Write([]byte("first"), time.Time{}, nil)
+	l.run(time.Second, func() bool { return len(l.h[1].recvFlows) == 1 && f.gotAck })
+	f.onAck(wire.Ack{FlowID: f.ID, Window: 0, Cum: 1}) // as Cumulus-free peers may
+	f.Write([]byte("second"), time.Time{}, nil)
+	var probes int
+	rx := l.s[1]
+	out := func(d []byte, _ netip.AddrPort) {
+		pt, err := rx.cfg.Opener.Open(append([]byte(nil), d...))
+		if err != nil {
+			return
+		}
+		_, hl, _ := wire.ParseHeader(pt)
+		for b := pt[hl:]; ; {
+			c, rest, ok := wire.NextChunk(b)
+			if !ok {
+				break
+			}
+			if c.Type == wire.ChunkBufferProbe {
+				probes++
+			}
+			b = rest
+		}
+	}
+	for range 20 {
+		l.now = l.now.Add(500 * time.Millisecond)
+		l.s[0].Timer(l.now)
+		l.s[0].Flush(l.now, out)
+	}
+	if probes == 0 || f.sent != nil && len(f.sent) > 0 && f.sent[len(f.sent)-1].seq > 1 {
+		t.Fatalf("%d probes; data sent into a zero window", probes)
+	}
+	f.onAck(wire.Ack{FlowID: f.ID, Window: 64, Cum: 1})
+	var got [][]byte
+	rf := l.h[1].recvFlows[0]
+	l.run(5*time.Second, func() bool { l.readAll(rf, &got); return len(got) == 2 })
+	if len(got) != 2 || string(got[1]) != "second" {
+		t.Fatalf("after the window reopened: %q", got)
 	}
 }
 

@@ -32,6 +32,9 @@ func (s *Session) Flush(now time.Time, out func([]byte, netip.AddrPort)) {
 		s.finish(ErrClosedByPeer)
 		return
 	}
+	if !s.paceAt.IsZero() && !now.Before(s.paceAt) {
+		s.paceAt = time.Time{}
+	}
 	burst := 0
 	for {
 		s.startPacket(now)
@@ -141,9 +144,6 @@ func (s *Session) addControl(now time.Time) {
 	if len(s.rawChunks) == 0 {
 		s.rawChunks = nil
 	}
-	if len(s.rawChunks) > 0 && s.room() == s.maxPacket-5 {
-		s.rawChunks = s.rawChunks[1:] // larger than any packet: drop it
-	}
 	for _, f := range s.sendOrder {
 		if !f.probeAt.IsZero() && !now.Before(f.probeAt) && s.room() >= 3+wire.MaxVLULen {
 			s.sc.pkt = wire.AppendFlowIDChunk(s.sc.pkt, wire.ChunkBufferProbe, f.ID)
@@ -196,10 +196,10 @@ func (s *Session) hasSendableData(now time.Time, burst int) bool {
 		return false
 	}
 	for _, f := range s.sendOrder {
-		if f.rtx > 0 || f.closing && !f.finSent && len(f.pending) == 0 && f.canSendNew(8) {
+		if f.rtx > 0 || f.closing && !f.finSent && len(f.pending) == 0 && f.canCut(0) {
 			return true
 		}
-		if len(f.pending) > 0 && f.canSendNew(min(len(f.pending[0].data)-f.pending[0].off, mss)+8) {
+		if len(f.pending) > 0 && f.canCut(len(f.pending[0].data)-f.pending[0].off) {
 			return true
 		}
 	}
@@ -273,11 +273,12 @@ func (s *Session) addData(now time.Time) bool {
 				s.Stats.DataBytesSent += uint64(len(fr.data))
 			}
 			fr.inflight, fr.naks, fr.tsn = true, 0, s.tsn
-			f.flight += fr.size()
+			fr.charge = fr.size()
+			f.flight += fr.charge
 			if s.outstanding == 0 {
 				s.rtoAt = now.Add(s.erto)
 			}
-			s.outstanding += fr.size()
+			s.outstanding += fr.charge
 			s.inflight = append(s.inflight, flightEntry{f: fr, sf: f, tsn: s.tsn})
 			if f.TimeCritical {
 				s.sc.pkt[0] |= wire.FlagTimeCritical
@@ -340,7 +341,7 @@ func (s *Session) Timer(now time.Time) {
 		for _, e := range s.inflight {
 			if e.f.tsn == e.tsn && e.f.inflight {
 				e.f.inflight = false
-				e.sf.flight -= e.f.size()
+				e.sf.flight -= e.f.charge
 				if !e.f.needRtx {
 					e.f.needRtx = true
 					e.sf.rtx++
@@ -449,7 +450,7 @@ func (s *Session) Deadline(now time.Time) time.Time {
 		if f.ackPending {
 			at(f.ackDue)
 		}
-		if f.finished || f.rejected {
+		if (f.finished || f.rejected) && f.Pending() == 0 && !f.doneAt.IsZero() {
 			at(f.doneAt.Add(recvFlowLinger))
 		}
 	}

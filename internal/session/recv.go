@@ -65,7 +65,7 @@ func (f *RecvFlow) Read() (msg []byte, ok, eof bool) {
 		if len(f.ready) == 0 {
 			f.ready = nil // let an idle flow hold no backing array
 		}
-		f.buffered -= len(msg) + fragOverhead
+		f.addBuf(-(len(msg) + fragOverhead))
 		f.windowOpened()
 		return msg, true, false
 	}
@@ -93,7 +93,8 @@ func (f *RecvFlow) Reject(code uint64) {
 	}
 	f.rejected, f.excCode = true, code
 	f.ready, f.frags, f.partial = nil, nil, nil
-	f.buffered, f.pcharge, f.inMsg = 0, 0, false
+	f.addBuf(-f.buffered)
+	f.pcharge, f.inMsg = 0, false
 	f.ackNow, f.ackPending = true, true
 	f.s.readable(f)
 	f.s.wake()
@@ -116,21 +117,27 @@ func (f *RecvFlow) windowOpened() {
 // down and counts each block's fragment overhead, so that whatever the
 // sender sends within it is accepted (rounding up would invite fragments
 // that get dropped and retransmitted until the reader catches up).
+//
+// It never advertises zero: Cumulus fails its writer and MonaServer and
+// librtmfp kill the session on a zero window, so, as rtmfp-cpp does, an
+// open flow advertises at least one block (what does not fit is dropped
+// unrecorded and retransmitted later), and a rejected flow, which buffers
+// nothing, advertises the whole buffer.
 func (f *RecvFlow) window() uint64 {
 	if f.rejected {
-		return 0
+		return uint64(f.s.cfg.RecvBuffer / 1024)
 	}
-	free := f.s.cfg.RecvBuffer - f.buffered
-	if free <= 0 {
-		return 0
-	}
-	return uint64(free / (1024 + fragOverhead))
+	free := min(f.s.cfg.RecvBuffer-f.buffered, f.s.cfg.SessionRecvBuffer-f.s.recvBuffered)
+	return max(uint64(max(free, 0)/(1024+fragOverhead)), 1)
 }
 
 // onData processes one user-data chunk. It returns false if the chunk was
 // dropped without being recorded (so it must not be acknowledged).
 func (f *RecvFlow) onData(now time.Time, c wire.UserData) bool {
 	seq := c.Seq
+	if seq >= maxSeq {
+		return false // no sender gets near this; +1 arithmetic must not wrap
+	}
 	fsn := c.Seq - c.FSNOffset
 	if !f.recv.canAdd(seq, seq) {
 		return false
@@ -144,7 +151,7 @@ func (f *RecvFlow) onData(now time.Time, c wire.UserData) bool {
 		// Buffer the fragment within the receive buffer; beyond it the
 		// chunk is dropped unrecorded and will come again.
 		need := len(c.Data) + fragOverhead
-		if f.buffered+need > f.s.cfg.RecvBuffer {
+		if f.buffered+need > f.s.cfg.RecvBuffer || f.s.recvBuffered+need > f.s.cfg.SessionRecvBuffer {
 			f.ackNow, f.ackPending = true, true
 			return false
 		}
@@ -152,7 +159,7 @@ func (f *RecvFlow) onData(now time.Time, c wire.UserData) bool {
 			f.frags = map[uint64]rfrag{}
 		}
 		f.frags[seq] = rfrag{flags: c.Flags, data: append([]byte(nil), c.Data...)}
-		f.buffered += need
+		f.addBuf(need)
 	}
 	f.recv.add(seq, seq)
 	if fsn > f.fsn {
@@ -173,7 +180,7 @@ func (f *RecvFlow) onData(now time.Time, c wire.UserData) bool {
 		f.ackNow = true
 		f.dropPartial()
 		for _, fr := range f.frags {
-			f.buffered -= len(fr.data) + fragOverhead
+			f.addBuf(-(len(fr.data) + fragOverhead))
 		}
 		f.frags = nil
 		f.s.readable(f)
@@ -215,7 +222,7 @@ func (f *RecvFlow) deliverArrived(seq uint64) {
 	var msg []byte
 	for s := first; s <= last; s++ {
 		msg = append(msg, f.frags[s].data...)
-		f.buffered -= len(f.frags[s].data) + fragOverhead
+		f.addBuf(-(len(f.frags[s].data) + fragOverhead))
 		delete(f.frags, s)
 	}
 	f.push(msg)
@@ -227,7 +234,7 @@ func (f *RecvFlow) deliverArrived(seq uint64) {
 // already delivered out of order) ends any partial message.
 func (f *RecvFlow) reassemble() {
 	cum := f.recv.cum()
-	for f.next <= cum {
+	for f.next <= cum && f.next != 0 {
 		fr, ok := f.frags[f.next]
 		if !ok {
 			f.dropPartial()
@@ -236,7 +243,7 @@ func (f *RecvFlow) reassemble() {
 		}
 		delete(f.frags, f.next)
 		f.next++
-		f.buffered -= len(fr.data) + fragOverhead
+		f.addBuf(-(len(fr.data) + fragOverhead))
 		switch fr.flags & wire.UDFragMask {
 		case wire.UDFragWhole:
 			f.dropPartial()
@@ -263,15 +270,21 @@ func (f *RecvFlow) reassemble() {
 	}
 }
 
+// addBuf changes the flow's buffer charge and the session's total.
+func (f *RecvFlow) addBuf(n int) {
+	f.buffered += n
+	f.s.recvBuffered += n
+}
+
 // charge adds n bytes of the partial message to the buffer accounting.
 func (f *RecvFlow) charge(n int) {
 	f.pcharge += n
-	f.buffered += n
+	f.addBuf(n)
 }
 
 // dropPartial forgets the message being assembled.
 func (f *RecvFlow) dropPartial() {
-	f.buffered -= f.pcharge
+	f.addBuf(-(f.pcharge))
 	f.partial, f.inMsg, f.pcharge = nil, false, 0
 }
 
@@ -295,7 +308,7 @@ func (f *RecvFlow) push(msg []byte) {
 		msg = []byte{}
 	}
 	f.ready = append(f.ready, msg)
-	f.buffered += len(msg) + fragOverhead
+	f.addBuf(len(msg) + fragOverhead)
 	f.s.readable(f)
 }
 

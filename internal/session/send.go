@@ -31,6 +31,7 @@ func (m *Message) settle(delivered bool) {
 }
 
 type sfrag struct {
+	charge   int // bytes counted in flight for the current transmission
 	seq      uint64
 	flags    byte // fragment bits and FIN; ABN is added when abandoned
 	data     []byte
@@ -43,6 +44,10 @@ type sfrag struct {
 }
 
 func (f *sfrag) size() int { return len(f.data) + 8 }
+
+// minFragment is the smallest fragment cut from a longer message: a
+// nearly closed window waits instead of sending slivers.
+const minFragment = 256
 
 // SendFlow is the sending end of a flow we opened.
 type SendFlow struct {
@@ -128,9 +133,25 @@ func (f *SendFlow) hasWork() bool {
 	return f.rtx > 0 || len(f.pending) > 0 || f.closing && !f.finSent
 }
 
-// canSendNew reports whether the far window admits n more bytes.
-func (f *SendFlow) canSendNew(n int) bool {
-	return f.flight+n <= f.farWindow || f.flight == 0 && f.farWindow > 0
+// windowRoom is how many data bytes the far window admits for a new
+// fragment; with nothing in flight one whole fragment may always go, so a
+// window smaller than a fragment cannot stall the flow.
+func (f *SendFlow) windowRoom() int {
+	if f.farWindow <= 0 {
+		return -1
+	}
+	if f.flight == 0 {
+		return 1 << 30
+	}
+	return f.farWindow - f.flight - 8
+}
+
+// canCut reports whether the window admits the next fragment of a message
+// with remaining bytes (the FIN fragment has none). hasSendableData and
+// nextFragment share this rule, so "sendable" always sends something.
+func (f *SendFlow) canCut(remaining int) bool {
+	room := f.windowRoom()
+	return room >= min(remaining, minFragment)
 }
 
 // abandon gives up on a message: its unsent bytes are dropped and its sent
@@ -186,9 +207,9 @@ func (f *SendFlow) onAck(a wire.Ack) (acked int, maxTSN uint64) {
 			fr.acked = true
 			if fr.inflight {
 				fr.inflight = false
-				f.flight -= fr.size()
-				f.s.outstanding -= fr.size()
-				acked += fr.size()
+				f.flight -= fr.charge
+				f.s.outstanding -= fr.charge
+				acked += fr.charge
 				maxTSN = max(maxTSN, fr.tsn)
 			}
 			if fr.needRtx {
@@ -282,7 +303,7 @@ func (f *SendFlow) nextFragment(room int) *sfrag {
 			// An empty final fragment closes the flow. ABN keeps any
 			// receiver from taking it for an empty message (Cumulus does
 			// the same).
-			if !f.canSendNew(8) {
+			if !f.canCut(0) {
 				return nil
 			}
 			fr := &sfrag{seq: f.nextSeq, flags: wire.UDFragWhole | wire.UDAbandon | wire.UDFinal}
@@ -294,11 +315,12 @@ func (f *SendFlow) nextFragment(room int) *sfrag {
 		return nil
 	}
 	m := f.pending[0]
-	n := min(len(m.data)-m.off, room)
-	if n <= 0 && len(m.data) > 0 {
+	remaining := len(m.data) - m.off
+	if !f.canCut(remaining) {
 		return nil
 	}
-	if !f.canSendNew(n + 8) {
+	n := min(remaining, room, f.windowRoom())
+	if n <= 0 && remaining > 0 {
 		return nil
 	}
 	var flags byte

@@ -29,6 +29,7 @@ const (
 	maxEchoAge       = 128 * time.Second
 	maxMetadata      = 512
 	maxRecvFlows     = 256
+	maxSeq           = 1 << 62 // sequence numbers beyond this are refused
 	maxPingPayload   = 256
 	maxPingReplies   = 4
 )
@@ -73,8 +74,12 @@ type Config struct {
 	Opener    *wire.Opener
 	Handler   Handler
 	Endpoint  *Endpoint
-	// RecvBuffer bounds buffered receive data per flow (default 4 MiB).
-	RecvBuffer int
+	// RecvBuffer bounds buffered receive data per flow (default 4 MiB);
+	// SessionRecvBuffer bounds it for all flows of the session together
+	// (default 4 × RecvBuffer), so that a hostile peer opening many flows
+	// cannot multiply it.
+	RecvBuffer        int
+	SessionRecvBuffer int
 	// Keepalive sends a ping after this much silence from us (0: never).
 	Keepalive time.Duration
 	// DeadAfter closes the session when nothing was received for this
@@ -177,6 +182,7 @@ type Session struct {
 	lastMobSecs uint64
 
 	pendingFinish bool
+	recvBuffered  int       // receive data buffered across flows
 	cipherUsed    time.Time // last Seal or Open; zero once released
 	dataFlows     []*RecvFlow
 	deadlines     []*dlEntry
@@ -210,6 +216,9 @@ func New(cfg Config, now time.Time) *Session {
 	if cfg.RecvBuffer <= 0 {
 		cfg.RecvBuffer = 4 << 20
 	}
+	if cfg.SessionRecvBuffer <= 0 {
+		cfg.SessionRecvBuffer = 4 * cfg.RecvBuffer
+	}
 	if cfg.DeadAfter <= 0 {
 		cfg.DeadAfter = 120 * time.Second
 	}
@@ -238,6 +247,9 @@ func maxPacketLen(sl *wire.Sealer) int {
 	over := sl.Overhead() // SID, seq VLU, checksum/HMAC, worst-case padding
 	return wire.MaxSendSize - over
 }
+
+// maxHeader is the largest common header: flags, timestamp, echo.
+const maxHeader = 5
 
 // MSS is the data a full packet can carry, roughly (reference §1.8).
 const mss = 1140
@@ -342,7 +354,7 @@ func (s *Session) OpenFlow(metadata []byte, assoc *RecvFlow) (*SendFlow, error) 
 // QueueChunk sends a raw, unreliable chunk (a Forwarded IHello, say) in
 // the session's next packet.
 func (s *Session) QueueChunk(chunk []byte) {
-	if s.state == stateOpen && len(s.rawChunks) < 64 {
+	if s.state == stateOpen && len(s.rawChunks) < 64 && len(chunk) <= s.maxPacket-maxHeader {
 		s.rawChunks = append(s.rawChunks, chunk)
 		s.wake()
 	}
@@ -479,7 +491,7 @@ func (s *Session) Receive(now time.Time, src netip.AddrPort, datagram []byte) er
 				continue
 			}
 			if ud.Next {
-				if prev == nil {
+				if prev == nil || prev.Seq >= maxSeq {
 					continue
 				}
 				ud.FlowID, ud.Seq, ud.FSNOffset = prev.FlowID, prev.Seq+1, prev.FSNOffset+1
@@ -669,9 +681,9 @@ func (s *Session) afterAcks(now time.Time, preOutstanding int) {
 		e.f.naks++
 		if e.f.naks >= nakThreshold {
 			e.f.inflight = false
-			e.sf.flight -= e.f.size()
-			s.outstanding -= e.f.size()
-			lost += e.f.size()
+			e.sf.flight -= e.f.charge
+			s.outstanding -= e.f.charge
+			lost += e.f.charge
 			if !e.f.needRtx {
 				e.f.needRtx = true
 				e.sf.rtx++
