@@ -389,7 +389,9 @@ func (nc *NetConnection) onCommand(cmd flash.Command) {
 }
 
 // Handle registers a handler for a command the server calls on the client
-// (onRelay, for instance).
+// (onRelay, for instance). Handlers run on the connection's reader: a
+// handler that wants to close the connection must do it from another
+// goroutine (go nc.Close()), since Close waits for the reader.
 func (nc *NetConnection) Handle(name string, fn func(args []any)) {
 	nc.mu.Lock()
 	nc.handlers[name] = fn

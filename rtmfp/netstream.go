@@ -69,6 +69,7 @@ type NetStream struct {
 	role streamRole
 
 	mu            sync.Mutex
+	mediaMu       sync.RWMutex // held for reading while pushing to media; closing takes it for writing
 	onPeer        func(subscriber *NetStream) bool
 	mediaLifetime time.Duration
 	name          string
@@ -130,7 +131,8 @@ func (ns *NetStream) FarID() string { return ns.farID }
 func (ns *NetStream) Status() <-chan Status { return ns.status }
 
 // Messages delivers what a playing stream receives: audio, video and data
-// messages in order per kind. It is closed when the stream closes.
+// messages in order per kind. It is closed when the stream closes, so
+// ranging over it ends.
 func (ns *NetStream) Messages() <-chan Message { return ns.media }
 
 // Done is closed when the stream closes.
@@ -229,12 +231,18 @@ func (ns *NetStream) offer(sub *NetStream) {
 	}
 	ps := sub.pc.ps
 	md := flash.TCMetadata(sub.streamID, false)
-	var err error
-	if sub.cmdOut, err = ps.sess.OpenFlow(md, sub.playIn); err != nil {
-		return
+	var flows [3]*engine.SendFlow
+	for i := range flows {
+		f, err := ps.sess.OpenFlow(md, sub.playIn)
+		if err != nil { // the session closed meanwhile
+			for _, o := range flows[:i] {
+				o.Close()
+			}
+			return
+		}
+		flows[i] = f
 	}
-	sub.audioOut, _ = ps.sess.OpenFlow(md, sub.playIn)
-	sub.videoOut, _ = ps.sess.OpenFlow(md, sub.playIn)
+	sub.cmdOut, sub.audioOut, sub.videoOut = flows[0], flows[1], flows[2]
 	sub.audioOut.SetTimeCritical(true)
 	sub.videoOut.SetTimeCritical(true)
 	sub.parent = ns
@@ -357,14 +365,21 @@ func (ns *NetStream) Play(ctx context.Context, name string) error {
 		ns.finish()
 		return &StatusError{Status{Level: flash.LevelError, Code: StreamConnectFailed, Description: err.Error()}}
 	}
-	ns.pc = pc
-	ns.streamID = ns.nc.nextStreamID()
-	f, err := pc.ps.sess.OpenFlow(flash.TCMetadata(ns.streamID, false), nil)
+	id := ns.nc.nextStreamID()
+	f, err := pc.ps.sess.OpenFlow(flash.TCMetadata(id, false), nil)
 	if err != nil {
 		ns.finish()
 		return err
 	}
-	ns.playOut = f
+	ns.mu.Lock()
+	closed := ns.closed
+	ns.pc, ns.streamID, ns.playOut = pc, id, f
+	ns.mu.Unlock()
+	if closed { // Close ran while we were dialing
+		f.Close()
+		pc.release()
+		return ErrStreamClosed
+	}
 	pc.addSub(f.ID(), ns)
 	ns.emit(flash.LevelStatus, StreamConnectSuccess, "connected to "+ns.farID)
 	msg, err := flash.AppendCommand(nil, "play", 0, nil, name)
@@ -476,11 +491,12 @@ func (ns *NetStream) call(name string, args []any) {
 }
 
 func (ns *NetStream) push(m Message) {
-	ns.mu.Lock()
-	closed := ns.closed
-	ns.mu.Unlock()
-	if closed {
-		return
+	ns.mediaMu.RLock()
+	defer ns.mediaMu.RUnlock()
+	select {
+	case <-ns.done:
+		return // closed: media is (about to be) closed too
+	default:
 	}
 	select {
 	case ns.media <- m:
@@ -492,12 +508,16 @@ func (ns *NetStream) push(m Message) {
 // this call did it.
 func (ns *NetStream) markClosed() bool {
 	ns.mu.Lock()
-	defer ns.mu.Unlock()
 	if ns.closed {
+		ns.mu.Unlock()
 		return false
 	}
 	ns.closed = true
-	close(ns.done)
+	close(ns.done) // unblocks pushers first
+	ns.mu.Unlock()
+	ns.mediaMu.Lock()
+	close(ns.media) // so that "for m := range Messages()" ends
+	ns.mediaMu.Unlock()
 	return true
 }
 
@@ -506,8 +526,11 @@ func (ns *NetStream) finish() {
 	if !ns.markClosed() {
 		return
 	}
-	if ns.pc != nil && ns.playOut != nil {
-		ns.pc.removeSub(ns.playOut.ID())
+	ns.mu.Lock()
+	pc, out := ns.pc, ns.playOut
+	ns.mu.Unlock()
+	if pc != nil && out != nil {
+		pc.removeSub(out.ID())
 	}
 }
 
@@ -517,18 +540,19 @@ func (ns *NetStream) finish() {
 func (ns *NetStream) Close() error {
 	switch ns.role {
 	case roleSubscriber:
-		if ns.playOut != nil {
+		ns.mu.Lock()
+		out, pc := ns.playOut, ns.pc
+		ns.mu.Unlock()
+		if out != nil {
 			if msg, err := flash.AppendCommand(nil, "closeStream", 0, nil); err == nil {
-				ns.playOut.TryWrite(msg)
+				out.TryWrite(msg)
 			}
-			ns.playOut.Close()
+			out.Close()
 		}
 		ns.finish()
-		go func() { // let the peer session go if nothing else uses it
-			if ns.pc != nil {
-				ns.pc.release()
-			}
-		}()
+		if pc != nil {
+			go pc.release() // let the peer session go if nothing else uses it
+		}
 	case rolePublisher:
 		nc := ns.nc
 		nc.mu.Lock()
@@ -539,15 +563,11 @@ func (ns *NetStream) Close() error {
 		ns.mu.Lock()
 		peers := ns.peers
 		ns.peers = nil
-		already := ns.closed
-		ns.closed = true
 		ns.mu.Unlock()
 		for _, sub := range peers {
 			sub.closePeerView(true)
 		}
-		if !already {
-			close(ns.done)
-		}
+		ns.markClosed()
 	case rolePeer:
 		ns.closePeerView(true)
 	}

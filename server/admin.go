@@ -16,9 +16,7 @@ import (
 
 // engineStats adds up the engines' counters.
 func (s *Server) engineStats() engine.Stats {
-	s.mu.Lock()
-	engines := append([]*engine.Engine(nil), s.engines...)
-	s.mu.Unlock()
+	engines := s.engineList()
 	var t engine.Stats
 	for _, e := range engines {
 		st := e.Stats()
@@ -63,9 +61,7 @@ type SessionInfo struct {
 
 // Sessions lists the open sessions.
 func (s *Server) Sessions() []SessionInfo {
-	s.mu.Lock()
-	engines := append([]*engine.Engine(nil), s.engines...)
-	s.mu.Unlock()
+	engines := s.engineList()
 	var out []SessionInfo
 	for _, e := range engines {
 		for _, sess := range e.Sessions() {
@@ -118,12 +114,10 @@ func (s *Server) Admin() http.Handler {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.gather, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /api/sessions", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, s.Sessions()) })
 	mux.HandleFunc("GET /api/info", func(w http.ResponseWriter, r *http.Request) {
-		s.mu.Lock()
 		var listeners []string
-		for _, e := range s.engines {
+		for _, e := range s.engineList() {
 			listeners = append(listeners, e.LocalAddr().String())
 		}
-		s.mu.Unlock()
 		writeJSON(w, http.StatusOK, map[string]any{"fingerprint": hexID(s.id.PeerID), "listeners": listeners,
 			"public_addresses": addrStrings(s.cfg.PublicAddresses), "open": s.cfg.Open})
 	})

@@ -49,10 +49,10 @@ func (ev *events) SessionOpened(sess *engine.Session) {
 	c := &client{srv: s, sess: sess, e: sess.Engine(), peerID: sess.PeerID(), observed: addr, opened: time.Now()}
 	s.mu.Lock()
 	over := s.draining || s.cfg.MaxSessions > 0 && s.sessions >= s.cfg.MaxSessions ||
-		s.cfg.MaxSessionsPerIP > 0 && s.perIP[addr.Addr()] >= s.cfg.MaxSessionsPerIP
+		s.cfg.MaxSessionsPerIP > 0 && s.perIP[ipKey(addr)] >= s.cfg.MaxSessionsPerIP
 	if !over {
 		s.sessions++
-		s.perIP[addr.Addr()]++
+		s.perIP[ipKey(addr)]++
 		s.byAddr[addr] = c
 		sess.SetValue(c)
 	}
@@ -63,6 +63,16 @@ func (ev *events) SessionOpened(sess *engine.Session) {
 		return
 	}
 	s.metrics.sessions.Inc()
+	// A session must connect in time, whatever else it sends.
+	time.AfterFunc(s.cfg.ConnectTimeout, func() {
+		s.mu.Lock()
+		late := c.state == waitConnect
+		s.mu.Unlock()
+		if late {
+			s.metrics.drops.WithLabelValues("connect_timeout").Inc()
+			closeAfter(nil, sess, 0)
+		}
+	})
 }
 
 func (ev *events) SessionClosed(sess *engine.Session, err error) {
@@ -73,9 +83,7 @@ func (ev *events) SessionClosed(sess *engine.Session, err error) {
 	}
 	s.mu.Lock()
 	s.sessions--
-	if s.perIP[c.observed.Addr()]--; s.perIP[c.observed.Addr()] <= 0 {
-		delete(s.perIP, c.observed.Addr())
-	}
+	s.decIP(c.observed)
 	if s.byAddr[c.observed] == c {
 		delete(s.byAddr, c.observed)
 	}
@@ -108,12 +116,10 @@ func (ev *events) AddressChanged(sess *engine.Session, addr netip.AddrPort) {
 	if s.byAddr[c.observed] == c {
 		delete(s.byAddr, c.observed)
 	}
-	if s.perIP[c.observed.Addr()]--; s.perIP[c.observed.Addr()] <= 0 {
-		delete(s.perIP, c.observed.Addr())
-	}
+	s.decIP(c.observed)
 	c.observed = addr
 	s.byAddr[addr] = c
-	s.perIP[addr.Addr()]++
+	s.perIP[ipKey(addr)]++
 	s.mu.Unlock()
 }
 
@@ -150,7 +156,7 @@ func (ev *events) Message(f *engine.RecvFlow, msg []byte) {
 	if !ok {
 		return
 	}
-	ev.srv().metrics.bytesIn(c.key, len(msg))
+	ev.srv().metrics.bytesIn(ev.srv().keyLabel(c.key), len(msg))
 	m, err := flash.ParseMessage(msg)
 	if err != nil {
 		return
@@ -168,13 +174,24 @@ func (ev *events) Message(f *engine.RecvFlow, msg []byte) {
 // to stall the dispatcher.
 func (c *client) send(msg []byte) {
 	if c.ctrlOut == nil {
-		return
+		return // nothing to answer on before connect opened our flow
+	}
+	if err := c.trySend(msg); err != nil {
+		c.sess.Abort()
+	}
+}
+
+// trySend writes on the control flow without aborting anyone: relays
+// towards a client that is behind fail for their sender instead.
+func (c *client) trySend(msg []byte) error {
+	if c.ctrlOut == nil {
+		return engine.ErrBufferFull
 	}
 	if err := c.ctrlOut.TryWrite(msg); err != nil {
-		c.sess.Abort()
-		return
+		return err
 	}
-	c.srv.metrics.bytesOut(c.key, len(msg))
+	c.srv.metrics.bytesOut(c.srv.keyLabel(c.key), len(msg))
+	return nil
 }
 
 func (c *client) command(name string, tx float64, obj any, args ...any) {
@@ -211,7 +228,13 @@ func (c *client) onControl(m flash.Message) {
 
 func (c *client) onCommand(cmd flash.Command) {
 	s := c.srv
-	if c.state == waitConnect {
+	s.mu.Lock()
+	state := c.state
+	s.mu.Unlock()
+	if state == leaving {
+		return // refused, revoked or going: nothing more is served
+	}
+	if state == waitConnect {
 		if cmd.Name != "connect" {
 			// Anything before connect: refuse and close (MonaServer).
 			c.openControl()
@@ -373,7 +396,7 @@ func (c *client) onConnect(cmd flash.Command) {
 		c.refuse(cmd.TxID, flash.ConnectFailed, "unknown developer key")
 		return
 	case keyRevoked:
-		s.metrics.connect(key, "revoked_key")
+		s.metrics.connect(s.keyLabel(key), "revoked_key")
 		s.keys.usage(key, store.Usage{Rejected: 1, LastSeen: time.Now()})
 		c.refuse(cmd.TxID, flash.ConnectRejected, "developer key revoked")
 		return
@@ -381,7 +404,7 @@ func (c *client) onConnect(cmd flash.Command) {
 	s.mu.Lock()
 	if s.cfg.MaxSessionsPerKey > 0 && s.perKey[key] >= s.cfg.MaxSessionsPerKey {
 		s.mu.Unlock()
-		s.metrics.connect(key, "key_limit")
+		s.metrics.connect(s.keyLabel(key), "key_limit")
 		c.refuse(cmd.TxID, flash.ConnectRejected, "too many sessions for this developer key")
 		return
 	}
@@ -398,7 +421,7 @@ func (c *client) onConnect(cmd flash.Command) {
 		s.byPeer[c.peerID] = c // the same identity reconnected: the newest session wins
 	}
 	s.mu.Unlock()
-	s.metrics.connect(key, "success")
+	s.metrics.connect(s.keyLabel(key), "success")
 	s.metrics.clients.Inc()
 	s.keys.usage(key, store.Usage{Connects: 1, LastSeen: time.Now()})
 	tx := cmd.TxID
@@ -444,7 +467,10 @@ func (c *client) close() {
 // shutdown tells a connected client the application is going away, then
 // closes its session (Shutdown).
 func (c *client) shutdown() {
-	if c.state == connected && c.ctrlOut != nil {
+	c.srv.mu.Lock()
+	connectedNow := c.state == connected
+	c.srv.mu.Unlock()
+	if connectedNow && c.ctrlOut != nil {
 		c.command("onStatus", 0, nil, flash.Info(flash.LevelError, flash.ConnectAppShutdown, "server shutting down"))
 		c.command("close", 0, nil)
 		c.ctrlOut.Close()

@@ -32,6 +32,10 @@ func (s *Server) introduce(e *engine.Engine, src netip.AddrPort, epd handshake.E
 	if !ok {
 		return
 	}
+	if !s.hello.Allow() {
+		s.metrics.intro("", "limited")
+		return
+	}
 	start := time.Now()
 	s.mu.Lock()
 	target := s.byPeer[id]
@@ -49,7 +53,7 @@ func (s *Server) introduce(e *engine.Engine, src netip.AddrPort, epd handshake.E
 	}
 	if result != "ok" {
 		s.mu.Unlock()
-		s.metrics.intro(keyOf(target), result)
+		s.metrics.intro(s.keyLabel(keyOf(target)), result)
 		if result == "unknown" && initiator != nil && initiator.key != "" {
 			s.keys.usage(initiator.key, store.Usage{LookupsMissed: 1})
 		}
@@ -80,7 +84,7 @@ func (s *Server) introduce(e *engine.Engine, src netip.AddrPort, epd handshake.E
 			tsess.ForwardIHello(fwd, wire.Address{AddrPort: a, Origin: wire.OriginReported}, tag)
 		}
 	}
-	s.metrics.intro(key, "ok")
+	s.metrics.intro(s.keyLabel(key), "ok")
 	s.metrics.introLatency.Observe(time.Since(start).Seconds())
 	s.keys.usage(key, store.Usage{Introductions: 1})
 }
@@ -139,7 +143,7 @@ func (s *Server) relay(from *client, cmd flash.Command) {
 	}
 	s.mu.Lock()
 	to := s.byPeer[[32]byte(raw)]
-	if to != nil && (to.state != connected || to.key != from.key) {
+	if to != nil && (to.state != connected || to.key != from.key) || from.state != connected {
 		to = nil
 	}
 	s.mu.Unlock()
@@ -148,7 +152,17 @@ func (s *Server) relay(from *client, cmd flash.Command) {
 		return
 	}
 	args := append([]any{hexID(from.peerID)}, cmd.Args[1:]...)
-	to.command("onRelay", 0, nil, args...)
+	msg, err := flash.AppendCommand(nil, "onRelay", 0, nil, args...)
+	if err != nil {
+		fail("relay: cannot encode the arguments")
+		return
+	}
+	if to.trySend(msg) != nil {
+		// The recipient is behind: the relay fails for its sender; the
+		// recipient is not punished for someone else's traffic.
+		fail("relay: peer is not keeping up")
+		return
+	}
 	if cmd.TxID > 0 {
 		from.command("_result", cmd.TxID, nil, amf.Undefined{})
 	}

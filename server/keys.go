@@ -77,6 +77,25 @@ func (k *keyCache) check(id string) keyStatus {
 	return keyUnknown
 }
 
+// stored reports whether id is a key in the store (not an open-mode key
+// made up by a client).
+func (k *keyCache) stored(id string) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	_, ok := k.known[id]
+	return ok
+}
+
+// keyLabel is the metrics label for a developer key: keys made up by
+// clients in open mode share one label, so they cannot grow the series
+// without bound.
+func (s *Server) keyLabel(id string) string {
+	if id == "" || s.keys.stored(id) {
+		return id
+	}
+	return "unregistered"
+}
+
 // set records a key's status after the server changed it.
 func (k *keyCache) set(id string, st keyStatus) {
 	k.mu.Lock()
@@ -139,16 +158,20 @@ func (s *Server) RevokeKey(id string) (store.Key, error) {
 		return key, err
 	}
 	s.keys.set(id, keyRevoked)
-	s.mu.Lock()
+	// Never call into an engine while holding s.mu: the engine calls
+	// allowKeying (which takes s.mu) with its own lock held.
 	var live []*client
-	for _, e := range s.engines {
+	for _, e := range s.engineList() {
 		for _, sess := range e.Sessions() {
-			if c, ok := sess.Value().(*client); ok && c.key == id && c.state == connected {
-				live = append(live, c)
+			if c, ok := sess.Value().(*client); ok {
+				s.mu.Lock()
+				if c.key == id && c.state == connected {
+					live = append(live, c)
+				}
+				s.mu.Unlock()
 			}
 		}
 	}
-	s.mu.Unlock()
 	for _, c := range live {
 		c.refuse(1, "NetConnection.Connect.Rejected", "developer key revoked")
 	}

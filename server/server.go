@@ -34,12 +34,12 @@ type Server struct {
 	engines  []*engine.Engine
 	byPeer   map[[32]byte]*client
 	byAddr   map[netip.AddrPort]*client
-	perIP    map[netip.Addr]int
+	perIP    map[netip.Prefix]int
 	perKey   map[string]int
 	sessions int
 	draining bool
 	closed   bool
-	limiters map[netip.Addr]*limiterEntry
+	limiters map[netip.Prefix]*limiterEntry
 	hello    *rate.Limiter
 
 	done     chan struct{}
@@ -60,7 +60,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg: cfg, id: id, log: cfg.Logger,
 		byPeer: map[[32]byte]*client{}, byAddr: map[netip.AddrPort]*client{},
-		perIP: map[netip.Addr]int{}, perKey: map[string]int{}, limiters: map[netip.Addr]*limiterEntry{},
+		perIP: map[netip.Prefix]int{}, perKey: map[string]int{}, limiters: map[netip.Prefix]*limiterEntry{},
 		hello: helloLimiter(cfg.HelloRate),
 		done:  make(chan struct{}),
 	}
@@ -76,6 +76,13 @@ func helloLimiter(r float64) *rate.Limiter {
 		return rate.NewLimiter(rate.Inf, 0)
 	}
 	return rate.NewLimiter(rate.Limit(r), int(r)/10+1)
+}
+
+// engineList copies the engines, to be used without s.mu.
+func (s *Server) engineList() []*engine.Engine {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]*engine.Engine(nil), s.engines...)
 }
 
 // Fingerprint is the server's peer ID (what Flash shows as farID).
@@ -133,6 +140,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.draining = true
 	engines := append([]*engine.Engine(nil), s.engines...)
+	s.mu.Unlock() // never hold s.mu while calling into an engine (lock order)
 	var clients []*client
 	for _, e := range engines {
 		e.Refuse()
@@ -144,7 +152,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			}
 		}
 	}
-	s.mu.Unlock()
 	for _, c := range clients {
 		c.shutdown()
 	}
@@ -209,6 +216,25 @@ type limiterEntry struct {
 	last time.Time
 }
 
+// ipKey is what per-IP limits count by: the IPv4 address, or the IPv6 /64
+// (one subscriber's allocation, which one host can spread over).
+func ipKey(ap netip.AddrPort) netip.Prefix {
+	a := ap.Addr().Unmap()
+	if a.Is4() {
+		return netip.PrefixFrom(a, 32)
+	}
+	p, _ := a.Prefix(64)
+	return p
+}
+
+// decIP forgets one session of an address; s.mu held.
+func (s *Server) decIP(ap netip.AddrPort) {
+	k := ipKey(ap)
+	if s.perIP[k]--; s.perIP[k] <= 0 {
+		delete(s.perIP, k)
+	}
+}
+
 // allowKeying limits keying handshakes per source IP. It runs after the
 // cookie proved the address, so the per-IP entry is not spoofable.
 func (s *Server) allowKeying(src netip.AddrPort) bool {
@@ -218,7 +244,7 @@ func (s *Server) allowKeying(src netip.AddrPort) bool {
 		s.metrics.drops.WithLabelValues("session_limit").Inc()
 		return false
 	}
-	ip := src.Addr()
+	ip := ipKey(src)
 	if s.cfg.MaxSessionsPerIP > 0 && s.perIP[ip] >= s.cfg.MaxSessionsPerIP {
 		s.metrics.drops.WithLabelValues("ip_session_limit").Inc()
 		return false

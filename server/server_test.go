@@ -45,16 +45,6 @@ func testServer(t *testing.T, st store.Store, mod func(*Config)) (*Server, strin
 	return srv, "rtmfp://" + conn.LocalAddr().String()
 }
 
-func (s *Server) engineList() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []string
-	for _, e := range s.engines {
-		out = append(out, e.LocalAddr().String())
-	}
-	return out
-}
-
 func connect(t *testing.T, url string) *rtmfp.NetConnection {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -17,7 +17,7 @@ import (
 	"github.com/stratus-rtmfp/stratus/internal/store"
 )
 
-const keysUsage = `usage: stratus keys <create [--name N] | list | revoke KEY | show KEY> [--data DIR] [--admin ADDR:PORT]
+const keysUsage = `usage: stratus keys <create [--name N] | list | revoke KEY | show KEY> [--data DIR] [--admin ADDR:PORT] [--config FILE]
 
 Works on the data directory; while the server runs (and holds it locked)
 the same commands go through its admin API.
@@ -39,6 +39,7 @@ func runKeys(args []string) error {
 	admin := fs.String("admin", "", "admin API of a running server, used when the data directory is locked (default: what the server recorded in the data directory, else "+defaultAdmin+")")
 	name := fs.String("name", "", "name of the new key (create)")
 	jsonOut := fs.Bool("json", false, "print JSON")
+	config := fs.String("config", "", "the server's config file (for data and admin)")
 	fs.Usage = func() { fmt.Fprint(fs.Output(), keysUsage); fs.PrintDefaults() }
 	// Accept KEY before or after the flags.
 	var rest []string
@@ -53,12 +54,20 @@ func runKeys(args []string) error {
 		rest = append(rest, fs.Arg(0))
 		flagArgs = fs.Args()[1:]
 	}
+	// The same settings as the server: STRATUS_DATA, STRATUS_ADMIN, --config.
+	if err := applySettingsFrom(fs, *config, false); err != nil {
+		return err
+	}
 	needKey := cmd == "revoke" || cmd == "show"
 	if needKey != (len(rest) == 1) || !needKey && len(rest) > 0 {
 		fs.Usage()
 		return errors.New("wrong arguments")
 	}
 	var c keyClient
+	dbPath := filepath.Join(*data, "stratus.db")
+	if _, err := os.Stat(dbPath); err != nil && cmd != "create" {
+		return fmt.Errorf("no Stratus database at %s (set --data, STRATUS_DATA or --config to the server's data directory)", dbPath)
+	}
 	st, err := store.OpenBolt(*data, 200*time.Millisecond)
 	switch {
 	case err == nil:
@@ -82,6 +91,7 @@ func runKeys(args []string) error {
 		if err != nil {
 			return err
 		}
+		fmt.Fprintf(os.Stderr, "created in %s\n", dbPath)
 		return printKeys(*jsonOut, []keyView{k}, false)
 	case "list":
 		ks, err := c.list()

@@ -167,9 +167,10 @@ func peerListen(ctx context.Context, nc *rtmfp.NetConnection, peer, name, handle
 			if st.Code == rtmfp.StreamConnectRejected {
 				return errors.New("the publisher refused")
 			}
-		case <-ns.Messages():
-		case <-ns.Done():
-			return nil
+		case _, ok := <-ns.Messages():
+			if !ok {
+				return nil // the stream ended
+			}
 		case <-stop:
 			return nil
 		case <-ctx.Done():

@@ -14,6 +14,13 @@ import (
 // config file (lines "name = value"; '#' starts a comment; repeat a line
 // for repeatable flags). Command line beats environment beats file.
 func applySettings(fs *flag.FlagSet, configFile string) error {
+	return applySettingsFrom(fs, configFile, true)
+}
+
+// applySettingsFrom is applySettings; when strict is false, settings the
+// flag set does not have are skipped (stratus keys reads the server's config
+// file for the data directory and admin address only).
+func applySettingsFrom(fs *flag.FlagSet, configFile string, strict bool) error {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	file := map[string][]string{}
@@ -34,8 +41,14 @@ func applySettings(fs *flag.FlagSet, configFile string) error {
 			}
 			name, value, ok := strings.Cut(line, "=")
 			name, value = strings.TrimSpace(name), strings.Trim(strings.TrimSpace(value), `"`)
-			if !ok || fs.Lookup(name) == nil || name == "config" {
-				return fmt.Errorf("%s:%d: unknown setting %q", configFile, n, name)
+			if !ok || name == "config" {
+				return fmt.Errorf("%s:%d: not a \"name = value\" line", configFile, n)
+			}
+			if fs.Lookup(name) == nil {
+				if strict {
+					return fmt.Errorf("%s:%d: unknown setting %q", configFile, n, name)
+				}
+				continue
 			}
 			file[name] = append(file[name], value)
 		}

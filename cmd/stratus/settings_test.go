@@ -41,3 +41,21 @@ open = true
 		t.Fatal("unknown setting accepted")
 	}
 }
+
+func TestKeysUseTheServersSettings(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("STRATUS_DATA", filepath.Join(dir, "var-lib"))
+	// list on a directory with no database refuses instead of creating one.
+	if err := runKeys([]string{"list"}); err == nil {
+		t.Fatal("keys list created or read a database that does not exist")
+	}
+	if err := runKeys([]string{"create", "--name", "k1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "var-lib", "stratus.db")); err != nil {
+		t.Fatal("create ignored STRATUS_DATA:", err)
+	}
+	if err := runKeys([]string{"list"}); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -74,6 +74,12 @@ func (r *Responder) Respond(k wire.IIKeying) (*Accepted, error) {
 	if err != nil {
 		return nil, err
 	}
+	if skic.Public != nil && len(cert.StaticKeys) > 0 {
+		// A certificate with a static key is a claim to that key: keying
+		// with a fresh ephemeral key instead would let anyone replay a
+		// captured certificate and take over its peer ID.
+		return nil, ErrKeying
+	}
 	farPub := skic.Public
 	if farPub == nil {
 		var ok bool

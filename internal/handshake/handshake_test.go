@@ -347,3 +347,16 @@ func TestEveryAdvertisedGroupWorks(t *testing.T) {
 		}
 	}
 }
+
+// A captured static certificate replayed with a fresh ephemeral key must
+// not get a session under the victim's peer ID.
+func TestStaticCertificateNeedsItsKey(t *testing.T) {
+	server, _ := NewServerIdentity(nil)
+	victim, _ := NewClientIdentity(nil)
+	eph, _ := GenerateKey(Group2, nil)
+	skic := wire.AppendOption(nil, KeyEphemeralPublic, append([]byte{2}, eph.Public...))
+	skic = appendNegotiation(skic, 0, 0, 0)
+	if _, err := (&Responder{ID: server}).Respond(wire.IIKeying{ISID: 1, Certificate: victim.Certificate, SKIC: skic}); !errors.Is(err, ErrKeying) {
+		t.Fatalf("replayed certificate accepted: %v", err)
+	}
+}

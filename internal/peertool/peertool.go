@@ -216,7 +216,10 @@ func Play(ctx context.Context, nc *rtmfp.NetConnection, out io.Writer, o PlayOpt
 	}
 	for {
 		select {
-		case m := <-ns.Messages():
+		case m, ok := <-ns.Messages():
+			if !ok { // the stream ended; everything it received was read
+				return finish(nil)
+			}
 			var t flv.Tag
 			switch m.Kind {
 			case rtmfp.KindAudio:
@@ -239,21 +242,6 @@ func Play(ctx context.Context, nc *rtmfp.NetConnection, out io.Writer, o PlayOpt
 			case rtmfp.StreamConnectFailed:
 				return finish(&rtmfp.StatusError{Status: st})
 			}
-		case <-ns.Done():
-			// Drain what arrived before the end.
-			for {
-				select {
-				case m := <-ns.Messages():
-					kind := map[byte]uint8{rtmfp.KindAudio: flv.TagAudio, rtmfp.KindVideo: flv.TagVideo, rtmfp.KindData: flv.TagScript}[m.Kind]
-					if kind != 0 {
-						w.WriteTag(flv.Tag{Type: kind, Timestamp: m.Timestamp, Data: m.Payload})
-					}
-					continue
-				default:
-				}
-				break
-			}
-			return finish(nil)
 		case <-tick.C:
 			el := time.Since(start).Seconds()
 			fmt.Fprintf(o.Log, "%d tags, %d bytes, %.0f kbit/s\n", w.Tags(), w.Bytes(), float64(w.Bytes())*8/1000/el)

@@ -143,7 +143,7 @@ func TestZeroWindowBufferProbe(t *testing.T) {
 		l.s[0].Timer(l.now)
 		l.s[0].Flush(l.now, out)
 	}
-	if probes == 0 || f.sent != nil && len(f.sent) > 0 && f.sent[len(f.sent)-1].seq > 1 {
+	if probes == 0 || len(f.sent) > 0 && f.sent[len(f.sent)-1].seq > 1 {
 		t.Fatalf("%d probes; data sent into a zero window", probes)
 	}
 	f.onAck(wire.Ack{FlowID: f.ID, Window: 64, Cum: 1})

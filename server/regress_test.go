@@ -1,0 +1,111 @@
+package server
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stratus-rtmfp/stratus/internal/engine"
+	"github.com/stratus-rtmfp/stratus/internal/flash"
+	"github.com/stratus-rtmfp/stratus/internal/handshake"
+	"github.com/stratus-rtmfp/stratus/internal/store"
+	"github.com/stratus-rtmfp/stratus/rtmfp"
+)
+
+// Revocations and drains racing with handshakes must not deadlock (the
+// engine takes the server lock in allowKeying with its own lock held).
+func TestRevokeRacingConnects(t *testing.T) {
+	st := store.NewMemory()
+	srv, base := testServer(t, st, func(c *Config) { c.HandshakeRate = -1 })
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				k, _ := srv.CreateKey("")
+				nc, err := rtmfp.Connect(context.Background(), base+"/"+k.ID, &rtmfp.Config{LocalAddr: "127.0.0.1:0", ConnectTimeout: 2 * time.Second})
+				if err == nil {
+					nc.Close()
+				}
+			}
+		}()
+	}
+	finished := make(chan struct{})
+	go func() {
+		deadline := time.Now().Add(2 * time.Second)
+		for time.Now().Before(deadline) {
+			keys, _ := srv.Keys()
+			for _, k := range keys {
+				srv.RevokeKey(k.ID)
+			}
+		}
+		close(finished)
+	}()
+	select {
+	case <-finished:
+	case <-time.After(20 * time.Second):
+		t.Fatal("revocations deadlocked with handshakes")
+	}
+	close(done)
+	wg.Wait()
+}
+
+// A session that opens its NetConnection flow but never sends connect is
+// closed after the connect timeout all the same.
+func TestConnectTimeoutWithOpenFlow(t *testing.T) {
+	srv, base := testServer(t, store.NewMemory(), func(c *Config) { c.ConnectTimeout = time.Second })
+	conn, _ := net.ListenPacket("udp4", "127.0.0.1:0")
+	id, _ := handshake.NewClientIdentity(nil)
+	e, err := engine.New(conn, engine.Config{Identity: id, Keepalive: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	to := netip.MustParseAddrPort(base[len("rtmfp://"):])
+	sess, err := e.Connect(context.Background(), handshake.AncillaryEPD(base+"/x"), engine.ConnectOptions{}, to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, _ := sess.OpenFlow(flash.TCMetadata(0, false), nil)
+	f.Write(flash.AppendUserControl(nil, flash.EventPingRequest, 1)) // anything but connect
+	for len(srv.Sessions()) == 0 {                                   // the server registers sessions asynchronously
+		time.Sleep(5 * time.Millisecond)
+	}
+	start := time.Now()
+	for len(srv.Sessions()) > 0 {
+		if time.Since(start) > 10*time.Second {
+			t.Fatal("a session with a live flow but no connect stays open")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if d := time.Since(start); d < 700*time.Millisecond {
+		t.Fatalf("closed after %v, before the 1 s connect timeout", d)
+	}
+}
+
+// Open mode counts made-up keys under one metrics label.
+func TestOpenModeKeyLabels(t *testing.T) {
+	srv, base := testServer(t, store.NewMemory(), func(c *Config) { c.Open = true })
+	for i := range 3 {
+		connect(t, base+"/made-up-"+string(rune('a'+i)))
+	}
+	h := srv.Admin()
+	rec := &strings.Builder{}
+	w := &recorder{b: rec}
+	h.ServeHTTP(w, mustGet("/metrics"))
+	out := rec.String()
+	if strings.Contains(out, "made-up-") || !strings.Contains(out, `stratus_key_connects_total{key="unregistered",result="success"} 3`) {
+		t.Fatalf("metrics:\n%s", grepLines(out, "stratus_key_connects_total"))
+	}
+}
