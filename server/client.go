@@ -35,6 +35,8 @@ type client struct {
 	ctrlOut  *engine.SendFlow
 	opened   time.Time
 	streams  uint64 // bitmap of server NetStream IDs 1..63 handed out
+
+	connectTimer *time.Timer
 }
 
 // events adapts Server to engine.Events. Callbacks run on the engine's
@@ -63,8 +65,9 @@ func (ev *events) SessionOpened(sess *engine.Session) {
 		return
 	}
 	s.metrics.sessions.Inc()
-	// A session must connect in time, whatever else it sends.
-	time.AfterFunc(s.cfg.ConnectTimeout, func() {
+	// A session must connect in time, whatever else it sends. (The timer
+	// is stopped on connect, so idle connected sessions do not carry it.)
+	c.connectTimer = time.AfterFunc(s.cfg.ConnectTimeout, func() {
 		s.mu.Lock()
 		late := c.state == waitConnect
 		s.mu.Unlock()
@@ -421,6 +424,10 @@ func (c *client) onConnect(cmd flash.Command) {
 		s.byPeer[c.peerID] = c // the same identity reconnected: the newest session wins
 	}
 	s.mu.Unlock()
+	if c.connectTimer != nil {
+		c.connectTimer.Stop()
+		c.connectTimer = nil
+	}
 	s.metrics.connect(s.keyLabel(key), "success")
 	s.metrics.clients.Inc()
 	s.keys.usage(key, store.Usage{Connects: 1, LastSeen: time.Now()})
