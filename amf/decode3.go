@@ -195,16 +195,7 @@ func (d *Decoder) array3() (any, error) {
 	if err := d.checkCount(n, 1, "AMF3 array"); err != nil {
 		return nil, err
 	}
-	for range n {
-		v, err := d.value3()
-		if err != nil {
-			return nil, err
-		}
-		b.items = append(b.items, v)
-	}
-	v := b.value()
-	d.objs3[i] = v
-	return v, nil
+	return d.denseItems3(b, i, n)
 }
 
 func (d *Decoder) object3() (any, error) {
@@ -363,6 +354,13 @@ func (d *Decoder) objVector3() (any, error) {
 	b := &building{kind: kindArray, items: make(Array, 0, initialCap(n))}
 	i := len(d.objs3)
 	d.objs3 = append(d.objs3, b)
+	return d.denseItems3(b, i, n)
+}
+
+// denseItems3 reads n AMF3 values into b's dense part, then puts the
+// finished value in reference-table slot i (where b stood while it was
+// being built, for self-references).
+func (d *Decoder) denseItems3(b *building, i int, n uint64) (any, error) {
 	for range n {
 		v, err := d.value3()
 		if err != nil {

@@ -90,21 +90,7 @@ func TestAnonymousLookupPolicy(t *testing.T) {
 
 func TestSessionsThatNeverConnectAreClosed(t *testing.T) {
 	srv, base := testServer(t, store.NewMemory(), func(c *Config) { c.ConnectTimeout = time.Second })
-	conn, _ := net.ListenPacket("udp4", "127.0.0.1:0")
-	id, _ := handshake.NewClientIdentity(nil)
-	e, err := engine.New(conn, engine.Config{Identity: id})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
-	to := netip.MustParseAddrPort(base[len("rtmfp://"):])
-	sess, err := e.Connect(context.Background(), handshake.AncillaryEPD(base+"/x"), engine.ConnectOptions{}, to)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(srv.Sessions()) != 1 {
-		t.Fatal("no session")
-	}
+	sess := rawSession(t, srv, base, 0)
 	start := time.Now()
 	for len(srv.Sessions()) > 0 {
 		if time.Since(start) > 10*time.Second {
@@ -128,4 +114,33 @@ func TestSessionLimitPerIP(t *testing.T) {
 	if statusCode(err) != rtmfp.ConnectFailed {
 		t.Fatalf("third session from one IP: %v", err)
 	}
+}
+
+// rawSession opens a bare session to the server (a handshake, no connect)
+// and waits until the server lists it (it registers sessions
+// asynchronously).
+func rawSession(t *testing.T, srv *Server, base string, keepalive time.Duration) *engine.Session {
+	t.Helper()
+	conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := handshake.NewClientIdentity(nil)
+	e, err := engine.New(conn, engine.Config{Identity: id, Keepalive: keepalive})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	to := netip.MustParseAddrPort(base[len("rtmfp://"):])
+	sess, err := e.Connect(context.Background(), handshake.AncillaryEPD(base+"/x"), engine.ConnectOptions{}, to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); len(srv.Sessions()) == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("the server never listed the session")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return sess
 }

@@ -2,16 +2,12 @@ package server
 
 import (
 	"context"
-	"net"
-	"net/netip"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/stratus-rtmfp/stratus/internal/engine"
 	"github.com/stratus-rtmfp/stratus/internal/flash"
-	"github.com/stratus-rtmfp/stratus/internal/handshake"
 	"github.com/stratus-rtmfp/stratus/internal/store"
 	"github.com/stratus-rtmfp/stratus/rtmfp"
 )
@@ -65,23 +61,9 @@ func TestRevokeRacingConnects(t *testing.T) {
 // closed after the connect timeout all the same.
 func TestConnectTimeoutWithOpenFlow(t *testing.T) {
 	srv, base := testServer(t, store.NewMemory(), func(c *Config) { c.ConnectTimeout = time.Second })
-	conn, _ := net.ListenPacket("udp4", "127.0.0.1:0")
-	id, _ := handshake.NewClientIdentity(nil)
-	e, err := engine.New(conn, engine.Config{Identity: id, Keepalive: 200 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
-	to := netip.MustParseAddrPort(base[len("rtmfp://"):])
-	sess, err := e.Connect(context.Background(), handshake.AncillaryEPD(base+"/x"), engine.ConnectOptions{}, to)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sess := rawSession(t, srv, base, 200*time.Millisecond)
 	f, _ := sess.OpenFlow(flash.TCMetadata(0, false), nil)
 	f.Write(flash.AppendUserControl(nil, flash.EventPingRequest, 1)) // anything but connect
-	for len(srv.Sessions()) == 0 {                                   // the server registers sessions asynchronously
-		time.Sleep(5 * time.Millisecond)
-	}
 	start := time.Now()
 	for len(srv.Sessions()) > 0 {
 		if time.Since(start) > 10*time.Second {
