@@ -83,6 +83,12 @@ type Config struct {
 	// Read. A server with many idle sessions needs this: blocking handles
 	// cost goroutines (and their stacks) per session.
 	Events Events
+	// MaxEventBytes bounds, in event mode, the received messages waiting
+	// for the dispatcher (their bytes plus a small per-message charge).
+	// Past it the engine leaves messages in their sessions, whose receive
+	// windows then hold the senders back, until the dispatcher has worked
+	// the queue down to half. Default 4 MiB.
+	MaxEventBytes int
 
 	// Logger; nil discards.
 	Logger *slog.Logger
@@ -180,7 +186,9 @@ type Engine struct {
 	pkt       []byte
 	hooks     []func()
 	scratch   session.Scratch
-	evq       []func()
+	evq       []event
+	evBytes   int        // charge of the message events in evq
+	evStalled []*Session // sessions with messages left in them for want of evq room
 	evSig     chan struct{}
 
 	done chan struct{}
@@ -199,6 +207,9 @@ func New(conn net.PacketConn, cfg Config) (*Engine, error) {
 	}
 	if cfg.MaxOpening <= 0 {
 		cfg.MaxOpening = 1024
+	}
+	if cfg.MaxEventBytes <= 0 {
+		cfg.MaxEventBytes = 4 << 20
 	}
 	if cfg.EphemeralKeys == 0 {
 		cfg.EphemeralKeys = 2
@@ -255,9 +266,24 @@ func New(conn net.PacketConn, cfg Config) (*Engine, error) {
 	return e, nil
 }
 
+// event is a callback queued for the dispatcher; cost is what a message
+// event counts against MaxEventBytes.
+type event struct {
+	fn   func()
+	cost int
+}
+
+// eventCharge is what one queued message costs beyond its bytes (the
+// closure and its queue slot), so that floods of tiny messages are bounded
+// too.
+const eventCharge = 96
+
 // event queues a callback for the dispatcher; e.mu held.
-func (e *Engine) event(fn func()) {
-	e.evq = append(e.evq, fn)
+func (e *Engine) event(fn func()) { e.queueEvent(event{fn: fn}) }
+
+func (e *Engine) queueEvent(ev event) {
+	e.evq = append(e.evq, ev)
+	e.evBytes += ev.cost
 	select {
 	case e.evSig <- struct{}{}:
 	default:
@@ -275,8 +301,8 @@ func (e *Engine) dispatch() {
 			q := e.evq
 			e.evq = nil
 			e.mu.Unlock()
-			for _, fn := range q {
-				fn()
+			for _, ev := range q {
+				ev.fn()
 			}
 			return
 		}
@@ -288,11 +314,35 @@ func (e *Engine) dispatch() {
 			if len(q) == 0 {
 				break
 			}
-			for _, fn := range q {
-				fn()
+			cost := 0
+			for _, ev := range q {
+				ev.fn()
+				cost += ev.cost
+			}
+			if cost > 0 {
+				e.do(func(time.Time) { e.eventsDone(cost) })
 			}
 		}
 	}
+}
+
+// eventsDone releases the charge of dispatched message events and, once
+// the queue is down to half its bound, lets stalled sessions hand out
+// their messages again (the caller flushes, which drains them and tells
+// their senders that the windows opened); e.mu held.
+func (e *Engine) eventsDone(cost int) {
+	e.evBytes -= cost
+	if e.evBytes > e.cfg.MaxEventBytes/2 || len(e.evStalled) == 0 {
+		return
+	}
+	for _, s := range e.evStalled {
+		s.stalled = false
+		if !s.closed {
+			e.markDirty(s)
+		}
+	}
+	clear(e.evStalled)
+	e.evStalled = e.evStalled[:0]
 }
 
 func (e *Engine) fillPool(g *handshake.Group, ch chan *handshake.KeyPair) {
@@ -842,8 +892,10 @@ func (e *Engine) sessionClosed(s *Session) {
 	s.broadcast()
 	if ev := e.cfg.Events; ev != nil {
 		err := s.core.Err()
+		// What the session still holds goes out before its end, whatever
+		// the queue's bound: it is bounded by the session's receive buffer.
 		for _, rf := range s.drain {
-			e.drainFlow(rf)
+			e.drainFlow(rf, true)
 		}
 		s.drain = nil
 		e.event(func() { ev.SessionClosed(s, err) })
@@ -851,21 +903,25 @@ func (e *Engine) sessionClosed(s *Session) {
 }
 
 // drainFlow hands a flow's complete messages (and its end) to the
-// dispatcher; e.mu held.
-func (e *Engine) drainFlow(rf *RecvFlow) {
+// dispatcher. Unless force is set it stops when the dispatcher's queue is
+// full and reports false: the flow keeps its place in s.drain. e.mu held.
+func (e *Engine) drainFlow(rf *RecvFlow, force bool) bool {
 	ev := e.cfg.Events
-	rf.queued = false
 	for {
+		if !force && e.evBytes >= e.cfg.MaxEventBytes && rf.core.Pending() > 0 {
+			return false
+		}
 		msg, ok, eof := rf.core.Read()
 		if ok {
-			e.event(func() { ev.Message(rf, msg) })
+			e.queueEvent(event{fn: func() { ev.Message(rf, msg) }, cost: len(msg) + eventCharge})
 			continue
 		}
 		if (eof || rf.s.core.IsClosed()) && !rf.closedSent {
 			rf.closedSent = true
 			e.event(func() { ev.FlowClosed(rf) })
 		}
-		return
+		rf.queued = false
+		return true
 	}
 }
 
@@ -885,10 +941,18 @@ func (e *Engine) flushDirty(now time.Time) {
 		s := e.dirty[0]
 		e.dirty = e.dirty[1:]
 		s.dirty = false
+		kept := s.drain[:0]
 		for _, rf := range s.drain {
-			e.drainFlow(rf)
+			if !e.drainFlow(rf, false) {
+				kept = append(kept, rf)
+			}
 		}
-		s.drain = s.drain[:0]
+		clear(s.drain[len(kept):])
+		s.drain = kept
+		if len(kept) > 0 && !s.stalled {
+			s.stalled = true
+			e.evStalled = append(e.evStalled, s)
+		}
 		s.core.Flush(now, e.sendTo)
 		for s.core.WantsFlush(now) {
 			before := s.core.Stats.PacketsSent

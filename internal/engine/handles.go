@@ -32,6 +32,7 @@ type Session struct {
 
 	recvQ   []*RecvFlow
 	drain   []*RecvFlow // event mode: flows with messages to hand out
+	stalled bool        // event mode: in e.evStalled
 	writers int         // goroutines waiting for send buffer space
 
 	notify        chan struct{} // created when someone waits (event mode: never)

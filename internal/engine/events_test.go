@@ -1,0 +1,136 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/stratus-rtmfp/stratus/internal/handshake"
+)
+
+// slowEvents is an Events whose Message callback stalls on gate until the
+// test opens it, as a server busy with something else would.
+type slowEvents struct {
+	gate    chan struct{}
+	stalled chan struct{} // closed when the first message arrives
+	once    sync.Once
+	mu      sync.Mutex
+	got     [][]byte
+	closed  chan struct{} // closed at FlowClosed
+}
+
+func (h *slowEvents) SessionOpened(*Session) {}
+func (h *slowEvents) FlowOpened(*RecvFlow)   {}
+func (h *slowEvents) Message(_ *RecvFlow, msg []byte) {
+	h.once.Do(func() { close(h.stalled) })
+	<-h.gate
+	h.mu.Lock()
+	h.got = append(h.got, msg)
+	h.mu.Unlock()
+}
+func (h *slowEvents) FlowClosed(*RecvFlow)                    { close(h.closed) }
+func (h *slowEvents) SessionClosed(*Session, error)           {}
+func (h *slowEvents) AddressChanged(*Session, netip.AddrPort) {}
+
+// A dispatcher that falls behind must not let the engine queue messages
+// without bound: past MaxEventBytes they stay in their sessions, flow
+// control holds the sender back, and nothing is lost or reordered once the
+// dispatcher catches up.
+func TestEventQueueIsBounded(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	sc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &slowEvents{gate: make(chan struct{}), stalled: make(chan struct{}), closed: make(chan struct{})}
+	const bound = 64 << 10
+	server := serverEngine(t, sc, Config{Events: h, MaxEventBytes: bound})
+	client := clientEngine(t, cc, Config{})
+	defer server.Close()
+	defer client.Close()
+	release := sync.OnceFunc(func() { close(h.gate) })
+	defer release() // before the engines close: a failed check must not leave the dispatcher stuck
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	addr := sc.LocalAddr().(*net.UDPAddr).AddrPort()
+	sess, err := client.Connect(ctx, handshake.AncillaryEPD("rtmfp://"+addr.String()+"/app"), ConnectOptions{}, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := sess.OpenFlow([]byte("TEST-FLOW"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs := makeMessages(4<<20, 11)
+	largest := 0
+	for _, m := range msgs {
+		largest = max(largest, len(m))
+	}
+	wrote := make(chan error, 1)
+	go func() {
+		for _, m := range msgs {
+			if _, err := f.WriteMessage(ctx, m, time.Time{}); err != nil {
+				wrote <- err
+				return
+			}
+		}
+		f.Close()
+		wrote <- f.WaitComplete(ctx)
+	}()
+
+	select {
+	case <-h.stalled:
+	case <-ctx.Done():
+		t.Fatal("no message reached the dispatcher")
+	}
+	// While the dispatcher is stuck, watch the queue for a while: the
+	// reader keeps taking packets, but what waits for the dispatcher stays
+	// within the bound (plus the one message that crossed it).
+	peak := 0
+	for range 50 {
+		server.mu.Lock()
+		peak = max(peak, server.evBytes)
+		server.mu.Unlock()
+		time.Sleep(10 * time.Millisecond)
+	}
+	if limit := bound + largest + eventCharge; peak > limit {
+		t.Fatalf("event queue reached %d bytes, bound %d", peak, limit)
+	}
+	select {
+	case err := <-wrote:
+		t.Fatalf("the sender finished (%v) although the receiver could not have taken 4 MiB", err)
+	default:
+	}
+	t.Logf("queue peak %d bytes while stalled", peak)
+
+	release()
+	if err := <-wrote; err != nil {
+		t.Fatal("writer:", err)
+	}
+	select {
+	case <-h.closed:
+	case <-ctx.Done():
+		t.Fatal("flow end never reached the dispatcher")
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.got) != len(msgs) {
+		t.Fatalf("got %d of %d messages", len(h.got), len(msgs))
+	}
+	for i := range msgs {
+		if !bytes.Equal(h.got[i], msgs[i]) {
+			t.Fatalf("message %d differs", i)
+		}
+	}
+}
