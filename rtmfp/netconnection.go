@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/stratus-rtmfp/stratus/amf"
@@ -94,9 +95,12 @@ type NetConnection struct {
 	closeErr error
 	status   chan Status
 	handlers map[string]func(args []any)
-	peerKA   time.Duration
-	srvKA    time.Duration
-	gotKA    chan struct{} // closed at the first set-keepalive
+	// inHandler counts Handle callbacks running: Close called from one of
+	// them cannot wait for the reader that runs it.
+	inHandler atomic.Int32
+	peerKA    time.Duration
+	srvKA     time.Duration
+	gotKA     chan struct{} // closed at the first set-keepalive
 
 	// MaxPeerConnections bounds the direct peer sessions, incoming and
 	// outgoing (ActionScript's default: 8). Lowering it refuses new ones
@@ -383,15 +387,17 @@ func (nc *NetConnection) onCommand(cmd flash.Command) {
 		h := nc.handlers[cmd.Name]
 		nc.mu.Unlock()
 		if h != nil {
+			nc.inHandler.Add(1)
+			defer nc.inHandler.Add(-1)
 			h(cmd.Args)
 		}
 	}
 }
 
 // Handle registers a handler for a command the server calls on the client
-// (onRelay, for instance). Handlers run on the connection's reader: a
-// handler that wants to close the connection must do it from another
-// goroutine (go nc.Close()), since Close waits for the reader.
+// (onRelay, for instance). Handlers run one at a time, in order, on the
+// connection's reader. A handler may call Close: Close then returns without
+// waiting for the reader, which ends when the handler returns.
 func (nc *NetConnection) Handle(name string, fn func(args []any)) {
 	nc.mu.Lock()
 	nc.handlers[name] = fn
@@ -635,6 +641,8 @@ func (nc *NetConnection) Close() error {
 	}
 	nc.closed0(errors.New("closed by the application"))
 	err := nc.e.Close()
-	nc.wg.Wait()
+	if nc.inHandler.Load() == 0 {
+		nc.wg.Wait()
+	}
 	return err
 }
