@@ -337,25 +337,43 @@ func (c *client) onStream(id uint64, m flash.Message) {
 	f.Close()
 }
 
-// developerKey is the first path segment of the connect command's app,
-// or of tcUrl's path when app is empty (reference §5.1).
-func developerKey(app, tcURL string) string {
-	p := app
-	if strings.TrimSpace(p) == "" {
-		p = tcURL
-		if i := strings.Index(p, "://"); i >= 0 {
-			p = p[i+3:]
-			if j := strings.IndexByte(p, '/'); j >= 0 {
-				p = p[j:]
-			} else {
-				p = ""
-			}
+// developerKeys lists where a connect command may carry the developer key,
+// best first: the first path segment of tcUrl (the URL the application
+// connected to, reference §5.1), then that of app. Flash puts the same path
+// in both; librtmfp sends app "live" whatever the URL says.
+func developerKeys(app, tcURL string) []string {
+	var keys []string
+	if p, ok := urlPath(tcURL); ok {
+		if k := firstSegment(p); k != "" {
+			keys = append(keys, k)
 		}
 	}
+	if k := firstSegment(app); k != "" && (len(keys) == 0 || keys[0] != k) {
+		keys = append(keys, k)
+	}
+	return keys
+}
+
+// urlPath is the path (with query) of scheme://host/path, or false.
+func urlPath(u string) (string, bool) {
+	i := strings.Index(u, "://")
+	if i < 0 {
+		return "", false
+	}
+	u = u[i+3:]
+	if j := strings.IndexByte(u, '/'); j >= 0 {
+		return u[j:], true
+	}
+	return "", true
+}
+
+// firstSegment is the first segment of a path, without query or fragment,
+// cut to 256 bytes.
+func firstSegment(p string) string {
 	if i := strings.IndexAny(p, "?#"); i >= 0 {
 		p = p[:i]
 	}
-	p = strings.TrimLeft(p, "/")
+	p = strings.TrimLeft(strings.TrimSpace(p), "/")
 	if i := strings.IndexByte(p, '/'); i >= 0 {
 		p = p[:i]
 	}
@@ -365,35 +383,57 @@ func developerKey(app, tcURL string) string {
 	return p
 }
 
-// parseConnect extracts the developer key and object encoding from a
-// connect command; ok is false without app or tcUrl.
-func parseConnect(cmd flash.Command) (key string, encoding float64, ok bool) {
+// parseConnect extracts the candidate developer keys and the object
+// encoding from a connect command; ok is false when it names no key.
+func parseConnect(cmd flash.Command) (keys []string, encoding float64, ok bool) {
 	obj, _ := cmd.Object.(*amf.Object)
 	if obj == nil {
-		return "", 0, false
+		return nil, 0, false
 	}
 	app, _ := obj.GetString("app")
 	tcURL, _ := obj.GetString("tcUrl")
 	if enc, ok := obj.GetNumber("objectEncoding"); ok && enc == 3 {
 		encoding = 3
 	}
-	if app == "" && tcURL == "" {
-		return "", encoding, false
+	keys = developerKeys(app, tcURL)
+	return keys, encoding, len(keys) > 0
+}
+
+// pickKey decides which candidate key a connect uses: a stored valid key,
+// else a revoked one (an explicit key that must be refused), else one that
+// open mode accepts, else the first, unknown.
+func (s *Server) pickKey(keys []string) (string, keyStatus) {
+	best, bestRank, bestSt := keys[0], 0, keyUnknown
+	for _, k := range keys {
+		st := s.keys.check(k)
+		rank := 0
+		switch {
+		case st == keyValid && s.keys.stored(k):
+			return k, st
+		case st == keyRevoked:
+			rank = 2
+		case st == keyValid:
+			rank = 1
+		}
+		if rank > bestRank {
+			best, bestRank, bestSt = k, rank, st
+		}
 	}
-	return developerKey(app, tcURL), encoding, true
+	return best, bestSt
 }
 
 func (c *client) onConnect(cmd flash.Command) {
 	s := c.srv
-	key, enc, ok := parseConnect(cmd)
+	keys, enc, ok := parseConnect(cmd)
 	c.encoding = enc
 	c.openControl()
 	if !ok {
 		s.metrics.connect("", "bad_request")
-		c.refuse(cmd.TxID, flash.ConnectFailed, "connect without app or tcUrl")
+		c.refuse(cmd.TxID, flash.ConnectFailed, "connect names no developer key (app and tcUrl empty)")
 		return
 	}
-	switch st := s.keys.check(key); st {
+	key, st := s.pickKey(keys)
+	switch st {
 	case keyUnknown:
 		s.metrics.connect("", "unknown_key")
 		c.refuse(cmd.TxID, flash.ConnectFailed, "unknown developer key")

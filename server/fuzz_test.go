@@ -3,6 +3,7 @@ package server
 import (
 	"encoding/hex"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -69,9 +70,14 @@ func FuzzControlMessage(f *testing.F) {
 			return
 		}
 		cmd, _ := flash.ParseCommand(m)
-		key, enc, ok := parseConnect(cmd)
-		if ok && (strings.Contains(key, "/") || len(key) > 256 || enc != 0 && enc != 3) {
-			t.Fatalf("connect parsed to key %q encoding %v", key, enc)
+		keys, enc, ok := parseConnect(cmd)
+		if ok != (len(keys) > 0) || len(keys) > 2 || enc != 0 && enc != 3 {
+			t.Fatalf("connect parsed to keys %q (ok %v) encoding %v", keys, ok, enc)
+		}
+		for _, key := range keys {
+			if key == "" || strings.Contains(key, "/") || len(key) > 256 {
+				t.Fatalf("connect parsed to key %q", key)
+			}
 		}
 		addrs := parsePeerAddresses(cmd.Args, 8)
 		if len(addrs) > 8 {
@@ -99,17 +105,24 @@ func TestParsePeerAddressesSkipsGarbage(t *testing.T) {
 	}
 }
 
-func TestDeveloperKey(t *testing.T) {
-	for _, c := range []struct{ app, tcURL, want string }{
-		{"KEY", "", "KEY"},
-		{"KEY/app/inst", "", "KEY"},
-		{"", "rtmfp://host:1935/KEY/x", "KEY"},
-		{"", "rtmfp://host/KEY?x=1", "KEY"},
-		{"", "rtmfp://host/", ""},
-		{"/KEY/", "", "KEY"},
+func TestDeveloperKeys(t *testing.T) {
+	for _, c := range []struct {
+		app, tcURL string
+		want       []string
+	}{
+		{"KEY", "", []string{"KEY"}},
+		{"KEY/app/inst", "", []string{"KEY"}},
+		{"", "rtmfp://host:1935/KEY/x", []string{"KEY"}},
+		{"", "rtmfp://host/KEY?x=1", []string{"KEY"}},
+		{"", "rtmfp://host/", nil},
+		{"/KEY/", "", []string{"KEY"}},
+		{"KEY", "rtmfp://host/KEY/", []string{"KEY"}},
+		// librtmfp: app is "live" whatever the URL; the URL's key comes first.
+		{"live", "rtmfp://127.0.0.1:1935/KEY", []string{"KEY", "live"}},
+		{"KEY", "not a url", []string{"KEY"}},
 	} {
-		if got := developerKey(c.app, c.tcURL); got != c.want {
-			t.Errorf("developerKey(%q, %q) = %q, want %q", c.app, c.tcURL, got, c.want)
+		if got := developerKeys(c.app, c.tcURL); !slices.Equal(got, c.want) {
+			t.Errorf("developerKeys(%q, %q) = %q, want %q", c.app, c.tcURL, got, c.want)
 		}
 	}
 }

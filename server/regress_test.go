@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stratus-rtmfp/stratus/amf"
 	"github.com/stratus-rtmfp/stratus/internal/flash"
 	"github.com/stratus-rtmfp/stratus/internal/store"
 	"github.com/stratus-rtmfp/stratus/rtmfp"
@@ -89,5 +90,68 @@ func TestOpenModeKeyLabels(t *testing.T) {
 	out := rec.String()
 	if strings.Contains(out, "made-up-") || !strings.Contains(out, `stratus_key_connects_total{key="unregistered",result="success"} 3`) {
 		t.Fatalf("metrics:\n%s", grepLines(out, "stratus_key_connects_total"))
+	}
+}
+
+// rawConnect sends connect with the given app and tcUrl on a raw session
+// and returns the code of the answer.
+func rawConnect(t *testing.T, srv *Server, base, app, tcURL string) string {
+	t.Helper()
+	sess := rawSession(t, srv, base, 0)
+	f, err := sess.OpenFlow(flash.TCMetadata(0, false), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := flash.AppendCommand(nil, "connect", 1, amf.NewObject("app", app, "tcUrl", tcURL, "objectEncoding", 3.0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write(msg)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	rf, err := sess.AcceptFlow(ctx)
+	if err != nil {
+		t.Fatal("no answer flow:", err)
+	}
+	for {
+		raw, err := rf.Read(ctx)
+		if err != nil {
+			t.Fatal("no answer to connect:", err)
+		}
+		m, err := flash.ParseMessage(raw)
+		if err != nil || !m.IsCommand() {
+			continue
+		}
+		cmd, _ := flash.ParseCommand(m)
+		if cmd.Name == "_result" || cmd.Name == "_error" {
+			for _, a := range cmd.Args {
+				if o, ok := a.(*amf.Object); ok {
+					code, _, _ := flash.InfoCode(o)
+					return code
+				}
+			}
+			return cmd.Name
+		}
+	}
+}
+
+// librtmfp sends app "live" whatever the URL: the key in tcUrl counts.
+func TestConnectKeyFromTcUrl(t *testing.T) {
+	st := store.NewMemory()
+	valid, _ := st.CreateKey("valid")
+	revoked, _ := st.CreateKey("revoked")
+	st.RevokeKey(revoked.ID)
+	srv, base := testServer(t, st, nil)
+	for _, c := range []struct{ app, tcURL, want string }{
+		{"live", base + "/" + valid.ID, flash.ConnectSuccess},
+		{valid.ID, base + "/" + valid.ID, flash.ConnectSuccess},
+		{valid.ID, "", flash.ConnectSuccess},
+		{"live", base + "/" + revoked.ID, flash.ConnectRejected},
+		{"live", base + "/unknown", flash.ConnectFailed},
+		{"", "", flash.ConnectFailed},
+	} {
+		if got := rawConnect(t, srv, base, c.app, c.tcURL); got != c.want {
+			t.Errorf("app %q tcUrl %q: %s, want %s", c.app, c.tcURL, got, c.want)
+		}
 	}
 }
