@@ -217,12 +217,13 @@ func Connect(ctx context.Context, rawURL string, cfg *Config, args ...any) (*Net
 		nc.Close()
 		return nil, &StatusError{Status{Level: flash.LevelError, Code: ConnectFailed, Description: "connection closed during connect"}}
 	}
-	if err := nc.sendPeerInfo(); err != nil {
+	sent, err := nc.sendPeerInfo()
+	if err != nil {
 		nc.log.Warn("setPeerInfo", "err", err)
 	}
 	nc.wg.Add(2)
 	go nc.acceptPeers()
-	go nc.watchNetwork()
+	go nc.watchNetwork(sent)
 	return nc, nil
 }
 
@@ -499,12 +500,15 @@ var networkCheck = 5 * time.Second
 // watchNetwork reports NetConnection.Connect.NetworkChange when the local
 // addresses change (a new Wi-Fi network, say), as Flash does, and tells the
 // server the new ones; the sessions themselves follow by RTMFP mobility.
-func (nc *NetConnection) watchNetwork() {
+func (nc *NetConnection) watchNetwork(sent []netip.AddrPort) {
 	defer nc.wg.Done()
 	if nc.cfg.PeerAddresses != nil {
 		return
 	}
-	last := fmt.Sprint(localAddresses(nc.e.LocalAddr()))
+	// Compare with what setPeerInfo told the server, not with what the
+	// interfaces say when this goroutine gets to run: they may have
+	// changed in between.
+	last := fmt.Sprint(sent)
 	t := time.NewTicker(networkCheck)
 	defer t.Stop()
 	for {
@@ -518,14 +522,14 @@ func (nc *NetConnection) watchNetwork() {
 			}
 			last = now
 			nc.emit(Status{Level: flash.LevelStatus, Code: ConnectNetworkChange, Description: "local addresses changed"})
-			if err := nc.sendPeerInfo(); err != nil {
+			if _, err := nc.sendPeerInfo(); err != nil {
 				nc.log.Warn("setPeerInfo", "err", err)
 			}
 		}
 	}
 }
 
-func (nc *NetConnection) sendPeerInfo() error {
+func (nc *NetConnection) sendPeerInfo() ([]netip.AddrPort, error) {
 	addrs := nc.cfg.PeerAddresses
 	if addrs == nil {
 		addrs = localAddresses(nc.e.LocalAddr())
@@ -534,7 +538,7 @@ func (nc *NetConnection) sendPeerInfo() error {
 	for _, a := range addrs {
 		args = append(args, a.String())
 	}
-	return nc.Send("setPeerInfo", args...)
+	return addrs, nc.Send("setPeerInfo", args...)
 }
 
 // interfaceAddrs is net.InterfaceAddrs; tests replace it to simulate a
