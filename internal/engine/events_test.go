@@ -112,7 +112,7 @@ func TestEventQueueIsBounded(t *testing.T) {
 		t.Fatalf("the sender finished (%v) although the receiver could not have taken 4 MiB", err)
 	default:
 	}
-	t.Logf("queue peak %d bytes while stalled", peak)
+	t.Logf("queue peak %d bytes while stalled; %d messages, %d bytes sent", peak, len(msgs), 4<<20)
 
 	release()
 	if err := <-wrote; err != nil {
