@@ -463,7 +463,7 @@ func (ns *NetStream) deliver(raw []byte) {
 			return
 		}
 		if cmd.Name == "onStatus" {
-			st := statusOf(cmd.Args)
+			st := statusOf(cmd.Object, cmd.Args)
 			if st.Code == PlayStart {
 				ns.mu.Lock()
 				ns.started = true
