@@ -119,7 +119,6 @@ type NetConnection struct {
 
 type callResult struct {
 	ok   bool
-	obj  any // the command object (where librtmfp puts its info object)
 	args []any
 }
 
@@ -202,7 +201,7 @@ func Connect(ctx context.Context, rawURL string, cfg *Config, args ...any) (*Net
 	go nc.serve()
 	select {
 	case r := <-reply:
-		st := statusOf(r.obj, r.args)
+		st := statusOf(r.args)
 		if !r.ok || st.Code != ConnectSuccess {
 			if st.Code == "" {
 				st = Status{Level: flash.LevelError, Code: ConnectRejected, Description: "refused"}
@@ -262,11 +261,10 @@ func ParseURL(raw string) ([]netip.AddrPort, string, error) {
 	return out, strings.TrimPrefix(u.Path, "/"), nil
 }
 
-// statusOf finds a command's info object: the first argument with a code,
-// as Flash and Cirrus send it (name, transaction ID, null, info), or else the
-// command object itself, where librtmfp puts it (it leaves out the null).
-func statusOf(obj any, args []any) Status {
-	for _, a := range append(args[:len(args):len(args)], obj) {
+// statusOf finds a command's info object: the first of its arguments
+// (flash.Command.Arguments) that is an object with a code.
+func statusOf(args []any) Status {
+	for _, a := range args {
 		if o, ok := a.(*amf.Object); ok {
 			if code, level, desc := flash.InfoCode(o); code != "" {
 				return Status{Level: level, Code: code, Description: desc, Info: o}
@@ -380,12 +378,12 @@ func (nc *NetConnection) onCommand(cmd flash.Command) {
 		delete(nc.calls, cmd.TxID)
 		nc.mu.Unlock()
 		if ch != nil {
-			ch <- callResult{ok: cmd.Name == "_result", obj: cmd.Object, args: cmd.Args}
+			ch <- callResult{ok: cmd.Name == "_result", args: cmd.Arguments()}
 		} else if cmd.Name == "_error" {
-			nc.emit(statusOf(cmd.Object, cmd.Args)) // e.g. a post-connect rejection (tx 1)
+			nc.emit(statusOf(cmd.Arguments())) // e.g. a post-connect rejection (tx 1)
 		}
 	case "onStatus":
-		nc.emit(statusOf(cmd.Object, cmd.Args))
+		nc.emit(statusOf(cmd.Arguments()))
 	case "close":
 		nc.closed0(errors.New("server sent close"))
 	default:
@@ -395,7 +393,7 @@ func (nc *NetConnection) onCommand(cmd flash.Command) {
 		if h != nil {
 			nc.inHandler.Add(1)
 			defer nc.inHandler.Add(-1)
-			h(cmd.Args)
+			h(cmd.Arguments())
 		}
 	}
 }
@@ -474,7 +472,7 @@ func (nc *NetConnection) Call(ctx context.Context, name string, args ...any) ([]
 	select {
 	case r := <-ch:
 		if !r.ok {
-			st := statusOf(r.obj, r.args)
+			st := statusOf(r.args)
 			if st.Code == "" {
 				st = Status{Level: flash.LevelError, Code: CallFailed}
 			}

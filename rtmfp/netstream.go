@@ -463,7 +463,7 @@ func (ns *NetStream) deliver(raw []byte) {
 			return
 		}
 		if cmd.Name == "onStatus" {
-			st := statusOf(cmd.Object, cmd.Args)
+			st := statusOf(cmd.Arguments())
 			if st.Code == PlayStart {
 				ns.mu.Lock()
 				ns.started = true
@@ -477,7 +477,7 @@ func (ns *NetStream) deliver(raw []byte) {
 			}
 			return
 		}
-		ns.call(cmd.Name, cmd.Args)
+		ns.call(cmd.Name, cmd.Arguments())
 	}
 }
 

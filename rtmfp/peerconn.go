@@ -201,7 +201,7 @@ func (pc *peerConn) onPlayFlow(f *engine.RecvFlow, streamID uint64) {
 		return
 	}
 	cmd, err := flash.ParseCommand(m)
-	name, _ := firstString(cmd.Args)
+	name, _ := firstString(cmd.Arguments())
 	if (err != nil && cmd.Name == "") || cmd.Name != "play" || name == "" {
 		f.Reject(0)
 		return

@@ -33,7 +33,7 @@ func TestStatusOfLayouts(t *testing.T) {
 		if err != nil {
 			t.Fatal(c.name, err)
 		}
-		if st := statusOf(cmd.Object, cmd.Args); st.Code != c.want {
+		if st := statusOf(cmd.Arguments()); st.Code != c.want {
 			t.Errorf("%s: status %q, want %q", c.name, st.Code, c.want)
 		}
 	}

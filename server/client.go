@@ -251,7 +251,7 @@ func (c *client) onCommand(cmd flash.Command) {
 	case "connect":
 		c.close() // a second connect on one session (zenomt)
 	case "setPeerInfo":
-		c.onSetPeerInfo(cmd.Args)
+		c.onSetPeerInfo(cmd.Arguments())
 	case "relay":
 		s.relay(c, cmd)
 	case "createStream":
@@ -262,8 +262,8 @@ func (c *client) onCommand(cmd flash.Command) {
 		}
 		c.command("_result", cmd.TxID, nil, float64(id))
 	case "deleteStream":
-		if len(cmd.Args) > 0 {
-			if id, ok := cmd.Args[0].(float64); ok && id > 0 && id < 64 {
+		if args := cmd.Arguments(); len(args) > 0 {
+			if id, ok := args[0].(float64); ok && id > 0 && id < 64 {
 				c.streams &^= 1 << uint(id)
 			}
 		}

@@ -79,7 +79,7 @@ func FuzzControlMessage(f *testing.F) {
 				t.Fatalf("connect parsed to key %q", key)
 			}
 		}
-		addrs := parsePeerAddresses(cmd.Args, 8)
+		addrs := parsePeerAddresses(cmd.Arguments(), 8)
 		if len(addrs) > 8 {
 			t.Fatal("too many addresses kept")
 		}

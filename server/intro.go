@@ -131,11 +131,12 @@ func addressList(observed netip.AddrPort, reported []netip.AddrPort, localFirst 
 // application's message).
 func (s *Server) relay(from *client, cmd flash.Command) {
 	fail := func(why string) { from.callFailed(cmd, why) }
-	if len(cmd.Args) == 0 {
+	args := cmd.Arguments()
+	if len(args) == 0 {
 		fail("relay needs a peer ID")
 		return
 	}
-	idStr, _ := cmd.Args[0].(string)
+	idStr, _ := args[0].(string)
 	raw, err := hex.DecodeString(idStr)
 	if err != nil || len(raw) != 32 {
 		fail("relay: bad peer ID")
@@ -151,7 +152,7 @@ func (s *Server) relay(from *client, cmd flash.Command) {
 		fail("relay: peer not connected")
 		return
 	}
-	args := append([]any{hexID(from.peerID)}, cmd.Args[1:]...)
+	args = append([]any{hexID(from.peerID)}, args[1:]...)
 	msg, err := flash.AppendCommand(nil, "onRelay", 0, nil, args...)
 	if err != nil {
 		fail("relay: cannot encode the arguments")

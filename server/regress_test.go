@@ -2,12 +2,14 @@ package server
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/stratus-rtmfp/stratus/amf"
+	"github.com/stratus-rtmfp/stratus/internal/engine"
 	"github.com/stratus-rtmfp/stratus/internal/flash"
 	"github.com/stratus-rtmfp/stratus/internal/store"
 	"github.com/stratus-rtmfp/stratus/rtmfp"
@@ -94,8 +96,8 @@ func TestOpenModeKeyLabels(t *testing.T) {
 }
 
 // rawConnect sends connect with the given app and tcUrl on a raw session
-// and returns the code of the answer.
-func rawConnect(t *testing.T, srv *Server, base, app, tcURL string) string {
+// and returns the code of the answer and the NetConnection flow.
+func rawConnect(t *testing.T, srv *Server, base, app, tcURL string) (string, *engine.SendFlow) {
 	t.Helper()
 	sess := rawSession(t, srv, base, 0)
 	f, err := sess.OpenFlow(flash.TCMetadata(0, false), nil)
@@ -127,10 +129,10 @@ func rawConnect(t *testing.T, srv *Server, base, app, tcURL string) string {
 			for _, a := range cmd.Args {
 				if o, ok := a.(*amf.Object); ok {
 					code, _, _ := flash.InfoCode(o)
-					return code
+					return code, f
 				}
 			}
-			return cmd.Name
+			return cmd.Name, f
 		}
 	}
 }
@@ -150,8 +152,31 @@ func TestConnectKeyFromTcUrl(t *testing.T) {
 		{"live", base + "/unknown", flash.ConnectFailed},
 		{"", "", flash.ConnectFailed},
 	} {
-		if got := rawConnect(t, srv, base, c.app, c.tcURL); got != c.want {
+		if got, _ := rawConnect(t, srv, base, c.app, c.tcURL); got != c.want {
 			t.Errorf("app %q tcUrl %q: %s, want %s", c.app, c.tcURL, got, c.want)
 		}
+	}
+}
+
+// librtmfp sends setPeerInfo without Flash's null command object: its first
+// address sits where the object would and must not be lost.
+func TestSetPeerInfoWithoutNullObject(t *testing.T) {
+	st := store.NewMemory()
+	k, _ := st.CreateKey("k")
+	srv, base := testServer(t, st, nil)
+	code, f := rawConnect(t, srv, base, "live", base+"/"+k.ID)
+	if code != flash.ConnectSuccess {
+		t.Fatal(code)
+	}
+	msg, _ := flash.AppendCommand(nil, "setPeerInfo", 0, "192.0.2.2:5000", "[fd00::2]:5001")
+	f.Write(msg)
+	want := []string{"192.0.2.2:5000", "[fd00::2]:5001"}
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		if s := srv.Sessions(); len(s) == 1 && slices.Equal(s[0].Addresses, want) {
+			return
+		} else if time.Now().After(deadline) {
+			t.Fatalf("server keeps %+v, want addresses %v", s, want)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

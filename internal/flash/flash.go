@@ -88,6 +88,18 @@ type Command struct {
 	Args   []any
 }
 
+// Arguments are the values after the transaction ID, less a null or
+// undefined command object. Flash and Cirrus send a null command object
+// before the arguments; librtmfp leaves it out (its setPeerInfo and
+// onStatus), so there the first argument sits where the object would.
+func (c Command) Arguments() []any {
+	switch c.Object.(type) {
+	case nil, amf.Undefined:
+		return c.Args
+	}
+	return append([]any{c.Object}, c.Args...)
+}
+
 // ParseCommand decodes a command message (type 0x14 or 0x11).
 func ParseCommand(m Message) (Command, error) {
 	if !m.IsCommand() {
