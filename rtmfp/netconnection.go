@@ -400,8 +400,10 @@ func (nc *NetConnection) onCommand(cmd flash.Command) {
 
 // Handle registers a handler for a command the server calls on the client
 // (onRelay, for instance). Handlers run one at a time, in order, on the
-// connection's reader. A handler may call Close: Close then returns without
-// waiting for the reader, which ends when the handler returns.
+// connection's reader. A handler may call Close. Close called while a
+// handler runs (from it or from elsewhere) returns without waiting for the
+// connection's goroutines, which end once the handler returns; otherwise
+// Close returns after they have ended.
 func (nc *NetConnection) Handle(name string, fn func(args []any)) {
 	nc.mu.Lock()
 	nc.handlers[name] = fn
@@ -523,11 +525,12 @@ func (nc *NetConnection) watchNetwork(sent []netip.AddrPort) {
 			if now == last {
 				continue
 			}
-			last = now
 			nc.emit(Status{Level: flash.LevelStatus, Code: ConnectNetworkChange, Description: "local addresses changed"})
-			if _, err := nc.sendPeerInfo(); err != nil {
+			sent, err := nc.sendPeerInfo()
+			if err != nil {
 				nc.log.Warn("setPeerInfo", "err", err)
 			}
+			last = fmt.Sprint(sent)
 		}
 	}
 }
