@@ -47,6 +47,16 @@ func clientEngine(t testing.TB, conn net.PacketConn, cfg Config) *Engine {
 	return e
 }
 
+// loopbackUDP opens a UDP socket on 127.0.0.1 (the engine using it closes it).
+func loopbackUDP(t testing.TB) *net.UDPConn {
+	t.Helper()
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 // makeMessages returns messages of random sizes (0 to 3000 bytes, some up
 // to 20 KiB so they fragment) adding up to total bytes, each starting with
 // its index.
@@ -172,14 +182,7 @@ func TestStreamInMemory(t *testing.T) {
 
 func TestStreamLoopbackUDP(t *testing.T) {
 	defer goleak.VerifyNone(t)
-	sc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	sc, cc := loopbackUDP(t), loopbackUDP(t)
 	server := serverEngine(t, sc, Config{})
 	client := clientEngine(t, cc, Config{})
 	defer server.Close()
@@ -193,10 +196,7 @@ func TestStreamLoopbackUDP(t *testing.T) {
 // exchanging messages, over real loopback UDP.
 func TestManySessionsLoopback(t *testing.T) {
 	defer goleak.VerifyNone(t)
-	sc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	sc := loopbackUDP(t)
 	server := serverEngine(t, sc, Config{})
 	defer server.Close()
 	addr := sc.LocalAddr().(*net.UDPAddr).AddrPort()

@@ -44,14 +44,7 @@ func (h *slowEvents) AddressChanged(*Session, netip.AddrPort) {}
 // dispatcher catches up.
 func TestEventQueueIsBounded(t *testing.T) {
 	defer goleak.VerifyNone(t)
-	sc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	sc, cc := loopbackUDP(t), loopbackUDP(t)
 	h := &slowEvents{gate: make(chan struct{}), stalled: make(chan struct{}), closed: make(chan struct{})}
 	const bound = 64 << 10
 	server := serverEngine(t, sc, Config{Events: h, MaxEventBytes: bound})
