@@ -21,21 +21,18 @@ import (
 
 func serverEngine(t testing.TB, conn net.PacketConn, cfg Config) *Engine {
 	t.Helper()
-	id, err := handshake.NewServerIdentity(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Identity = id
-	e, err := New(conn, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return e
+	return testEngine(t, conn, cfg, handshake.NewServerIdentity)
 }
 
 func clientEngine(t testing.TB, conn net.PacketConn, cfg Config) *Engine {
 	t.Helper()
-	id, err := handshake.NewClientIdentity(nil)
+	return testEngine(t, conn, cfg, handshake.NewClientIdentity)
+}
+
+// testEngine starts an engine on conn with a fresh identity from newID.
+func testEngine(t testing.TB, conn net.PacketConn, cfg Config, newID func(io.Reader) (*handshake.Identity, error)) *Engine {
+	t.Helper()
+	id, err := newID(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
