@@ -20,6 +20,9 @@ go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 echo "== go test -race"
 go test -race -count=1 -timeout 20m ./...
 
+echo "== examples/embed (another module using the public packages)"
+(cd examples/embed && go vet ./... && go run .)
+
 # fuzz_one runs one target. Go 1.26's fuzz coordinator can report a bare
 # "context deadline exceeded" when -fuzztime runs out while a worker is still
 # busy (golang/go#75804, fixed in Go 1.27). That report names no input and

@@ -2,25 +2,15 @@ package rtmfp_test
 
 import (
 	"context"
-	"net"
 	"testing"
-	"time"
 
-	"github.com/stratus-rtmfp/stratus/internal/store"
 	"github.com/stratus-rtmfp/stratus/rtmfp"
 	"github.com/stratus-rtmfp/stratus/server"
+	"github.com/stratus-rtmfp/stratus/server/servertest"
 )
 
 func startServerB(b *testing.B) string {
-	srv, err := server.New(server.Config{Store: store.NewMemory(), Open: true})
-	if err != nil {
-		b.Fatal(err)
-	}
-	conn, _ := net.ListenPacket("udp4", "127.0.0.1:0")
-	go srv.Serve(conn)
-	b.Cleanup(func() { srv.Close() })
-	time.Sleep(20 * time.Millisecond)
-	return "rtmfp://" + conn.LocalAddr().String() + "/k"
+	return servertest.Start(b, server.Config{Open: true}).URL("k")
 }
 
 func dialB(b *testing.B, url string) *rtmfp.NetConnection {

@@ -8,9 +8,9 @@ import (
 	"github.com/pion/logging"
 	"github.com/pion/transport/v4/vnet"
 
-	"github.com/stratus-rtmfp/stratus/internal/store"
 	"github.com/stratus-rtmfp/stratus/rtmfp"
 	"github.com/stratus-rtmfp/stratus/server"
+	"github.com/stratus-rtmfp/stratus/store"
 )
 
 // natWorld is an in-process internet: the server on a public network and
@@ -70,7 +70,9 @@ func newNATWorld(t *testing.T, natA, natB vnet.NATType) *natWorld {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go srv.Serve(conn)
+	if err := srv.Listen(conn); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() { srv.Close() })
 	return w
 }

@@ -28,13 +28,13 @@ import (
 
 // NetConnection status codes, as Flash reports them.
 const (
-	ConnectSuccess       = flash.ConnectSuccess
-	ConnectFailed        = flash.ConnectFailed
-	ConnectRejected      = flash.ConnectRejected
-	ConnectClosed        = flash.ConnectClosed
-	ConnectNetworkChange = flash.ConnectNetworkChange
-	ConnectAppShutdown   = flash.ConnectAppShutdown
-	CallFailed           = flash.CallFailed
+	ConnectSuccess       = "NetConnection.Connect.Success"
+	ConnectFailed        = "NetConnection.Connect.Failed"
+	ConnectRejected      = "NetConnection.Connect.Rejected"
+	ConnectClosed        = "NetConnection.Connect.Closed"
+	ConnectNetworkChange = "NetConnection.Connect.NetworkChange"
+	ConnectAppShutdown   = "NetConnection.Connect.AppShutdown"
+	CallFailed           = "NetConnection.Call.Failed"
 )
 
 // Status is a status event: the info object's level, code and description.
@@ -64,8 +64,11 @@ type Config struct {
 	PacketConn net.PacketConn
 	// AMF0 sends objectEncoding 0 in connect instead of Flash's default 3.
 	AMF0 bool
-	// Policy sets the optional RFC 7425 packet features (default: Flash's).
-	Policy handshake.Policy
+	// RequireHMAC and RequireSequenceNumbers insist on the optional RFC
+	// 7425 packet HMAC and session sequence numbers in both directions;
+	// by default each is offered, as Flash does.
+	RequireHMAC            bool
+	RequireSequenceNumbers bool
 	// PeerTimeout bounds how long Play waits for a direct session with the
 	// publisher before NetStream.Connect.Failed (default 20 s).
 	PeerTimeout time.Duration
@@ -162,7 +165,7 @@ func Connect(ctx context.Context, rawURL string, cfg *Config, args ...any) (*Net
 	nc := &NetConnection{cfg: c, url: rawURL, id: id, log: c.Logger, calls: map[float64]chan callResult{}, nextTx: 2,
 		status: make(chan Status, 64), handlers: map[string]func([]any){}, MaxPeerConnections: 8, peerKA: 10 * time.Second, gotKA: make(chan struct{}),
 		done: make(chan struct{}), publishers: map[string]*NetStream{}, peers: map[string]*peerConn{}, rawFlows: make(chan peerFlow, 16)}
-	e, err := engine.New(conn, engine.Config{Identity: id, Policy: c.Policy, OpenTimeout: c.ConnectTimeout, Logger: c.Logger,
+	e, err := engine.New(conn, engine.Config{Identity: id, Policy: handshake.Requiring(c.RequireHMAC, c.RequireSequenceNumbers), OpenTimeout: c.ConnectTimeout, Logger: c.Logger,
 		Keepalive: 15 * time.Second, DeadAfter: 60 * time.Second})
 	if err != nil {
 		conn.Close()

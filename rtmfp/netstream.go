@@ -30,9 +30,9 @@ const (
 
 // Message kinds carried by a NetStream (TC message types).
 const (
-	KindAudio = flash.TypeAudio
-	KindVideo = flash.TypeVideo
-	KindData  = flash.TypeData
+	KindAudio = 0x08
+	KindVideo = 0x09
+	KindData  = 0x12
 )
 
 // Message is a media or data message received on a playing NetStream.

@@ -3,29 +3,17 @@ package rtmfp_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"testing"
 	"time"
 
-	"github.com/stratus-rtmfp/stratus/internal/store"
 	"github.com/stratus-rtmfp/stratus/rtmfp"
 	"github.com/stratus-rtmfp/stratus/server"
+	"github.com/stratus-rtmfp/stratus/server/servertest"
 )
 
 func startServer(t *testing.T) string {
 	t.Helper()
-	srv, err := server.New(server.Config{Store: store.NewMemory(), Open: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(conn)
-	t.Cleanup(func() { srv.Close() })
-	time.Sleep(20 * time.Millisecond)
-	return "rtmfp://" + conn.LocalAddr().String() + "/testkey"
+	return servertest.Start(t, server.Config{Open: true}).URL("testkey")
 }
 
 func dial(t *testing.T, url string) *rtmfp.NetConnection {
@@ -239,6 +227,8 @@ func TestUnconnectedPeerStreams(t *testing.T) {
 	a, b := dial(t, url), dial(t, url)
 	sub := subscribe(t, b, a, "later")
 	waitStatus(t, sub, rtmfp.StreamConnectSuccess)
+	// Flash has no event for a subscriber parked in unconnectedPeerStreams:
+	// look at the list until it shows up.
 	deadline := time.Now().Add(5 * time.Second)
 	for len(a.UnconnectedPeerStreams()) == 0 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)

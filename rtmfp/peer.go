@@ -59,10 +59,10 @@ func (nc *NetConnection) dialSession(ctx context.Context, peerID string) (*PeerS
 // AcceptPeerFlow waits for a peer to open a flow that is not a NetStream
 // flow (raw application flows between peers), on a session either side
 // opened.
-func (nc *NetConnection) AcceptPeerFlow(ctx context.Context) (*PeerSession, *engine.RecvFlow, error) {
+func (nc *NetConnection) AcceptPeerFlow(ctx context.Context) (*PeerSession, *PeerFlow, error) {
 	select {
 	case pf := <-nc.rawFlows:
-		return pf.ps, pf.f, nil
+		return pf.ps, &PeerFlow{f: pf.f}, nil
 	case <-ctx.Done():
 		return nil, nil, ctx.Err()
 	case <-nc.done:
@@ -89,10 +89,49 @@ func (p *PeerSession) FarID() string {
 // RemoteAddr is the peer's current address.
 func (p *PeerSession) RemoteAddr() netip.AddrPort { return p.sess.RemoteAddr() }
 
-// OpenFlow opens a flow to the peer with the given metadata.
-func (p *PeerSession) OpenFlow(metadata []byte) (*engine.SendFlow, error) {
-	return p.sess.OpenFlow(metadata, nil)
+// OpenFlow opens a flow to the peer with the given metadata (what the
+// peer's AcceptPeerFlow sees as PeerFlow.Metadata).
+func (p *PeerSession) OpenFlow(metadata []byte) (*PeerWriter, error) {
+	f, err := p.sess.OpenFlow(metadata, nil)
+	if err != nil {
+		return nil, err
+	}
+	return &PeerWriter{f: f}, nil
 }
+
+// PeerFlow is a flow a peer opened to us: a reliable, ordered sequence of
+// messages.
+type PeerFlow struct{ f *engine.RecvFlow }
+
+// ID is the flow ID the peer chose.
+func (f *PeerFlow) ID() uint64 { return f.f.ID() }
+
+// Metadata is what the peer passed to OpenFlow.
+func (f *PeerFlow) Metadata() []byte { return f.f.Metadata() }
+
+// Read returns the next message, or io.EOF once the peer finished the
+// flow (or the session closed) and every message was read.
+func (f *PeerFlow) Read(ctx context.Context) ([]byte, error) { return f.f.Read(ctx) }
+
+// Reject refuses the flow (an RTMFP flow exception with the code).
+func (f *PeerFlow) Reject(code uint64) { f.f.Reject(code) }
+
+// PeerWriter is a flow we opened to a peer.
+type PeerWriter struct{ f *engine.SendFlow }
+
+// ID is the flow ID.
+func (w *PeerWriter) ID() uint64 { return w.f.ID() }
+
+// Write queues a message, blocking while 1 MiB is not yet acknowledged.
+func (w *PeerWriter) Write(msg []byte) error { return w.f.Write(msg) }
+
+// Close finishes the flow after what was written.
+func (w *PeerWriter) Close() { w.f.Close() }
+
+// WaitComplete waits until the peer has acknowledged everything through
+// the end of the flow; it fails if the peer refused the flow or the
+// session closed.
+func (w *PeerWriter) WaitComplete(ctx context.Context) error { return w.f.WaitComplete(ctx) }
 
 // Done is closed when the session closes.
 func (p *PeerSession) Done() <-chan struct{} { return p.sess.Done() }

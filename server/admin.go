@@ -10,15 +10,28 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/stratus-rtmfp/stratus/internal/engine"
-	"github.com/stratus-rtmfp/stratus/internal/store"
+	"github.com/stratus-rtmfp/stratus/store"
 )
 
+// PacketStats are the packet and handshake counters of the server's
+// listeners, added up.
+type PacketStats struct {
+	PacketsIn, PacketsOut, BytesIn, BytesOut uint64
+	// Datagrams dropped, by reason: too short, unknown session ID, failed
+	// decryption or checksum, wrong mode, bad cookie, bad certificate, bad
+	// keying, a limit, oversized.
+	DropShort, DropUnknownSID, DropDecrypt, DropMode     uint64
+	DropCookie, DropCertificate, DropKeying, DropLimited uint64
+	DropOversize                                         uint64
+	HandshakesOK, HandshakesFailed, CookieChanges        uint64
+	RHellosSent, RedirectsSent, FIHellosSent             uint64
+	SessionsOpen                                         int64
+}
+
 // engineStats adds up the engines' counters.
-func (s *Server) engineStats() engine.Stats {
-	engines := s.engineList()
-	var t engine.Stats
-	for _, e := range engines {
+func (s *Server) engineStats() PacketStats {
+	var t PacketStats
+	for _, e := range s.engineList() {
 		st := e.Stats()
 		t.PacketsIn += st.PacketsIn
 		t.PacketsOut += st.PacketsOut
@@ -46,7 +59,7 @@ func (s *Server) engineStats() engine.Stats {
 
 // EngineStats returns the summed packet and handshake counters of all
 // listeners.
-func (s *Server) EngineStats() engine.Stats { return s.engineStats() }
+func (s *Server) EngineStats() PacketStats { return s.engineStats() }
 
 // SessionInfo describes one session for the admin API.
 type SessionInfo struct {
@@ -70,6 +83,10 @@ func (s *Server) Sessions() []SessionInfo {
 				continue
 			}
 			s.mu.Lock()
+			if c.gone {
+				s.mu.Unlock()
+				continue // closing: only acknowledging the far end's close
+			}
 			info := SessionInfo{PeerID: hexID(c.peerID), Address: c.observed.String(), Key: c.key, Since: c.opened,
 				State: [...]string{"wait_connect", "connected", "leaving"}[c.state]}
 			for _, a := range c.addrs {

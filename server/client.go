@@ -9,7 +9,7 @@ import (
 	"github.com/stratus-rtmfp/stratus/amf"
 	"github.com/stratus-rtmfp/stratus/internal/engine"
 	"github.com/stratus-rtmfp/stratus/internal/flash"
-	"github.com/stratus-rtmfp/stratus/internal/store"
+	"github.com/stratus-rtmfp/stratus/store"
 )
 
 type clientState uint8
@@ -29,6 +29,7 @@ type client struct {
 	observed netip.AddrPort // guarded by srv.mu
 	addrs    []netip.AddrPort
 	state    clientState
+	gone     bool // SessionClosed handled (guarded by srv.mu)
 	key      string
 	encoding float64
 	ctrlIn   *engine.RecvFlow
@@ -65,6 +66,7 @@ func (ev *events) SessionOpened(sess *engine.Session) {
 		return
 	}
 	s.metrics.sessions.Inc()
+	s.tell(SessionOpened, c)
 	// A session must connect in time, whatever else it sends. (The timer
 	// is stopped on connect, so idle connected sessions do not carry it.)
 	c.connectTimer = time.AfterFunc(s.cfg.ConnectTimeout, func() {
@@ -76,6 +78,17 @@ func (ev *events) SessionOpened(sess *engine.Session) {
 			closeAfter(nil, sess, 0)
 		}
 	})
+}
+
+// tell reports a session event to Config.OnSession.
+func (s *Server) tell(kind SessionEventKind, c *client) {
+	if s.cfg.OnSession == nil {
+		return
+	}
+	s.mu.Lock()
+	ev := SessionEvent{Kind: kind, PeerID: hexID(c.peerID), Address: c.observed, Key: c.key}
+	s.mu.Unlock()
+	s.cfg.OnSession(ev)
 }
 
 func (ev *events) SessionClosed(sess *engine.Session, err error) {
@@ -100,12 +113,14 @@ func (ev *events) SessionClosed(sess *engine.Session, err error) {
 		}
 	}
 	c.state = leaving
+	c.gone = true
 	s.mu.Unlock()
 	s.metrics.sessions.Dec()
 	if wasConnected {
 		s.metrics.clients.Dec()
 		s.keys.usage(c.key, store.Usage{SessionSeconds: uint64(time.Since(c.opened) / time.Second), LastSeen: time.Now()})
 	}
+	s.tell(SessionClosed, c)
 	s.log.Debug("session closed", "peer", hexID(c.peerID), "addr", c.observed.String(), "reason", err)
 }
 
@@ -477,6 +492,7 @@ func (c *client) onConnect(cmd flash.Command) {
 	}
 	c.command("_result", tx, nil, flash.Info(flash.LevelStatus, flash.ConnectSuccess, "Connection succeeded", "objectEncoding", c.encoding))
 	c.sendKeepalive()
+	s.tell(SessionConnected, c)
 	s.log.Debug("connected", "peer", hexID(c.peerID), "key", key, "addr", c.sess.RemoteAddr().String())
 }
 
@@ -549,6 +565,7 @@ func (c *client) onSetPeerInfo(args []any) {
 	c.addrs = addrs
 	c.srv.mu.Unlock()
 	c.sendKeepalive()
+	c.srv.tell(SessionPeerInfo, c)
 }
 
 // parsePeerAddresses reads setPeerInfo's "a.b.c.d:port" and "[v6]:port"

@@ -6,9 +6,14 @@
 // admin HTTP API. Media never passes through it.
 //
 //	srv, _ := server.New(server.Config{Store: store.NewMemory(), Open: true})
-//	go srv.Serve(conn)          // one call per UDP socket
+//	err := srv.Listen(conn)     // once per UDP socket; returns once it answers
 //	...
 //	srv.Shutdown(ctx)
+//
+// Store (package store) holds developer keys and usage: store.OpenBolt
+// for the bbolt database the stratus command uses, store.NewMemory, or
+// any implementation of store.Store. Package servertest runs a server in
+// a test.
 package server
 
 import (
@@ -18,8 +23,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/stratus-rtmfp/stratus/internal/handshake"
-	"github.com/stratus-rtmfp/stratus/internal/store"
+	"github.com/stratus-rtmfp/stratus/store"
 )
 
 // Config configures a Server. The zero value of every field but Store
@@ -64,10 +68,20 @@ type Config struct {
 	// admin API.
 	PublicAddresses []netip.AddrPort
 
-	// Policy sets the optional RFC 7425 packet features (Flash: both off).
-	Policy handshake.Policy
+	// RequireHMAC and RequireSequenceNumbers insist on the optional RFC
+	// 7425 packet HMAC and session sequence numbers in both directions
+	// (what rtmfp-cpp's programs do by default). When false (the default)
+	// each is sent only to clients that ask for it, as Flash and Adobe's
+	// servers do.
+	RequireHMAC            bool
+	RequireSequenceNumbers bool
 
 	Logger *slog.Logger
+	// OnSession, if set, is told about every session as it opens,
+	// connects and closes (tests wait on it instead of polling; embedders
+	// can log or bill with it). It runs on the server's event goroutine:
+	// it must return quickly and must not call back into the Server.
+	OnSession func(SessionEvent)
 	// Registerer receives the metrics; nil uses a private registry (see
 	// Server.Gatherer).
 	Registerer prometheus.Registerer
@@ -108,4 +122,37 @@ func (c *Config) defaults() {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+}
+
+// SessionEvent is what Config.OnSession is told.
+type SessionEvent struct {
+	Kind    SessionEventKind
+	PeerID  string         // 64 hex digits
+	Address netip.AddrPort // the address the session came from
+	Key     string         // developer key (Connected and Closed after a connect)
+}
+
+// SessionEventKind says what happened to a session.
+type SessionEventKind uint8
+
+// Session event kinds.
+const (
+	SessionOpened    SessionEventKind = iota + 1 // handshake done, waiting for connect
+	SessionConnected                             // connect accepted
+	SessionPeerInfo                              // setPeerInfo stored (Server.Sessions lists the addresses)
+	SessionClosed                                // gone (after SessionOpened, whatever happened in between)
+)
+
+func (k SessionEventKind) String() string {
+	switch k {
+	case SessionOpened:
+		return "opened"
+	case SessionConnected:
+		return "connected"
+	case SessionPeerInfo:
+		return "peer-info"
+	case SessionClosed:
+		return "closed"
+	}
+	return "unknown"
 }

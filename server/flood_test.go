@@ -7,9 +7,9 @@ import (
 	"time"
 
 	"github.com/stratus-rtmfp/stratus/internal/handshake"
-	"github.com/stratus-rtmfp/stratus/internal/store"
 	"github.com/stratus-rtmfp/stratus/internal/testutil"
 	"github.com/stratus-rtmfp/stratus/internal/wire"
+	"github.com/stratus-rtmfp/stratus/store"
 )
 
 func heapInUse() uint64 {
@@ -29,11 +29,10 @@ func TestSpoofedIHelloFlood(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go srv.Serve(conn)
-	defer srv.Close()
-	for len(srv.engineList()) == 0 {
-		time.Sleep(time.Millisecond)
+	if err := srv.Listen(conn); err != nil {
+		t.Fatal(err)
 	}
+	defer srv.Close()
 	before := heapInUse()
 	sealer := wire.NewDefaultSealer()
 	epd := handshake.AncillaryEPD("rtmfp://10.0.0.1/key")

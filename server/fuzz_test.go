@@ -6,13 +6,12 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stratus-rtmfp/stratus/internal/flash"
-	"github.com/stratus-rtmfp/stratus/internal/store"
 	"github.com/stratus-rtmfp/stratus/internal/testutil"
 	"github.com/stratus-rtmfp/stratus/internal/testvec"
 	"github.com/stratus-rtmfp/stratus/internal/wire"
+	"github.com/stratus-rtmfp/stratus/store"
 )
 
 // FuzzServerDatagram drives the server's packet entry point (its engine
@@ -30,11 +29,10 @@ func FuzzServerDatagram(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	go srv.Serve(conn)
-	f.Cleanup(func() { srv.Close() })
-	for len(srv.engineList()) == 0 {
-		time.Sleep(time.Millisecond)
+	if err := srv.Listen(conn); err != nil {
+		f.Fatal(err)
 	}
+	f.Cleanup(func() { srv.Close() })
 	e := srv.engines[0]
 	src := netip.MustParseAddrPort("192.0.2.1:5000")
 	sealer := wire.NewDefaultSealer()

@@ -9,8 +9,8 @@ import (
 	"github.com/stratus-rtmfp/stratus/internal/engine"
 	"github.com/stratus-rtmfp/stratus/internal/flash"
 	"github.com/stratus-rtmfp/stratus/internal/handshake"
-	"github.com/stratus-rtmfp/stratus/internal/store"
 	"github.com/stratus-rtmfp/stratus/internal/wire"
+	"github.com/stratus-rtmfp/stratus/store"
 )
 
 func hexID(id [32]byte) string { return hex.EncodeToString(id[:]) }

@@ -5,7 +5,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/stratus-rtmfp/stratus/internal/store"
+	"github.com/stratus-rtmfp/stratus/store"
 )
 
 type keyStatus uint8

@@ -11,8 +11,8 @@ import (
 	"github.com/stratus-rtmfp/stratus/amf"
 	"github.com/stratus-rtmfp/stratus/internal/engine"
 	"github.com/stratus-rtmfp/stratus/internal/flash"
-	"github.com/stratus-rtmfp/stratus/internal/store"
 	"github.com/stratus-rtmfp/stratus/rtmfp"
+	"github.com/stratus-rtmfp/stratus/store"
 )
 
 // Revocations and drains racing with handshakes must not deadlock (the
@@ -68,12 +68,7 @@ func TestConnectTimeoutWithOpenFlow(t *testing.T) {
 	f, _ := sess.OpenFlow(flash.TCMetadata(0, false), nil)
 	f.Write(flash.AppendUserControl(nil, flash.EventPingRequest, 1)) // anything but connect
 	start := time.Now()
-	for len(srv.Sessions()) > 0 {
-		if time.Since(start) > 10*time.Second {
-			t.Fatal("a session with a live flow but no connect stays open")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitSessions(t, srv, 10*time.Second, "a session with a live flow but no connect stays open", func(s []SessionInfo) bool { return len(s) == 0 })
 	if d := time.Since(start); d < 700*time.Millisecond {
 		t.Fatalf("closed after %v, before the 1 s connect timeout", d)
 	}
@@ -97,7 +92,7 @@ func TestOpenModeKeyLabels(t *testing.T) {
 
 // rawConnect sends connect with the given app and tcUrl on a raw session
 // and returns the code of the answer and the NetConnection flow.
-func rawConnect(t *testing.T, srv *Server, base, app, tcURL string) (string, *engine.SendFlow) {
+func rawConnect(t *testing.T, srv *Server, base, app, tcURL string) (string, *engine.SendFlow, *engine.RecvFlow) {
 	t.Helper()
 	sess := rawSession(t, srv, base, 0)
 	f, err := sess.OpenFlow(flash.TCMetadata(0, false), nil)
@@ -129,10 +124,10 @@ func rawConnect(t *testing.T, srv *Server, base, app, tcURL string) (string, *en
 			for _, a := range cmd.Args {
 				if o, ok := a.(*amf.Object); ok {
 					code, _, _ := flash.InfoCode(o)
-					return code, f
+					return code, f, rf
 				}
 			}
-			return cmd.Name, f
+			return cmd.Name, f, rf
 		}
 	}
 }
@@ -152,7 +147,7 @@ func TestConnectKeyFromTcUrl(t *testing.T) {
 		{"live", base + "/unknown", flash.ConnectFailed},
 		{"", "", flash.ConnectFailed},
 	} {
-		if got, _ := rawConnect(t, srv, base, c.app, c.tcURL); got != c.want {
+		if got, _, _ := rawConnect(t, srv, base, c.app, c.tcURL); got != c.want {
 			t.Errorf("app %q tcUrl %q: %s, want %s", c.app, c.tcURL, got, c.want)
 		}
 	}
@@ -164,19 +159,38 @@ func TestSetPeerInfoWithoutNullObject(t *testing.T) {
 	st := store.NewMemory()
 	k, _ := st.CreateKey("k")
 	srv, base := testServer(t, st, nil)
-	code, f := rawConnect(t, srv, base, "live", base+"/"+k.ID)
+	code, f, rf := rawConnect(t, srv, base, "live", base+"/"+k.ID)
 	if code != flash.ConnectSuccess {
 		t.Fatal(code)
 	}
 	msg, _ := flash.AppendCommand(nil, "setPeerInfo", 0, "192.0.2.2:5000", "[fd00::2]:5001")
 	f.Write(msg)
 	want := []string{"192.0.2.2:5000", "[fd00::2]:5001"}
-	for deadline := time.Now().Add(5 * time.Second); ; {
-		if s := srv.Sessions(); len(s) == 1 && slices.Equal(s[0].Addresses, want) {
-			return
-		} else if time.Now().After(deadline) {
-			t.Fatalf("server keeps %+v, want addresses %v", s, want)
+	// setPeerInfo is answered with set-keepalive: once that came back the
+	// server has stored the addresses.
+	waitKeepalive(t, rf, 2)
+	if s := srv.Sessions(); len(s) != 1 || !slices.Equal(s[0].Addresses, want) {
+		t.Fatalf("server keeps %+v, want addresses %v", s, want)
+	}
+}
+
+// waitKeepalive reads the server's NetConnection flow until the n-th
+// set-keepalive (0x29) event: connect's, then one per setPeerInfo.
+func waitKeepalive(t *testing.T, rf *engine.RecvFlow, n int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for n > 0 {
+		raw, err := rf.Read(ctx)
+		if err != nil {
+			t.Fatal("no set-keepalive:", err)
 		}
-		time.Sleep(10 * time.Millisecond)
+		m, err := flash.ParseMessage(raw)
+		if err != nil {
+			continue
+		}
+		if ev, _, err := flash.ParseUserControl(m); err == nil && ev == flash.EventSetKeepalive {
+			n--
+		}
 	}
 }

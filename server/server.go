@@ -89,8 +89,20 @@ func (s *Server) engineList() []*engine.Engine {
 func (s *Server) Fingerprint() [32]byte { return s.id.PeerID }
 
 // Serve runs the service on one socket until Shutdown or Close. The server
-// owns conn and closes it.
+// owns conn and closes it. It returns ErrServerClosed after Shutdown or
+// Close, or the error that kept it from starting.
 func (s *Server) Serve(conn net.PacketConn) error {
+	if err := s.Listen(conn); err != nil {
+		return err
+	}
+	<-s.done
+	return ErrServerClosed
+}
+
+// Listen starts the service on one socket and returns once it answers
+// there (or with the error that kept it from starting); the socket is
+// served until Shutdown or Close. The server owns conn and closes it.
+func (s *Server) Listen(conn net.PacketConn) error {
 	s.mu.Lock()
 	if s.closed || s.draining {
 		s.mu.Unlock()
@@ -100,7 +112,7 @@ func (s *Server) Serve(conn net.PacketConn) error {
 	var e *engine.Engine
 	e, err := engine.New(conn, engine.Config{
 		Identity:  s.id,
-		Policy:    s.cfg.Policy,
+		Policy:    handshake.Requiring(s.cfg.RequireHMAC, s.cfg.RequireSequenceNumbers),
 		Keepalive: 2 * s.cfg.ClientKeepalive,
 		// Clients send the server small control messages only: a small
 		// receive buffer per flow and per session bounds what a hostile
@@ -124,8 +136,16 @@ func (s *Server) Serve(conn net.PacketConn) error {
 	s.engines = append(s.engines, e)
 	s.mu.Unlock()
 	s.log.Info("listening", "udp", conn.LocalAddr().String())
-	<-s.done
-	return ErrServerClosed
+	return nil
+}
+
+// Addrs lists the addresses of the sockets being served.
+func (s *Server) Addrs() []net.Addr {
+	var out []net.Addr
+	for _, e := range s.engineList() {
+		out = append(out, e.LocalAddr())
+	}
+	return out
 }
 
 // Shutdown drains the server: it stops accepting sessions, tells every

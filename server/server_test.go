@@ -1,48 +1,39 @@
-package server
+package server_test
 
 import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http/httptest"
-	"runtime"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 
-	"github.com/stratus-rtmfp/stratus/internal/store"
+	"github.com/stratus-rtmfp/stratus/internal/handshake"
+	"github.com/stratus-rtmfp/stratus/internal/wire"
 	"github.com/stratus-rtmfp/stratus/rtmfp"
+	"github.com/stratus-rtmfp/stratus/server"
+	"github.com/stratus-rtmfp/stratus/server/servertest"
+	"github.com/stratus-rtmfp/stratus/store"
 )
 
-// testServer runs a server on a loopback UDP socket.
-func testServer(t *testing.T, st store.Store, mod func(*Config)) (*Server, string) {
+// testServer runs a server with st on a loopback UDP socket (servertest)
+// and returns it with its base URL.
+func testServer(t *testing.T, st store.Store, mod func(*server.Config)) (*servertest.Server, string) {
 	t.Helper()
-	cfg := Config{Store: st}
+	cfg := server.Config{Store: st}
 	if mod != nil {
 		mod(&cfg)
 	}
-	srv, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(conn)
-	t.Cleanup(func() { srv.Close() })
-	// Serve registers its engine asynchronously: wait for it.
-	for range 100 {
-		if len(srv.engineList()) > 0 {
-			break
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	return srv, "rtmfp://" + conn.LocalAddr().String()
+	srv := servertest.Start(t, cfg)
+	return srv, "rtmfp://" + srv.Addr.String()
 }
 
 func connect(t *testing.T, url string) *rtmfp.NetConnection {
@@ -62,8 +53,13 @@ func statusCode(err error) string {
 	if errors.As(err, &se) {
 		return se.Status.Code
 	}
+	if err == nil {
+		return "no error"
+	}
 	return "not a status: " + err.Error()
 }
+
+func hexID(id [32]byte) string { return fmt.Sprintf("%x", id[:]) }
 
 func TestConnectDeveloperKeys(t *testing.T) {
 	leak := goleak.IgnoreCurrent()
@@ -102,7 +98,7 @@ func TestConnectDeveloperKeys(t *testing.T) {
 		}
 	}
 	// Open mode accepts any key.
-	_, openBase := testServer(t, store.NewMemory(), func(c *Config) { c.Open = true })
+	_, openBase := testServer(t, store.NewMemory(), func(c *server.Config) { c.Open = true })
 	connect(t, openBase+"/anything-goes")
 
 	_, u, _ := srv.KeyUsage(valid.ID)
@@ -188,37 +184,6 @@ func TestCallsRelayAndErrors(t *testing.T) {
 	}
 }
 
-func TestDeadClientIsReaped(t *testing.T) {
-	st := store.NewMemory()
-	k, _ := st.CreateKey("")
-	srv, base := testServer(t, st, func(c *Config) { c.ReapAfter = 2 * time.Second })
-	conn, _ := net.ListenPacket("udp4", "127.0.0.1:0")
-	ctx := context.Background()
-	nc, err := rtmfp.Connect(ctx, base+"/"+k.ID, &rtmfp.Config{PacketConn: conn})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	if len(srv.Sessions()) != 1 {
-		t.Fatal("no session")
-	}
-	conn.Close() // the client vanishes without a word
-	start := time.Now()
-	for len(srv.Sessions()) > 0 {
-		if time.Since(start) > 10*time.Second {
-			t.Fatal("vanished client not reaped")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Logf("reaped after %v", time.Since(start))
-	srv.mu.Lock()
-	n := len(srv.byPeer) + len(srv.byAddr) + len(srv.perIP) + len(srv.perKey)
-	srv.mu.Unlock()
-	if n != 0 {
-		t.Fatal("registry entries left behind")
-	}
-}
-
 func TestRestartKeepsKeys(t *testing.T) {
 	dir := t.TempDir()
 	st, err := store.OpenBolt(dir, time.Second)
@@ -289,36 +254,6 @@ func TestIntroductionDirectSession(t *testing.T) {
 	}
 }
 
-// Lookups: unknown peers and self-lookups get no introduction, developer
-// keys isolate applications, and anonymous lookups follow the policy.
-func TestIntroductionPolicy(t *testing.T) {
-	st := store.NewMemory()
-	k1, _ := st.CreateKey("")
-	k2, _ := st.CreateKey("")
-	for _, refuse := range []bool{false, true} {
-		_, base := testServer(t, st, func(c *Config) { c.RefuseAnonymousLookups = refuse })
-		a := connect(t, base+"/"+k1.ID)
-		b := connect(t, base+"/"+k1.ID)
-		other := connect(t, base+"/"+k2.ID)
-		dial := func(from *rtmfp.NetConnection, to string) error {
-			ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
-			defer cancel()
-			_, err := from.DialPeer(ctx, to)
-			return err
-		}
-		if dial(a, strings.Repeat("ab", 32)) == nil {
-			t.Error("introduced to a peer that is not connected")
-		}
-		if dial(other, b.NearID()) == nil {
-			t.Error("introduced across developer keys")
-		}
-		if err := dial(a, b.NearID()); err != nil {
-			t.Errorf("same key: %v", err)
-		}
-		_ = refuse
-	}
-}
-
 func TestShutdownDrains(t *testing.T) {
 	st := store.NewMemory()
 	k, _ := st.CreateKey("")
@@ -381,5 +316,131 @@ func TestAdminAPI(t *testing.T) {
 	if !strings.Contains(get("/metrics"), `stratus_key_connects_total{key="`+keys[0].ID+`",result="success"} 1`) {
 		t.Error("no per-key connect metric")
 	}
-	_ = runtime.NumGoroutine
+}
+
+// introResults reads stratus_introductions_total by result.
+func introResults(t *testing.T, g prometheus.Gatherer) map[string]float64 {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() != "stratus_introductions_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "result" {
+					out[l.GetValue()] += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return out
+}
+
+// Lookups: a connected peer of the same key is introduced; unknown peers,
+// self-lookups and peers of another developer key are not; a lookup from an
+// address with no session is served or refused as RefuseAnonymousLookups
+// says. Each case is checked by the result the server recorded for that
+// very lookup, not only by the dial failing (which could fail for any
+// reason).
+func TestIntroductionPolicy(t *testing.T) {
+	st := store.NewMemory()
+	k1, _ := st.CreateKey("")
+	k2, _ := st.CreateKey("")
+	for _, refuse := range []bool{false, true} {
+		t.Run(fmt.Sprintf("refuse=%v", refuse), func(t *testing.T) {
+			reg := prometheus.NewRegistry()
+			srv, base := testServer(t, st, func(c *server.Config) {
+				c.RefuseAnonymousLookups = refuse
+				c.Registerer, c.Gatherer = reg, reg
+			})
+			a := connect(t, base+"/"+k1.ID)
+			b := connect(t, base+"/"+k1.ID)
+			other := connect(t, base+"/"+k2.ID)
+			// expect runs one lookup and checks that exactly that result
+			// was recorded for it (retransmitted IHellos count again, so
+			// "at least once, and nothing else").
+			expect := func(what, result string, lookup func() error, wantOK bool) {
+				t.Helper()
+				before := introResults(t, reg)
+				err := lookup()
+				after := introResults(t, reg)
+				if wantOK != (err == nil) {
+					t.Errorf("%s: lookup error %v", what, err)
+				}
+				for r, n := range after {
+					d := n - before[r]
+					if r == result && d < 1 {
+						t.Errorf("%s: no %q introduction result recorded", what, result)
+					}
+					if r != result && d != 0 {
+						t.Errorf("%s: recorded %v × %q, want only %q", what, d, r, result)
+					}
+				}
+				if _, ok := after[result]; !ok {
+					t.Errorf("%s: no %q introduction result recorded", what, result)
+				}
+			}
+			dial := func(from *rtmfp.NetConnection, to string) func() error {
+				return func() error {
+					ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+					defer cancel()
+					_, err := from.DialPeer(ctx, to)
+					return err
+				}
+			}
+			expect("unknown peer", "unknown", dial(a, strings.Repeat("ab", 32)), false)
+			expect("across keys", "isolated", dial(other, b.NearID()), false)
+			expect("same key", "ok", dial(a, b.NearID()), true)
+			anonymous := func() error {
+				if !rawLookup(t, srv.Addr.String(), b.NearID()) {
+					return errors.New("no Redirect")
+				}
+				return nil
+			}
+			if refuse {
+				expect("anonymous", "anonymous", anonymous, false)
+			} else {
+				expect("anonymous", "ok", anonymous, true)
+			}
+		})
+	}
+}
+
+// rawLookup sends an IHello for peerID from a socket with no session and
+// reports whether a Redirect came back.
+func rawLookup(t *testing.T, server string, peerID string) bool {
+	t.Helper()
+	id, _ := rtmfp.ParsePeerID(peerID)
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	to := netip.MustParseAddrPort(server)
+	tag := []byte("lookup-tag-12345")
+	pkt := wire.AppendHeader(nil, wire.Header{Flags: wire.FlagTimestamp | wire.ModeStartup})
+	pkt = wire.IHello{EPD: handshake.FingerprintEPD(id), Tag: tag}.Append(pkt)
+	conn.WriteToUDPAddrPort(wire.NewDefaultSealer().Seal(nil, 0, pkt), to)
+	conn.SetReadDeadline(time.Now().Add(time.Second))
+	buf := make([]byte, 2048)
+	for {
+		n, _, err := conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			return false
+		}
+		pt, err := wire.NewDefaultOpener().Open(buf[:n])
+		if err != nil {
+			continue
+		}
+		_, hl, _ := wire.ParseHeader(pt)
+		if c, _, ok := wire.NextChunk(pt[hl:]); ok && c.Type == wire.ChunkRedirect {
+			rd, err := wire.ParseRedirect(c.Payload)
+			return err == nil && string(rd.Tag) == string(tag) && len(rd.Addresses) > 0
+		}
+	}
 }

@@ -14,7 +14,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/stratus-rtmfp/stratus/internal/store"
+	"github.com/stratus-rtmfp/stratus/store"
 )
 
 const keysUsage = `usage: stratus keys <create [--name N] | list | revoke KEY | show KEY> [--data DIR] [--admin ADDR:PORT] [--config FILE]

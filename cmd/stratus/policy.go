@@ -17,13 +17,10 @@ func policyFlags(fs *flag.FlagSet) policyOpts {
 	}
 }
 
+// requireHMAC and requireSeq say whether the flags asked for "require".
+func (p policyOpts) requireHMAC() bool { return *p.hmac == "require" }
+func (p policyOpts) requireSeq() bool  { return *p.seq == "require" }
+
 func (p policyOpts) get() handshake.Policy {
-	var pol handshake.Policy
-	if *p.hmac == "require" {
-		pol.HMACSendAlways, pol.HMACRecvRequired = true, true
-	}
-	if *p.seq == "require" {
-		pol.SeqSendAlways, pol.SeqRecvRequired = true, true
-	}
-	return pol
+	return handshake.Requiring(p.requireHMAC(), p.requireSeq())
 }

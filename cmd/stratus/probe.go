@@ -42,7 +42,7 @@ func runProbe(args []string) error {
 	}
 	uri := fs.Arg(0)
 	if *echo == 0 {
-		return probeConnect(uri, *timeout, policy.get())
+		return probeConnect(uri, *timeout, policy)
 	}
 	addrs, _, err := rtmfp.ParseURL(uri)
 	if err != nil {
@@ -96,11 +96,11 @@ func runProbe(args []string) error {
 }
 
 // probeConnect runs a Flash-like NetConnection connect and reports it.
-func probeConnect(uri string, timeout time.Duration, pol handshake.Policy) error {
+func probeConnect(uri string, timeout time.Duration, pol policyOpts) error {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	nc, err := rtmfp.Connect(ctx, uri, &rtmfp.Config{ConnectTimeout: timeout, Policy: pol})
+	nc, err := rtmfp.Connect(ctx, uri, &rtmfp.Config{ConnectTimeout: timeout, RequireHMAC: pol.requireHMAC(), RequireSequenceNumbers: pol.requireSeq()})
 	if err != nil {
 		return err
 	}

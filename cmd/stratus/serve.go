@@ -15,8 +15,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/stratus-rtmfp/stratus/internal/store"
 	"github.com/stratus-rtmfp/stratus/server"
+	"github.com/stratus-rtmfp/stratus/store"
 )
 
 // Defaults, also shown in the README.
@@ -81,7 +81,7 @@ func runServer(args []string) error {
 		return err
 	}
 	cfg.Logger = log
-	cfg.Policy = o.policy.get()
+	cfg.RequireHMAC, cfg.RequireSequenceNumbers = o.policy.requireHMAC(), o.policy.requireSeq()
 	for _, p := range o.public {
 		ap, err := netip.ParseAddrPort(p)
 		if err != nil {
@@ -127,8 +127,14 @@ func runServer(args []string) error {
 	if err := firstKey(srv, cfg, conns[0]); err != nil {
 		return err
 	}
-	for _, c := range conns {
-		go srv.Serve(c)
+	for i, c := range conns {
+		if err := srv.Listen(c); err != nil {
+			for _, rest := range conns[i+1:] {
+				rest.Close()
+			}
+			srv.Close()
+			return fmt.Errorf("serving %s: %w", c.LocalAddr(), err)
+		}
 	}
 	var admin *http.Server
 	if o.admin != "" && o.admin != "off" {

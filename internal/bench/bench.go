@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/stratus-rtmfp/stratus/internal/handshake"
-	"github.com/stratus-rtmfp/stratus/internal/store"
 	"github.com/stratus-rtmfp/stratus/server"
+	"github.com/stratus-rtmfp/stratus/store"
 )
 
 // Target is the server under load: an rtmfp:// URL with its developer key,
@@ -45,7 +45,10 @@ func Embedded(mod func(*server.Config)) (*Target, error) {
 	}
 	conn.SetReadBuffer(8 << 20)
 	conn.SetWriteBuffer(8 << 20)
-	go srv.Serve(conn)
+	if err := srv.Listen(conn); err != nil {
+		srv.Close()
+		return nil, err
+	}
 	addr := conn.LocalAddr().(*net.UDPAddr).AddrPort()
 	return &Target{URL: "rtmfp://" + addr.String() + "/bench", Server: addr, App: "bench", Local: srv}, nil
 }

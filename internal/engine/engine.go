@@ -121,6 +121,9 @@ type Events interface {
 	// FlowClosed: the far end finished the flow, or it was rejected.
 	FlowClosed(f *RecvFlow)
 	// SessionClosed: the session is gone, with the reason.
+	// SessionClosed: the session is gone, with the reason. It comes as
+	// soon as the session leaves the open state (it may linger a while
+	// longer to finish an orderly close), once per session.
 	SessionClosed(s *Session, err error)
 	// AddressChanged: the far end moved to a validated new address.
 	AddressChanged(s *Session, addr netip.AddrPort)
@@ -890,16 +893,30 @@ func (e *Engine) sessionClosed(s *Session) {
 		close(s.done)
 	}
 	s.broadcast()
-	if ev := e.cfg.Events; ev != nil {
-		err := s.core.Err()
-		// What the session still holds goes out before its end, whatever
-		// the queue's bound: it is bounded by the session's receive buffer.
-		for _, rf := range s.drain {
-			e.drainFlow(rf, true)
-		}
-		s.drain = nil
-		e.event(func() { ev.SessionClosed(s, err) })
+	if !s.gone {
+		e.sessionGone(s)
 	}
+}
+
+// sessionGone tells an event-driven application that a session has left
+// the open state: closed, or closing (an orderly close lingers for up to
+// 19 s to acknowledge the far end's retransmitted close requests, but
+// nothing more will be delivered, so the application forgets the peer
+// now). e.mu held.
+func (e *Engine) sessionGone(s *Session) {
+	s.gone = true
+	ev := e.cfg.Events
+	if ev == nil {
+		return
+	}
+	err := s.core.Err()
+	// What the session still holds goes out before its end, whatever the
+	// queue's bound: it is bounded by the session's receive buffer.
+	for _, rf := range s.drain {
+		e.drainFlow(rf, true)
+	}
+	s.drain = nil
+	e.event(func() { ev.SessionClosed(s, err) })
 }
 
 // drainFlow hands a flow's complete messages (and its end) to the
@@ -954,6 +971,9 @@ func (e *Engine) flushDirty(now time.Time) {
 			e.evStalled = append(e.evStalled, s)
 		}
 		s.core.Flush(now, e.sendTo)
+		if !s.gone && !s.core.IsOpen() {
+			e.sessionGone(s)
+		}
 		for s.core.WantsFlush(now) {
 			before := s.core.Stats.PacketsSent
 			s.core.Flush(now, e.sendTo)

@@ -39,6 +39,7 @@ type Session struct {
 	notifyPending bool
 	done          chan struct{} // created on demand by Done
 	closed        bool
+	gone          bool // event mode: SessionClosed queued
 
 	dirty    bool
 	timerAt  time.Time

@@ -46,6 +46,13 @@ type Policy struct {
 	HMACLen          int // our send length; 0 means FlashHMACLen as initiator, DefaultHMACLen as responder
 }
 
+// Requiring is the policy that insists on packet HMAC and/or session
+// sequence numbers in both directions (rtmfp-cpp's default); with both
+// false it is Flash's (offer each only when the far end asks).
+func Requiring(hmac, seq bool) Policy {
+	return Policy{HMACSendAlways: hmac, HMACRecvRequired: hmac, SeqSendAlways: seq, SeqRecvRequired: seq}
+}
+
 // Component is a parsed keying component (SKIC or SKRC).
 type Component struct {
 	Raw          []byte

@@ -4,17 +4,15 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/stratus-rtmfp/stratus/flv"
-	"github.com/stratus-rtmfp/stratus/internal/store"
 	"github.com/stratus-rtmfp/stratus/rtmfp"
 	"github.com/stratus-rtmfp/stratus/server"
+	"github.com/stratus-rtmfp/stratus/server/servertest"
 )
 
 // needFFmpeg skips without ffmpeg, except in CI, which installs it.
@@ -78,15 +76,8 @@ func TestFLVPeerToPeerThroughServer(t *testing.T) {
 			t.Fatalf("ffmpeg: %v\n%s\n%s", err, out, out2)
 		}
 	}
-	srv, err := server.New(server.Config{Store: store.NewMemory(), Open: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, _ := net.ListenPacket("udp4", "127.0.0.1:0")
-	go srv.Serve(conn)
-	defer srv.Close()
-	time.Sleep(20 * time.Millisecond)
-	url := "rtmfp://" + conn.LocalAddr().String() + "/key"
+	srv := servertest.Start(t, server.Config{Open: true})
+	url := srv.URL("key")
 	ctx := context.Background()
 	pubNC, err := rtmfp.Connect(ctx, url, &rtmfp.Config{LocalAddr: "127.0.0.1:0"})
 	if err != nil {

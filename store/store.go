@@ -1,7 +1,9 @@
 // Package store keeps the rendezvous server's developer keys and their
-// cumulative usage counters. Bolt persists them in one bbolt file in the data
-// directory, which the server and the offline `stratus keys` CLI share;
-// Memory holds them in memory for tests and for embedding without a disk.
+// cumulative usage counters, behind the Store interface the server uses
+// (implement it to keep keys anywhere else). Bolt persists them in one
+// bbolt file in the data directory, which the server and the offline
+// `stratus keys` CLI share; Memory holds them in memory for tests and for
+// embedding without a disk.
 package store
 
 import (
@@ -34,6 +36,9 @@ var (
 	ErrInvalidName = errors.New("store: invalid key name")
 	// ErrClosed: the store was used after Close.
 	ErrClosed = errors.New("store: closed")
+	// ErrReadOnly: the store does not create or revoke keys (an embedder's
+	// store whose keys are managed elsewhere).
+	ErrReadOnly = errors.New("store: keys are managed elsewhere")
 )
 
 // MaxNameLen is the longest key name accepted, in bytes.

@@ -1,0 +1,114 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stratus-rtmfp/stratus/rtmfp"
+	"github.com/stratus-rtmfp/stratus/store"
+)
+
+// The tests of this package look at the server's private state; the
+// behaviour tests (server_test) use the public servertest package.
+
+// testServer runs a server on a loopback UDP socket; Listen returns once
+// it answers there.
+func testServer(t *testing.T, st store.Store, mod func(*Config)) (*Server, string) {
+	t.Helper()
+	cfg := Config{Store: st}
+	if mod != nil {
+		mod(&cfg)
+	}
+	ev := &sessionEvents{ch: make(chan struct{})}
+	user := cfg.OnSession
+	cfg.OnSession = func(e SessionEvent) {
+		ev.signal()
+		if user != nil {
+			user(e)
+		}
+	}
+	srv, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Listen(conn); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	watchers.Store(srv, ev)
+	t.Cleanup(func() { watchers.Delete(srv) })
+	return srv, "rtmfp://" + conn.LocalAddr().String()
+}
+
+// sessionEvents wakes waiters at every session event of one server.
+type sessionEvents struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+func (s *sessionEvents) signal() {
+	s.mu.Lock()
+	close(s.ch)
+	s.ch = make(chan struct{})
+	s.mu.Unlock()
+}
+
+func (s *sessionEvents) next() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ch
+}
+
+var watchers sync.Map // *Server -> *sessionEvents
+
+// waitSessions waits, woken by session events, until cond holds for the
+// server's session list.
+func waitSessions(t *testing.T, srv *Server, within time.Duration, what string, cond func([]SessionInfo) bool) {
+	t.Helper()
+	v, _ := watchers.Load(srv)
+	ev := v.(*sessionEvents)
+	deadline := time.NewTimer(within)
+	defer deadline.Stop()
+	for {
+		ch := ev.next()
+		if cond(srv.Sessions()) {
+			return
+		}
+		select {
+		case <-ch:
+		case <-deadline.C:
+			t.Fatalf("after %v: %s", within, what)
+		}
+	}
+}
+
+func connect(t *testing.T, url string) *rtmfp.NetConnection {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	nc, err := rtmfp.Connect(ctx, url, &rtmfp.Config{LocalAddr: "127.0.0.1:0", ConnectTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	return nc
+}
+
+func statusCode(err error) string {
+	var se *rtmfp.StatusError
+	if errors.As(err, &se) {
+		return se.Status.Code
+	}
+	if err == nil {
+		return "no error"
+	}
+	return "not a status: " + err.Error()
+}
