@@ -1,0 +1,202 @@
+package group
+
+import (
+	"bytes"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/stratus-rtmfp/stratus/internal/wire"
+)
+
+// Flow metadata of the group flows (docs/netgroup.md §2, §3): "GC" between
+// a client and its server, "GR" and a kind byte between members.
+var (
+	MetaServerChannel = []byte("GC")
+	MetaSession       = []byte{'G', 'R', 0x1c} // group init, begin, reports, disconnect requests
+	MetaRouting       = []byte{'G', 'R', 0x1d} // sendToNearest / sendToNeighbor (Stratus layout)
+	MetaMediaControl  = []byte{'G', 'R', 0x11} // multicast: announcements, maps, push, pull
+	MetaMediaData     = []byte{'G', 'R', 0x12} // multicast: fragments
+	MetaPostKeys      = []byte{'G', 'R', 0x18} // posting: keys
+	MetaPosts         = []byte{'G', 'R', 0x19} // posting: bodies
+)
+
+// FlowKind is the kind byte of "GR" metadata, 0 for anything else.
+// Like librtmfp, only the first three bytes count.
+func FlowKind(md []byte) byte {
+	if len(md) < 3 || md[0] != 'G' || md[1] != 'R' {
+		return 0
+	}
+	return md[2]
+}
+
+// IsServerChannel reports "GC" metadata.
+func IsServerChannel(md []byte) bool { return bytes.HasPrefix(md, MetaServerChannel) }
+
+// Message types on the group flows (one dispatcher, keyed on the first
+// byte, reads all of them in librtmfp; a type it does not know makes it
+// reject the flow).
+const (
+	TypeInit        = 0x01 // group init (handshake)
+	TypeData        = 0x02 // "group data", sent before begin
+	TypeReport      = 0x0a
+	TypeMember      = 0x0b // server → member: connect to this peer
+	TypeAskClose    = 0x0c // disconnect request
+	TypeBegin       = 0x0e
+	TypeBeginNear   = 0x0f // begin, receive mode "nearest"
+	TypeJoin        = 0x01 // member → server on the GC flow
+	joinKindID      = 0x15 // the group ID, already hashed
+	joinKindSpec    = 0x10 // the groupspec text, the server hashes it once
+	initLen         = 137
+	maxDataString   = 256
+	peerIDHexLen    = 64
+	initHeaderID    = 0x4100
+	initHeaderKey   = 0x2101
+	initHeaderPeer  = 0x2303
+	rawPeerIDLength = 34
+)
+
+// Errors.
+var (
+	ErrShort   = errors.New("group: message too short")
+	ErrType    = errors.New("group: unexpected message type")
+	ErrFormat  = errors.New("group: malformed message")
+	ErrTooLong = errors.New("group: message too long")
+)
+
+// AppendJoin appends the join message a member sends on its GC flow:
+// 01 21 15 ‖ group ID.
+func AppendJoin(b []byte, id [32]byte) []byte {
+	b = append(b, TypeJoin, 0x21, joinKindID)
+	return append(b, id[:]...)
+}
+
+// ParseJoin decodes a join message. The old form carries the groupspec
+// text, which the server hashes once with SHA-256; that is returned in
+// spec with ok false for id.
+func ParseJoin(m []byte) (id [32]byte, spec []byte, err error) {
+	r := wire.Reader{B: m}
+	if r.Byte() != TypeJoin {
+		return id, nil, ErrType
+	}
+	l := r.VLU()
+	body := r.Bytes(l)
+	if r.Err != nil || len(body) < 1 {
+		return id, nil, ErrShort
+	}
+	switch body[0] {
+	case joinKindSpec:
+		return id, body[1:], nil
+	default:
+		if len(body) != 33 {
+			return id, nil, ErrFormat
+		}
+		return [32]byte(body[1:]), nil, nil
+	}
+}
+
+// AppendMember appends the server's announcement of a member: 0b ‖ peer ID.
+func AppendMember(b []byte, peerID [32]byte) []byte {
+	return append(append(b, TypeMember), peerID[:]...)
+}
+
+// ParseMember decodes a member announcement.
+func ParseMember(m []byte) ([32]byte, error) {
+	if len(m) < 1 || m[0] != TypeMember {
+		return [32]byte{}, ErrType
+	}
+	if len(m) < 33 {
+		return [32]byte{}, ErrShort
+	}
+	return [32]byte(m[1:33]), nil
+}
+
+// Init is the group init a member sends on its GR 1c flow first: which
+// group, the HMAC proving it knows the groupspec, and whom it is for.
+type Init struct {
+	GroupHex string   // the group ID as 64 hex digits (lower case when we send)
+	Key      [32]byte // Key(text, receiver's nonce)
+	Target   [32]byte // the receiver's peer ID
+}
+
+// AppendInit appends a group init: 137 bytes at fixed offsets.
+func AppendInit(b []byte, in Init) []byte {
+	b = append(b, TypeInit, 0x41, 0x00)
+	b = append(b, strings.ToLower(in.GroupHex)...)
+	b = append(b, 0x21, 0x01)
+	b = append(b, in.Key[:]...)
+	b = append(b, 0x23, 0x03, RawIDPrefix[0], RawIDPrefix[1])
+	return append(b, in.Target[:]...)
+}
+
+// ParseInit decodes a group init. Its option headers are fixed bytes, as
+// librtmfp writes and checks them.
+func ParseInit(m []byte) (Init, error) {
+	if len(m) < 1 || m[0] != TypeInit {
+		return Init{}, ErrType
+	}
+	if len(m) < initLen {
+		return Init{}, ErrShort
+	}
+	r := wire.Reader{B: m[1:]}
+	if r.U16() != initHeaderID {
+		return Init{}, fmt.Errorf("%w: group ID header", ErrFormat)
+	}
+	gid := r.Bytes(peerIDHexLen)
+	if _, err := hex.DecodeString(string(gid)); err != nil {
+		return Init{}, fmt.Errorf("%w: group ID is not hex", ErrFormat)
+	}
+	if r.U16() != initHeaderKey {
+		return Init{}, fmt.Errorf("%w: key header", ErrFormat)
+	}
+	key := r.Bytes(32)
+	if r.U16() != initHeaderPeer {
+		return Init{}, fmt.Errorf("%w: peer header", ErrFormat)
+	}
+	raw := r.Bytes(rawPeerIDLength)
+	if r.Err != nil {
+		return Init{}, ErrShort
+	}
+	if raw[0] != RawIDPrefix[0] || raw[1] != RawIDPrefix[1] {
+		return Init{}, fmt.Errorf("%w: target is not a raw peer ID", ErrFormat)
+	}
+	return Init{GroupHex: string(gid), Key: [32]byte(key), Target: [32]byte(raw[2:])}, nil
+}
+
+// AppendData appends the 02 message that precedes begin. A non-empty note
+// follows as VLU length ‖ bytes, which librtmfp reads and only logs;
+// Stratus members put CapabilityNote there.
+func AppendData(b []byte, note string) []byte {
+	b = append(b, TypeData)
+	if note != "" {
+		b = wire.AppendField(b, []byte(note))
+	}
+	return b
+}
+
+// ParseData returns the note of a 02 message ("" without one).
+func ParseData(m []byte) (string, error) {
+	if len(m) < 1 || m[0] != TypeData {
+		return "", ErrType
+	}
+	if len(m) == 1 {
+		return "", nil
+	}
+	r := wire.Reader{B: m[1:]}
+	l := r.VLU()
+	if l > maxDataString {
+		return "", ErrTooLong
+	}
+	s := r.Bytes(l)
+	if r.Err != nil {
+		return "", ErrShort
+	}
+	return string(s), nil
+}
+
+// CapabilityNote is what a Stratus member writes in its 02 message: it
+// tells another Stratus member that it reads the routing flow (GR 1d) in
+// Stratus's layout. Other implementations never see Stratus routing
+// messages, since they reject message types they do not know.
+const CapabilityNote = "stratus/1 routing"
