@@ -1,0 +1,587 @@
+// Package mesh is a NetGroup member's view of its group and the choice of
+// its neighbours: the heard list (every member it knows of, with their
+// addresses and how fresh the news is), the ring of group addresses, the
+// estimate of the group's size, and the neighbour set it wants (the
+// nearest members on the ring, the lowest-latency ones, one random one
+// and long links across the ring, as Flash and librtmfp choose them). It
+// is a pure state machine: callers pass the current time and carry out
+// the dials and disconnect requests it plans. docs/netgroup.md §6.
+package mesh
+
+import (
+	"bytes"
+	"math"
+	"math/bits"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/stratus-rtmfp/stratus/internal/group"
+	"github.com/stratus-rtmfp/stratus/internal/wire"
+)
+
+// ID is a peer ID.
+type ID = [32]byte
+
+// Defaults (docs/netgroup.md §7).
+const (
+	// PeerTimeout: news older than this is ignored, and members without
+	// news for this long leave the heard list.
+	PeerTimeout = 300 * time.Second
+	// AskCloseDelay: no disconnect request to a peer within this long of
+	// its session opening or of the previous request.
+	AskCloseDelay = 90 * time.Second
+	// MaxAddrs is how many addresses are kept per member.
+	MaxAddrs = 7
+	// smallGroup: with this many heard members or fewer, connect to all.
+	smallGroup    = 6
+	ringEachSide  = 3
+	lowLatency    = 6
+	baseNeighbors = 13
+)
+
+// Config tunes a Mesh.
+type Config struct {
+	// MaxNeighbors bounds the connected neighbours (dials stop there and
+	// incoming neighbours are refused). Default 64.
+	MaxNeighbors int
+	// MaxHeard bounds the heard list; past it, news of unknown members is
+	// dropped. Default 4096.
+	MaxHeard int
+	// MaxDialing bounds dials in progress. Default 8.
+	MaxDialing int
+	// RetryBase is the first wait after a failed dial; it doubles up to
+	// RetryMax (defaults 2 s and 60 s).
+	RetryBase, RetryMax time.Duration
+	// GoneFor is how long a member whose session ended stays out of the
+	// neighbour choice unless fresher news of it arrives (default 60 s).
+	GoneFor time.Duration
+	// Rand picks the random neighbour (default: a random source).
+	Rand *rand.Rand
+}
+
+// Peer is what the mesh knows of one member.
+type Peer struct {
+	ID    ID
+	Addr  group.Addr
+	Addrs []wire.Address // public and local addresses, at most MaxAddrs
+	Host  netip.AddrPort // its server, where a rendezvous through it works
+	Heard time.Time      // last news of it
+
+	Connected bool
+	Since     time.Time // when the neighbourship started
+	RTT       time.Duration
+	Dialing   bool
+
+	askedAt  time.Time
+	failures int
+	retryAt  time.Time
+	goneAt   time.Time // its session ended; zero if not
+}
+
+// Mesh is one member's view of its group.
+type Mesh struct {
+	cfg      Config
+	self     ID
+	selfAddr group.Addr
+	peers    map[ID]*Peer
+	ring     []*Peer // heard members by group address; nil when stale
+	best     map[ID]bool
+	random   ID
+	hasRand  bool
+}
+
+// New returns the view of member self.
+func New(self ID, cfg Config) *Mesh {
+	if cfg.MaxNeighbors <= 0 {
+		cfg.MaxNeighbors = 64
+	}
+	if cfg.MaxHeard <= 0 {
+		cfg.MaxHeard = 4096
+	}
+	if cfg.MaxDialing <= 0 {
+		cfg.MaxDialing = 8
+	}
+	if cfg.RetryBase <= 0 {
+		cfg.RetryBase = 2 * time.Second
+	}
+	if cfg.RetryMax <= 0 {
+		cfg.RetryMax = 60 * time.Second
+	}
+	if cfg.GoneFor <= 0 {
+		cfg.GoneFor = 60 * time.Second
+	}
+	if cfg.Rand == nil {
+		cfg.Rand = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+	}
+	return &Mesh{cfg: cfg, self: self, selfAddr: group.AddressOf(self), peers: map[ID]*Peer{}, best: map[ID]bool{}}
+}
+
+// Self is this member's address on the ring.
+func (m *Mesh) Self() group.Addr { return m.selfAddr }
+
+// Peer returns what is known of id, or nil.
+func (m *Mesh) Peer(id ID) *Peer { return m.peers[id] }
+
+// Heard is the number of members known (not counting this one).
+func (m *Mesh) Heard() int { return len(m.peers) }
+
+// Hear records news of a member: announced by the server (age 0), listed
+// in a report (age in seconds), or met directly. Addresses are merged.
+// It reports whether the member was new. News at least PeerTimeout old,
+// and news of this member itself, are ignored.
+func (m *Mesh) Hear(now time.Time, id ID, age time.Duration, addrs []wire.Address) bool {
+	if id == m.self || age >= PeerTimeout {
+		return false
+	}
+	at := now.Add(-age)
+	p := m.peers[id]
+	isNew := p == nil
+	if isNew {
+		if len(m.peers) >= m.cfg.MaxHeard {
+			return false
+		}
+		p = &Peer{ID: id, Addr: group.AddressOf(id), Heard: at}
+		m.peers[id] = p
+		m.ring = nil
+	}
+	if at.After(p.Heard) {
+		p.Heard = at
+	}
+	if !p.goneAt.IsZero() && at.After(p.goneAt) {
+		p.goneAt = time.Time{} // alive after all
+	}
+	for _, a := range addrs {
+		m.addAddr(p, a)
+	}
+	return isNew
+}
+
+func (m *Mesh) addAddr(p *Peer, a wire.Address) {
+	if !a.AddrPort.IsValid() || a.AddrPort.Port() == 0 || a.AddrPort.Addr().IsUnspecified() {
+		return
+	}
+	if a.Origin == group.OriginHost {
+		p.Host = a.AddrPort
+		return
+	}
+	for _, x := range p.Addrs {
+		if x.AddrPort == a.AddrPort {
+			return
+		}
+	}
+	if len(p.Addrs) < MaxAddrs {
+		p.Addrs = append(p.Addrs, a)
+	}
+}
+
+// Connected records that the member became a neighbour (both group inits
+// exchanged).
+func (m *Mesh) Connected(now time.Time, id ID, rtt time.Duration) {
+	m.Hear(now, id, 0, nil)
+	p := m.peers[id]
+	if p == nil {
+		return
+	}
+	p.Connected, p.Dialing, p.Since, p.RTT = true, false, now, rtt
+	p.failures, p.retryAt, p.goneAt = 0, time.Time{}, time.Time{}
+}
+
+// SetRTT updates a neighbour's round-trip time.
+func (m *Mesh) SetRTT(id ID, rtt time.Duration) {
+	if p := m.peers[id]; p != nil {
+		p.RTT = rtt
+	}
+}
+
+// Disconnected records that the neighbourship with id ended. gone says
+// the member itself went away (its session closed, it finished its group
+// flow): it is left out of the neighbour choice for a while unless fresher
+// news of it comes.
+func (m *Mesh) Disconnected(now time.Time, id ID, gone bool) {
+	p := m.peers[id]
+	if p == nil {
+		return
+	}
+	p.Connected = false
+	if gone {
+		p.goneAt = now
+	}
+}
+
+// Dialing marks a dial as started.
+func (m *Mesh) Dialing(id ID) {
+	if p := m.peers[id]; p != nil {
+		p.Dialing = true
+	}
+}
+
+// DialFailed records a failed dial: the next try waits, twice as long
+// after each failure.
+func (m *Mesh) DialFailed(now time.Time, id ID) {
+	p := m.peers[id]
+	if p == nil {
+		return
+	}
+	p.Dialing = false
+	p.failures++
+	wait := m.cfg.RetryBase << min(p.failures-1, 10)
+	p.retryAt = now.Add(min(wait, m.cfg.RetryMax))
+}
+
+// Remove forgets a member (the server said it is gone).
+func (m *Mesh) Remove(id ID) {
+	if _, ok := m.peers[id]; ok {
+		delete(m.peers, id)
+		delete(m.best, id)
+		m.ring = nil
+		if m.hasRand && m.random == id {
+			m.hasRand = false
+		}
+	}
+}
+
+// Clean drops members without news for PeerTimeout (neighbours are kept:
+// their session is the news) and returns them.
+func (m *Mesh) Clean(now time.Time) []ID {
+	var out []ID
+	for id, p := range m.peers {
+		if !p.Connected && !p.Dialing && now.Sub(p.Heard) >= PeerTimeout {
+			out = append(out, id)
+		}
+	}
+	for _, id := range out {
+		m.Remove(id)
+	}
+	return out
+}
+
+// Neighbors lists the connected neighbours by peer ID.
+func (m *Mesh) Neighbors() []ID {
+	var out []ID
+	for id, p := range m.peers {
+		if p.Connected {
+			out = append(out, id)
+		}
+	}
+	slices.SortFunc(out, func(a, b ID) int { return bytes.Compare(a[:], b[:]) })
+	return out
+}
+
+func (m *Mesh) connectedCount() int {
+	n := 0
+	for _, p := range m.peers {
+		if p.Connected {
+			n++
+		}
+	}
+	return n
+}
+
+// CanAccept reports whether a new neighbour fits under MaxNeighbors.
+func (m *Mesh) CanAccept(id ID) bool {
+	if p := m.peers[id]; p != nil && p.Connected {
+		return true
+	}
+	return m.connectedCount() < m.cfg.MaxNeighbors
+}
+
+// sortedRing returns the heard members by group address.
+func (m *Mesh) sortedRing() []*Peer {
+	if m.ring == nil {
+		m.ring = make([]*Peer, 0, len(m.peers))
+		for _, p := range m.peers {
+			m.ring = append(m.ring, p)
+		}
+		sort.Slice(m.ring, func(i, j int) bool { return m.ring[i].Addr.Compare(m.ring[j].Addr) < 0 })
+	}
+	return m.ring
+}
+
+// EstimatedMemberCount estimates the group's size, this member included,
+// from how densely the members nearest on the ring are packed (the gaps
+// of up to 8 neighbours around this member's address are taken as
+// typical of the ring), and never less than the members known.
+func (m *Mesh) EstimatedMemberCount() float64 {
+	ring := m.sortedRing()
+	n := len(ring)
+	known := float64(n + 1)
+	if n < 4 {
+		return known
+	}
+	gaps := min(8, n)
+	start := m.firstAbove(ring, m.selfAddr) - gaps/2
+	first := ring[mod(start, n)].Addr
+	last := ring[mod(start+gaps, n)].Addr
+	if gaps == n { // all the ring: the span is the whole circle
+		return known
+	}
+	span := prefix64(last) - prefix64(first) // wraps mod 2^64 as wanted
+	if span == 0 {
+		return known
+	}
+	est := float64(gaps) * math.Exp2(64) / float64(span)
+	return max(est, known)
+}
+
+func prefix64(a group.Addr) uint64 {
+	var v uint64
+	for _, b := range a[:8] {
+		v = v<<8 | uint64(b)
+	}
+	return v
+}
+
+func mod(i, n int) int { return ((i % n) + n) % n }
+
+// firstAbove is the index of the first ring entry above a (n if none).
+func (m *Mesh) firstAbove(ring []*Peer, a group.Addr) int {
+	return sort.Search(len(ring), func(i int) bool { return ring[i].Addr.Compare(a) > 0 })
+}
+
+// TargetNeighbors is how many neighbours a member of a group of the
+// estimated size aims for: ⌊log2 N⌋ + 13.
+func TargetNeighbors(estimate float64) int {
+	if estimate < 1 {
+		estimate = 1
+	}
+	return bits.Len64(uint64(estimate)) - 1 + baseNeighbors
+}
+
+// eligible: a member the neighbour choice may pick now.
+func (m *Mesh) eligible(p *Peer, now time.Time) bool {
+	if p.Connected {
+		return true
+	}
+	return p.goneAt.IsZero() || now.Sub(p.goneAt) >= m.cfg.GoneFor
+}
+
+// Best computes the neighbour set this member wants (and remembers it for
+// Plan): all members when there are at most 6, otherwise the 3 nearest on
+// each side on the ring, the 6 lowest-latency neighbours, one random
+// member, and long links at 1/2, 1/4, 1/8... of the ring, up to
+// TargetNeighbors(estimate), never more than MaxNeighbors.
+func (m *Mesh) Best(now time.Time) map[ID]bool {
+	var cands []*Peer
+	for _, p := range m.sortedRing() {
+		if m.eligible(p, now) {
+			cands = append(cands, p)
+		}
+	}
+	best := map[ID]bool{}
+	limit := m.cfg.MaxNeighbors
+	add := func(p *Peer) bool {
+		if best[p.ID] || len(best) >= limit {
+			return false
+		}
+		best[p.ID] = true
+		return true
+	}
+	if len(cands) <= smallGroup {
+		for _, p := range cands {
+			add(p)
+		}
+		m.best = best
+		return best
+	}
+	m.ringPicks(cands, m.selfAddr, add)
+	// Lowest latency among the connected.
+	var conn []*Peer
+	for _, p := range cands {
+		if p.Connected && p.RTT > 0 {
+			conn = append(conn, p)
+		}
+	}
+	sort.Slice(conn, func(i, j int) bool { return conn[i].RTT < conn[j].RTT })
+	for i := 0; i < len(conn) && i < lowLatency; i++ {
+		add(conn[i])
+	}
+	// One random member, kept while it stays eligible.
+	if rp := m.peers[m.random]; !m.hasRand || rp == nil || !m.eligible(rp, now) || best[m.random] {
+		var pool []*Peer
+		for _, p := range cands {
+			if !best[p.ID] {
+				pool = append(pool, p)
+			}
+		}
+		m.hasRand = len(pool) > 0
+		if m.hasRand {
+			m.random = pool[m.cfg.Rand.IntN(len(pool))].ID
+		}
+	}
+	if m.hasRand {
+		add(m.peers[m.random])
+	}
+	target := min(TargetNeighbors(m.EstimatedMemberCount()), len(cands))
+	m.fingers(cands, m.selfAddr, target, best, add)
+	m.best = best
+	return best
+}
+
+// ringPicks adds the ringEachSide members before and after a on the ring.
+func (m *Mesh) ringPicks(cands []*Peer, a group.Addr, add func(*Peer) bool) {
+	n := len(cands)
+	up := sort.Search(n, func(i int) bool { return cands[i].Addr.Compare(a) > 0 })
+	for i := range ringEachSide {
+		add(cands[mod(up+i, n)])
+		add(cands[mod(up-1-i, n)])
+	}
+}
+
+// fingers adds long links: with k links missing, the cursor advances by
+// n/2^k positions, then to the next member not yet chosen, so that the
+// links land near 1/2, 1/4, 1/8... of the ring away.
+func (m *Mesh) fingers(cands []*Peer, a group.Addr, target int, chosen map[ID]bool, add func(*Peer) bool) {
+	n := len(cands)
+	cur := sort.Search(n, func(i int) bool { return cands[i].Addr.Compare(a) >= 0 })
+	for guard := 0; len(chosen) < target && guard < 4*n; guard++ {
+		missing := target - len(chosen)
+		step := n >> min(missing, 62)
+		cur += max(step, 1)
+		for j := 0; j < n && chosen[cands[mod(cur, n)].ID]; j++ {
+			cur++
+		}
+		if !add(cands[mod(cur, n)]) {
+			break
+		}
+	}
+}
+
+// BestFor lists, for a report to member id, the members it should know:
+// those its own neighbour choice would pick from what this member has
+// heard (ring neighbours and long links around its address), by peer ID.
+func (m *Mesh) BestFor(now time.Time, id ID) []*Peer {
+	addr := group.AddressOf(id)
+	var cands []*Peer
+	for _, p := range m.sortedRing() {
+		if p.ID != id && m.eligible(p, now) && now.Sub(p.Heard) < PeerTimeout {
+			cands = append(cands, p)
+		}
+	}
+	chosen := map[ID]bool{}
+	var out []*Peer
+	add := func(p *Peer) bool {
+		if chosen[p.ID] || len(out) >= group.MaxReportPeers {
+			return false
+		}
+		chosen[p.ID] = true
+		out = append(out, p)
+		return true
+	}
+	if len(cands) <= smallGroup {
+		for _, p := range cands {
+			add(p)
+		}
+	} else {
+		m.ringPicks(cands, addr, add)
+		target := min(TargetNeighbors(m.EstimatedMemberCount()), len(cands))
+		m.fingers(cands, addr, target, chosen, add)
+	}
+	sort.Slice(out, func(i, j int) bool { return bytes.Compare(out[i].ID[:], out[j].ID[:]) < 0 })
+	return out
+}
+
+// Plan computes the neighbour set and what to do about it: members of the
+// set to dial (not connected, not being dialled, not waiting to retry),
+// in peer-ID order and within MaxDialing and MaxNeighbors; and neighbours
+// outside the set to ask to disconnect, as many as exceed the set, each
+// at most once per AskCloseDelay and not in the first AskCloseDelay of
+// the neighbourship.
+func (m *Mesh) Plan(now time.Time) (dial, askClose []ID) {
+	best := m.Best(now)
+	ids := make([]ID, 0, len(best))
+	for id := range best {
+		ids = append(ids, id)
+	}
+	slices.SortFunc(ids, func(a, b ID) int { return bytes.Compare(a[:], b[:]) })
+	dialing, connected := 0, 0
+	for _, p := range m.peers {
+		if p.Dialing {
+			dialing++
+		}
+		if p.Connected {
+			connected++
+		}
+	}
+	for _, id := range ids {
+		p := m.peers[id]
+		if p.Connected || p.Dialing || now.Before(p.retryAt) {
+			continue
+		}
+		if dialing >= m.cfg.MaxDialing || connected+dialing >= m.cfg.MaxNeighbors {
+			break
+		}
+		dial = append(dial, id)
+		dialing++
+	}
+	excess := connected - len(best)
+	var extra []*Peer
+	for _, p := range m.peers {
+		if p.Connected && !best[p.ID] {
+			extra = append(extra, p)
+		}
+	}
+	sort.Slice(extra, func(i, j int) bool { return bytes.Compare(extra[i].ID[:], extra[j].ID[:]) < 0 })
+	for _, p := range extra {
+		if excess <= 0 {
+			break
+		}
+		if now.Sub(p.Since) < AskCloseDelay || (!p.askedAt.IsZero() && now.Sub(p.askedAt) < AskCloseDelay) {
+			continue
+		}
+		p.askedAt = now
+		askClose = append(askClose, p.ID)
+		excess--
+	}
+	return dial, askClose
+}
+
+// AcceptClose decides on a neighbour's disconnect request: yes when this
+// member has more neighbours than it wants and the requester is not one
+// it wants.
+func (m *Mesh) AcceptClose(now time.Time, id ID) bool {
+	if len(m.best) == 0 {
+		m.Best(now)
+	}
+	return len(m.best) > 0 && m.connectedCount() > len(m.best) && !m.best[id]
+}
+
+// Nearest returns, among the connected neighbours for which ok holds,
+// the one nearest dest on the ring, and whether this member itself is
+// nearer than all of them (then it is the destination).
+func (m *Mesh) Nearest(dest group.Addr, ok func(ID) bool) (ID, bool) {
+	bestD := group.Distance(m.selfAddr, dest)
+	var bestID ID
+	self := true
+	for id, p := range m.peers {
+		if !p.Connected || !ok(id) {
+			continue
+		}
+		d := group.Distance(p.Addr, dest)
+		if c := d.Cmp(bestD); c < 0 || c == 0 && !self && bytes.Compare(id[:], bestID[:]) < 0 {
+			bestD, bestID, self = d, id, false
+		}
+	}
+	return bestID, self
+}
+
+// NextNeighbor returns the connected neighbour right after (increasing)
+// or before this member on the ring, among those for which ok holds.
+func (m *Mesh) NextNeighbor(increasing bool, ok func(ID) bool) (ID, bool) {
+	var ring []*Peer
+	for _, p := range m.sortedRing() {
+		if p.Connected && ok(p.ID) {
+			ring = append(ring, p)
+		}
+	}
+	if len(ring) == 0 {
+		return ID{}, false
+	}
+	up := m.firstAbove(ring, m.selfAddr)
+	if increasing {
+		return ring[mod(up, len(ring))].ID, true
+	}
+	return ring[mod(up-1, len(ring))].ID, true
+}

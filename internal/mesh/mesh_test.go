@@ -1,0 +1,258 @@
+package mesh
+
+import (
+	"math/rand/v2"
+	"net/netip"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/stratus-rtmfp/stratus/internal/group"
+	"github.com/stratus-rtmfp/stratus/internal/wire"
+)
+
+func ids(n int, seed uint64) []ID {
+	r := rand.New(rand.NewPCG(seed, seed))
+	out := make([]ID, n)
+	for i := range out {
+		for j := range out[i] {
+			out[i][j] = byte(r.UintN(256))
+		}
+	}
+	return out
+}
+
+func newMesh(self ID) *Mesh {
+	return New(self, Config{Rand: rand.New(rand.NewPCG(1, 2))})
+}
+
+var t0 = time.Unix(1_000_000, 0)
+
+func TestSmallGroupConnectsToAll(t *testing.T) {
+	all := ids(6, 1)
+	m := newMesh(all[0])
+	for _, id := range all[1:] {
+		if !m.Hear(t0, id, 0, nil) {
+			t.Fatal("not new")
+		}
+	}
+	m.Hear(t0, all[0], 0, nil) // itself: ignored
+	if m.Heard() != 5 {
+		t.Fatal(m.Heard())
+	}
+	dial, ask := m.Plan(t0)
+	if len(dial) != 5 || len(ask) != 0 {
+		t.Fatal(dial, ask)
+	}
+	for _, id := range dial {
+		m.Dialing(id)
+	}
+	if dial, _ := m.Plan(t0); len(dial) != 0 {
+		t.Fatal("dialled twice")
+	}
+}
+
+func TestBestHasRingNeighboursAndTarget(t *testing.T) {
+	all := ids(200, 2)
+	m := newMesh(all[0])
+	for _, id := range all[1:] {
+		m.Hear(t0, id, 0, nil)
+	}
+	est := m.EstimatedMemberCount()
+	if est < 50 || est > 800 {
+		t.Fatalf("estimate %v for 200 members", est)
+	}
+	best := m.Best(t0)
+	want := TargetNeighbors(est)
+	if len(best) != want {
+		t.Fatalf("%d neighbours, target %d (estimate %v)", len(best), want, est)
+	}
+	// The 3 nearest members on each side of the ring are in.
+	ring := append([]ID(nil), all...)
+	sort.Slice(ring, func(i, j int) bool { return group.AddressOf(ring[i]).Compare(group.AddressOf(ring[j])) < 0 })
+	var at int
+	for i, id := range ring {
+		if id == all[0] {
+			at = i
+		}
+	}
+	for d := 1; d <= 3; d++ {
+		for _, j := range []int{at + d, at - d} {
+			if id := ring[mod(j, len(ring))]; !best[id] {
+				t.Errorf("ring neighbour at %+d missing", j-at)
+			}
+		}
+	}
+	// Long links: some chosen member is far away on the ring.
+	far := 0
+	for id := range best {
+		pos := 0
+		for i, x := range ring {
+			if x == id {
+				pos = i
+			}
+		}
+		if d := min(mod(pos-at, 200), mod(at-pos, 200)); d > 40 {
+			far++
+		}
+	}
+	if far < 2 {
+		t.Fatalf("%d long links", far)
+	}
+}
+
+func TestTargetNeighbors(t *testing.T) {
+	for _, c := range []struct {
+		n    float64
+		want int
+	}{{1, 13}, {2, 14}, {20, 17}, {101, 19}, {1000, 22}} {
+		if got := TargetNeighbors(c.n); got != c.want {
+			t.Errorf("%v: %d", c.n, got)
+		}
+	}
+}
+
+func TestPlanReplacesAndAsksSurplusToLeave(t *testing.T) {
+	all := ids(40, 3)
+	m := newMesh(all[0])
+	for _, id := range all[1:] {
+		m.Hear(t0, id, 0, nil)
+	}
+	// Everyone is connected (they all dialled us).
+	for _, id := range all[1:] {
+		m.Connected(t0, id, 10*time.Millisecond)
+	}
+	dial, ask := m.Plan(t0)
+	if len(dial) != 0 || len(ask) != 0 {
+		t.Fatal("asked too early", dial, ask)
+	}
+	later := t0.Add(AskCloseDelay + time.Second)
+	_, ask = m.Plan(later)
+	if len(ask) != 39-len(m.best) {
+		t.Fatalf("asked %d to leave, %d surplus", len(ask), 39-len(m.best))
+	}
+	if _, again := m.Plan(later.Add(time.Second)); len(again) != 0 {
+		t.Fatal("asked again within the delay")
+	}
+	for _, id := range ask {
+		if m.best[id] {
+			t.Fatal("asked a wanted neighbour")
+		}
+		if !m.AcceptClose(later, id) {
+			t.Fatal("a surplus neighbour's request would be refused")
+		}
+	}
+	// A wanted neighbour leaves: it is out of the choice and replaced.
+	var gone ID
+	for id := range m.best {
+		gone = id
+		break
+	}
+	for _, id := range ask {
+		m.Disconnected(later, id, false)
+	}
+	m.Disconnected(later, gone, true)
+	best := m.Best(later)
+	if best[gone] {
+		t.Fatal("departed member still wanted")
+	}
+	dial, _ = m.Plan(later)
+	if len(dial) == 0 {
+		t.Fatal("no replacement dialled")
+	}
+	for _, id := range dial {
+		if id == gone || !m.best[id] {
+			t.Fatal("dialled the wrong member")
+		}
+	}
+	// Fresh news of it brings it back.
+	m.Hear(later.Add(5*time.Second), gone, 0, nil)
+	if !m.Best(later.Add(5 * time.Second))[gone] {
+		t.Fatal("member with fresh news still left out")
+	}
+}
+
+func TestDialBackoffAndLimits(t *testing.T) {
+	all := ids(30, 4)
+	m := New(all[0], Config{MaxDialing: 3, MaxNeighbors: 5, RetryBase: time.Second})
+	for _, id := range all[1:] {
+		m.Hear(t0, id, 0, nil)
+	}
+	dial, _ := m.Plan(t0)
+	if len(dial) != 3 {
+		t.Fatal(len(dial))
+	}
+	for _, id := range dial {
+		m.Dialing(id)
+	}
+	m.DialFailed(t0, dial[0])
+	next, _ := m.Plan(t0)
+	for _, id := range next {
+		if id == dial[0] {
+			t.Fatal("retried at once")
+		}
+	}
+	if len(m.Best(t0)) > 5 {
+		t.Fatal("best list above MaxNeighbors")
+	}
+}
+
+func TestReportsAndTimeouts(t *testing.T) {
+	all := ids(10, 5)
+	m := newMesh(all[0])
+	addrs := []wire.Address{{AddrPort: netip.MustParseAddrPort("10.0.0.1:1935"), Origin: group.OriginHost},
+		{AddrPort: netip.MustParseAddrPort("192.0.2.1:5000"), Origin: group.OriginPublic}}
+	m.Hear(t0, all[1], 12*time.Second, addrs)
+	p := m.Peer(all[1])
+	if p.Host != addrs[0].AddrPort || len(p.Addrs) != 1 || !p.Heard.Equal(t0.Add(-12*time.Second)) {
+		t.Fatalf("%+v", p)
+	}
+	if m.Hear(t0, all[2], PeerTimeout, nil) {
+		t.Fatal("stale news accepted")
+	}
+	for _, id := range all[2:] {
+		m.Hear(t0, id, 0, nil)
+	}
+	rep := m.BestFor(t0, all[3])
+	for _, p := range rep {
+		if p.ID == all[3] {
+			t.Fatal("report lists its receiver")
+		}
+	}
+	if len(rep) != 8 {
+		t.Fatalf("report lists %d of 8", len(rep))
+	}
+	if gone := m.Clean(t0.Add(PeerTimeout)); len(gone) != 9 {
+		t.Fatal(len(gone))
+	}
+}
+
+func TestNearestAndNext(t *testing.T) {
+	all := ids(12, 6)
+	m := newMesh(all[0])
+	for _, id := range all[1:] {
+		m.Connected(t0, id, time.Millisecond)
+	}
+	yes := func(ID) bool { return true }
+	for _, target := range all[1:] {
+		id, self := m.Nearest(group.AddressOf(target), yes)
+		if self || id != target {
+			t.Fatal("nearest to a neighbour's own address is that neighbour")
+		}
+	}
+	if _, self := m.Nearest(m.Self(), yes); !self {
+		t.Fatal("nearest to my address is me")
+	}
+	up, ok1 := m.NextNeighbor(true, yes)
+	down, ok2 := m.NextNeighbor(false, yes)
+	if !ok1 || !ok2 || up == down {
+		t.Fatal("next neighbours")
+	}
+	for _, id := range all[1:] {
+		a := group.AddressOf(id)
+		// nothing lies strictly between me and up going up
+		if a.Compare(m.Self()) > 0 && a.Compare(group.AddressOf(up)) < 0 {
+			t.Fatal("not the next one up")
+		}
+	}
+}
