@@ -55,9 +55,6 @@ type Config struct {
 	// RetryBase is the first wait after a failed dial; it doubles up to
 	// RetryMax (defaults 2 s and 60 s).
 	RetryBase, RetryMax time.Duration
-	// GoneFor is how long a member whose session ended stays out of the
-	// neighbour choice unless fresher news of it arrives (default 60 s).
-	GoneFor time.Duration
 	// Rand picks the random neighbour (default: a random source).
 	Rand *rand.Rand
 }
@@ -76,9 +73,8 @@ type Peer struct {
 	Dialing   bool
 
 	askedAt  time.Time
-	failures int
-	retryAt  time.Time
-	goneAt   time.Time // its session ended; zero if not
+	failures int       // failed dials, refusals and drops since the last lasting neighbourship
+	retryAt  time.Time // no dial before
 }
 
 // Mesh is one member's view of its group.
@@ -89,6 +85,7 @@ type Mesh struct {
 	peers    map[ID]*Peer
 	ring     []*Peer // heard members by group address; nil when stale
 	best     map[ID]bool
+	order    []ID // best, most wanted first (ring neighbours, then the rest)
 	random   ID
 	hasRand  bool
 }
@@ -109,9 +106,6 @@ func New(self ID, cfg Config) *Mesh {
 	}
 	if cfg.RetryMax <= 0 {
 		cfg.RetryMax = 60 * time.Second
-	}
-	if cfg.GoneFor <= 0 {
-		cfg.GoneFor = 60 * time.Second
 	}
 	if cfg.Rand == nil {
 		cfg.Rand = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
@@ -150,9 +144,6 @@ func (m *Mesh) Hear(now time.Time, id ID, age time.Duration, addrs []wire.Addres
 	if at.After(p.Heard) {
 		p.Heard = at
 	}
-	if !p.goneAt.IsZero() && at.After(p.goneAt) {
-		p.goneAt = time.Time{} // alive after all
-	}
 	for _, a := range addrs {
 		m.addAddr(p, a)
 	}
@@ -186,7 +177,6 @@ func (m *Mesh) Connected(now time.Time, id ID, rtt time.Duration) {
 		return
 	}
 	p.Connected, p.Dialing, p.Since, p.RTT = true, false, now, rtt
-	p.failures, p.retryAt, p.goneAt = 0, time.Time{}, time.Time{}
 }
 
 // SetRTT updates a neighbour's round-trip time.
@@ -196,18 +186,22 @@ func (m *Mesh) SetRTT(id ID, rtt time.Duration) {
 	}
 }
 
-// Disconnected records that the neighbourship with id ended. gone says
-// the member itself went away (its session closed, it finished its group
-// flow): it is left out of the neighbour choice for a while unless fresher
-// news of it comes.
-func (m *Mesh) Disconnected(now time.Time, id ID, gone bool) {
+// Disconnected records that the neighbourship with id ended. byPeer says
+// the member ended it (it left the group, dropped us, or its session
+// died): it is then left out of the neighbour choice for a while, as
+// after a failed dial, so that another member takes its place; whether it
+// left or only dropped us, a later dial tells.
+func (m *Mesh) Disconnected(now time.Time, id ID, byPeer bool) {
 	p := m.peers[id]
 	if p == nil {
 		return
 	}
+	if p.Connected && now.Sub(p.Since) > m.cfg.RetryMax {
+		p.failures = 0 // it was a lasting neighbourship
+	}
 	p.Connected = false
-	if gone {
-		p.goneAt = now
+	if byPeer {
+		m.backOff(now, p)
 	}
 }
 
@@ -218,14 +212,16 @@ func (m *Mesh) Dialing(id ID) {
 	}
 }
 
-// DialFailed records a failed dial: the next try waits, twice as long
-// after each failure.
+// DialFailed records a failed dial (or a refused group handshake): the
+// next try waits, twice as long after each failure.
 func (m *Mesh) DialFailed(now time.Time, id ID) {
-	p := m.peers[id]
-	if p == nil {
-		return
+	if p := m.peers[id]; p != nil {
+		p.Dialing = false
+		m.backOff(now, p)
 	}
-	p.Dialing = false
+}
+
+func (m *Mesh) backOff(now time.Time, p *Peer) {
 	p.failures++
 	wait := m.cfg.RetryBase << min(p.failures-1, 10)
 	p.retryAt = now.Add(min(wait, m.cfg.RetryMax))
@@ -280,13 +276,29 @@ func (m *Mesh) connectedCount() int {
 	return n
 }
 
-// CanAccept reports whether a new neighbour fits under MaxNeighbors.
-func (m *Mesh) CanAccept(id ID) bool {
+// CanAccept decides on a member that wants to become a neighbour: yes
+// under MaxNeighbors; at the bound, yes only for a member the neighbour
+// choice wants, in exchange for a connected neighbour it does not want
+// (evict, which the caller drops). ok false: refuse.
+func (m *Mesh) CanAccept(now time.Time, id ID) (ok bool, evict *ID) {
 	if p := m.peers[id]; p != nil && p.Connected {
-		return true
+		return true, nil
 	}
-	return m.connectedCount() < m.cfg.MaxNeighbors
+	if m.connectedCount() < m.cfg.MaxNeighbors {
+		return true, nil
+	}
+	if !m.Best(now)[id] {
+		return false, nil
+	}
+	if v := m.unwanted(); v != nil {
+		return true, &v.ID
+	}
+	return false, nil
 }
+
+// unwanted is the connected neighbour outside the neighbour set that
+// became one last (the least settled), or nil.
+func (m *Mesh) unwanted() *Peer { return m.unwantedExcept(nil) }
 
 // sortedRing returns the heard members by group address.
 func (m *Mesh) sortedRing() []*Peer {
@@ -341,6 +353,11 @@ func (m *Mesh) firstAbove(ring []*Peer, a group.Addr) int {
 	return sort.Search(len(ring), func(i int) bool { return ring[i].Addr.Compare(a) > 0 })
 }
 
+// wantLimit bounds the neighbour set: a quarter of MaxNeighbors stays
+// free for members whose own choice includes this one, so that a member
+// that loses a neighbour finds others with room.
+func (m *Mesh) wantLimit() int { return max(m.cfg.MaxNeighbors-m.cfg.MaxNeighbors/4, 1) }
+
 // TargetNeighbors is how many neighbours a member of a group of the
 // estimated size aims for: ⌊log2 N⌋ + 13.
 func TargetNeighbors(estimate float64) int {
@@ -350,19 +367,23 @@ func TargetNeighbors(estimate float64) int {
 	return bits.Len64(uint64(estimate)) - 1 + baseNeighbors
 }
 
-// eligible: a member the neighbour choice may pick now.
+// eligible: a member the neighbour choice may pick now: not one whose
+// last dial failed, that refused us or that ended our neighbourship,
+// until its retry time, so that another takes its place meanwhile (nor
+// while that retry is under way: it may have left the group).
 func (m *Mesh) eligible(p *Peer, now time.Time) bool {
-	if p.Connected {
+	if p.Connected || p.Dialing && p.failures == 0 {
 		return true
 	}
-	return p.goneAt.IsZero() || now.Sub(p.goneAt) >= m.cfg.GoneFor
+	return !p.Dialing && !now.Before(p.retryAt)
 }
 
 // Best computes the neighbour set this member wants (and remembers it for
 // Plan): all members when there are at most 6, otherwise the 3 nearest on
 // each side on the ring, the 6 lowest-latency neighbours, one random
 // member, and long links at 1/2, 1/4, 1/8... of the ring, up to
-// TargetNeighbors(estimate), never more than MaxNeighbors.
+// TargetNeighbors(estimate), never more than three quarters of
+// MaxNeighbors.
 func (m *Mesh) Best(now time.Time) map[ID]bool {
 	var cands []*Peer
 	for _, p := range m.sortedRing() {
@@ -371,12 +392,14 @@ func (m *Mesh) Best(now time.Time) map[ID]bool {
 		}
 	}
 	best := map[ID]bool{}
-	limit := m.cfg.MaxNeighbors
+	m.order = m.order[:0]
+	limit := m.wantLimit()
 	add := func(p *Peer) bool {
 		if best[p.ID] || len(best) >= limit {
 			return false
 		}
 		best[p.ID] = true
+		m.order = append(m.order, p.ID)
 		return true
 	}
 	if len(cands) <= smallGroup {
@@ -485,17 +508,13 @@ func (m *Mesh) BestFor(now time.Time, id ID) []*Peer {
 
 // Plan computes the neighbour set and what to do about it: members of the
 // set to dial (not connected, not being dialled, not waiting to retry),
-// in peer-ID order and within MaxDialing and MaxNeighbors; and neighbours
-// outside the set to ask to disconnect, as many as exceed the set, each
-// at most once per AskCloseDelay and not in the first AskCloseDelay of
-// the neighbourship.
-func (m *Mesh) Plan(now time.Time) (dial, askClose []ID) {
+// most wanted first, within MaxDialing and MaxNeighbors; at the bound,
+// connected neighbours outside the set to drop to make room for wanted
+// ones; and neighbours outside the set to ask to disconnect, as many as
+// exceed the set, each at most once per AskCloseDelay and not in the
+// first AskCloseDelay of the neighbourship.
+func (m *Mesh) Plan(now time.Time) (dial, drop, askClose []ID) {
 	best := m.Best(now)
-	ids := make([]ID, 0, len(best))
-	for id := range best {
-		ids = append(ids, id)
-	}
-	slices.SortFunc(ids, func(a, b ID) int { return bytes.Compare(a[:], b[:]) })
 	dialing, connected := 0, 0
 	for _, p := range m.peers {
 		if p.Dialing {
@@ -505,13 +524,23 @@ func (m *Mesh) Plan(now time.Time) (dial, askClose []ID) {
 			connected++
 		}
 	}
-	for _, id := range ids {
+	dropped := map[ID]bool{}
+	for _, id := range m.order {
 		p := m.peers[id]
 		if p.Connected || p.Dialing || now.Before(p.retryAt) {
 			continue
 		}
-		if dialing >= m.cfg.MaxDialing || connected+dialing >= m.cfg.MaxNeighbors {
+		if dialing >= m.cfg.MaxDialing {
 			break
+		}
+		if connected+dialing >= m.cfg.MaxNeighbors {
+			v := m.unwantedExcept(dropped)
+			if v == nil {
+				break
+			}
+			dropped[v.ID] = true
+			drop = append(drop, v.ID)
+			connected--
 		}
 		dial = append(dial, id)
 		dialing++
@@ -519,7 +548,7 @@ func (m *Mesh) Plan(now time.Time) (dial, askClose []ID) {
 	excess := connected - len(best)
 	var extra []*Peer
 	for _, p := range m.peers {
-		if p.Connected && !best[p.ID] {
+		if p.Connected && !best[p.ID] && !dropped[p.ID] {
 			extra = append(extra, p)
 		}
 	}
@@ -535,7 +564,17 @@ func (m *Mesh) Plan(now time.Time) (dial, askClose []ID) {
 		askClose = append(askClose, p.ID)
 		excess--
 	}
-	return dial, askClose
+	return dial, drop, askClose
+}
+
+func (m *Mesh) unwantedExcept(skip map[ID]bool) *Peer {
+	var v *Peer
+	for _, p := range m.peers {
+		if p.Connected && !m.best[p.ID] && !skip[p.ID] && (v == nil || p.Since.After(v.Since) || p.Since.Equal(v.Since) && bytes.Compare(p.ID[:], v.ID[:]) > 0) {
+			v = p
+		}
+	}
+	return v
 }
 
 // AcceptClose decides on a neighbour's disconnect request: yes when this

@@ -40,14 +40,14 @@ func TestSmallGroupConnectsToAll(t *testing.T) {
 	if m.Heard() != 5 {
 		t.Fatal(m.Heard())
 	}
-	dial, ask := m.Plan(t0)
+	dial, _, ask := m.Plan(t0)
 	if len(dial) != 5 || len(ask) != 0 {
 		t.Fatal(dial, ask)
 	}
 	for _, id := range dial {
 		m.Dialing(id)
 	}
-	if dial, _ := m.Plan(t0); len(dial) != 0 {
+	if dial, _, _ := m.Plan(t0); len(dial) != 0 {
 		t.Fatal("dialled twice")
 	}
 }
@@ -122,16 +122,16 @@ func TestPlanReplacesAndAsksSurplusToLeave(t *testing.T) {
 	for _, id := range all[1:] {
 		m.Connected(t0, id, 10*time.Millisecond)
 	}
-	dial, ask := m.Plan(t0)
-	if len(dial) != 0 || len(ask) != 0 {
+	dial, drop, ask := m.Plan(t0)
+	if len(dial) != 0 || len(ask) != 0 || len(drop) != 0 {
 		t.Fatal("asked too early", dial, ask)
 	}
 	later := t0.Add(AskCloseDelay + time.Second)
-	_, ask = m.Plan(later)
+	_, _, ask = m.Plan(later)
 	if len(ask) != 39-len(m.best) {
 		t.Fatalf("asked %d to leave, %d surplus", len(ask), 39-len(m.best))
 	}
-	if _, again := m.Plan(later.Add(time.Second)); len(again) != 0 {
+	if _, _, again := m.Plan(later.Add(time.Second)); len(again) != 0 {
 		t.Fatal("asked again within the delay")
 	}
 	for _, id := range ask {
@@ -143,11 +143,7 @@ func TestPlanReplacesAndAsksSurplusToLeave(t *testing.T) {
 		}
 	}
 	// A wanted neighbour leaves: it is out of the choice and replaced.
-	var gone ID
-	for id := range m.best {
-		gone = id
-		break
-	}
+	gone := m.order[0] // its successor on the ring
 	for _, id := range ask {
 		m.Disconnected(later, id, false)
 	}
@@ -156,7 +152,7 @@ func TestPlanReplacesAndAsksSurplusToLeave(t *testing.T) {
 	if best[gone] {
 		t.Fatal("departed member still wanted")
 	}
-	dial, _ = m.Plan(later)
+	dial, _, _ = m.Plan(later)
 	if len(dial) == 0 {
 		t.Fatal("no replacement dialled")
 	}
@@ -165,10 +161,18 @@ func TestPlanReplacesAndAsksSurplusToLeave(t *testing.T) {
 			t.Fatal("dialled the wrong member")
 		}
 	}
-	// Fresh news of it brings it back.
-	m.Hear(later.Add(5*time.Second), gone, 0, nil)
-	if !m.Best(later.Add(5 * time.Second))[gone] {
-		t.Fatal("member with fresh news still left out")
+	// Later it is tried again; while that dial runs it holds no place.
+	retry := later.Add(3 * time.Second)
+	if !m.Best(retry)[gone] {
+		t.Fatal("not tried again after its retry time")
+	}
+	m.Dialing(gone)
+	if m.Best(retry)[gone] {
+		t.Fatal("a retried member holds a place while dialled")
+	}
+	m.DialFailed(retry, gone)
+	if m.Best(retry.Add(3 * time.Second))[gone] {
+		t.Fatal("the retry delay did not double")
 	}
 }
 
@@ -178,7 +182,7 @@ func TestDialBackoffAndLimits(t *testing.T) {
 	for _, id := range all[1:] {
 		m.Hear(t0, id, 0, nil)
 	}
-	dial, _ := m.Plan(t0)
+	dial, _, _ := m.Plan(t0)
 	if len(dial) != 3 {
 		t.Fatal(len(dial))
 	}
@@ -186,7 +190,7 @@ func TestDialBackoffAndLimits(t *testing.T) {
 		m.Dialing(id)
 	}
 	m.DialFailed(t0, dial[0])
-	next, _ := m.Plan(t0)
+	next, _, _ := m.Plan(t0)
 	for _, id := range next {
 		if id == dial[0] {
 			t.Fatal("retried at once")
@@ -253,6 +257,58 @@ func TestNearestAndNext(t *testing.T) {
 		// nothing lies strictly between me and up going up
 		if a.Compare(m.Self()) > 0 && a.Compare(group.AddressOf(up)) < 0 {
 			t.Fatal("not the next one up")
+		}
+	}
+}
+
+// At MaxNeighbors, a wanted member still gets in: an unwanted neighbour
+// makes room.
+func TestBoundAndMakingRoom(t *testing.T) {
+	all := ids(30, 7)
+	m := New(all[0], Config{MaxNeighbors: 8, Rand: rand.New(rand.NewPCG(1, 2))})
+	for _, id := range all[1:] {
+		m.Hear(t0, id, 0, nil)
+	}
+	best := m.Best(t0)
+	if len(best) != 6 { // a quarter of the bound kept for others
+		t.Fatal(len(best))
+	}
+	// Eight members it does not want connect first.
+	var unwanted, wanted []ID
+	for _, id := range all[1:] {
+		if best[id] {
+			wanted = append(wanted, id)
+		} else {
+			unwanted = append(unwanted, id)
+		}
+	}
+	for _, id := range unwanted[:8] {
+		if ok, evict := m.CanAccept(t0, id); !ok || evict != nil {
+			t.Fatal("refused under the bound")
+		}
+		m.Connected(t0, id, time.Millisecond)
+	}
+	if ok, _ := m.CanAccept(t0, unwanted[8]); ok {
+		t.Fatal("accepted an unwanted member at the bound")
+	}
+	ok, evict := m.CanAccept(t0, wanted[0])
+	if !ok || evict == nil || m.best[*evict] {
+		t.Fatal("no room made for a wanted member")
+	}
+	// The plan swaps unwanted neighbours for wanted ones (the fastest
+	// connected ones became wanted themselves) and stays within the bound.
+	dial, drop, _ := m.Plan(t0)
+	if len(dial) == 0 || len(dial) != len(drop) {
+		t.Fatalf("dial %d, drop %d", len(dial), len(drop))
+	}
+	for _, id := range dial {
+		if !m.best[id] {
+			t.Fatal("dialled an unwanted member")
+		}
+	}
+	for _, id := range drop {
+		if m.best[id] {
+			t.Fatal("dropped a wanted neighbour")
 		}
 	}
 }
