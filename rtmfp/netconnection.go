@@ -72,6 +72,11 @@ type Config struct {
 	// PeerTimeout bounds how long Play waits for a direct session with the
 	// publisher before NetStream.Connect.Failed (default 20 s).
 	PeerTimeout time.Duration
+	// MaxGroupNeighbors bounds the neighbours of each NetGroup (default
+	// 64). Group neighbours do not count against MaxPeerConnections,
+	// which is for direct NetStreams: a group aims for about 13 + log2
+	// of its size neighbours, more than Flash's default 8.
+	MaxGroupNeighbors int
 	// PeerAddresses overrides the local addresses sent in setPeerInfo
 	// (default: the socket's port on every non-loopback interface address,
 	// or the bound address itself).
@@ -112,9 +117,13 @@ type NetConnection struct {
 
 	publishers  map[string]*NetStream
 	unconnected []*NetStream
-	peers       map[string]*peerConn
+	peers       map[string]*peerConn // the current session with each peer
+	bySess      map[*engine.Session]*peerConn
+	dialing     map[string]chan struct{}
 	streamSeq   uint64
 	rawFlows    chan peerFlow
+	groups      map[string]*NetGroup // by group ID (hex)
+	srvCtrl     *engine.RecvFlow     // the server's NetConnection flow
 
 	done chan struct{}
 	wg   sync.WaitGroup
@@ -164,7 +173,8 @@ func Connect(ctx context.Context, rawURL string, cfg *Config, args ...any) (*Net
 	}
 	nc := &NetConnection{cfg: c, url: rawURL, id: id, log: c.Logger, calls: map[float64]chan callResult{}, nextTx: 2,
 		status: make(chan Status, 64), handlers: map[string]func([]any){}, MaxPeerConnections: 8, peerKA: 10 * time.Second, gotKA: make(chan struct{}),
-		done: make(chan struct{}), publishers: map[string]*NetStream{}, peers: map[string]*peerConn{}, rawFlows: make(chan peerFlow, 16)}
+		done: make(chan struct{}), publishers: map[string]*NetStream{}, peers: map[string]*peerConn{}, rawFlows: make(chan peerFlow, 16),
+		bySess: map[*engine.Session]*peerConn{}, dialing: map[string]chan struct{}{}, groups: map[string]*NetGroup{}}
 	e, err := engine.New(conn, engine.Config{Identity: id, Policy: handshake.Requiring(c.RequireHMAC, c.RequireSequenceNumbers), OpenTimeout: c.ConnectTimeout, Logger: c.Logger,
 		Keepalive: 15 * time.Second, DeadAfter: 60 * time.Second})
 	if err != nil {
@@ -294,8 +304,24 @@ func (nc *NetConnection) serve() {
 		}
 		md, ok := flash.ParseTCMetadata(f.Metadata())
 		if !ok {
+			// The server's side of a NetGroup server channel.
+			if ng := nc.groupOfServerFlow(f); ng != nil {
+				readers.Add(1)
+				go func() {
+					defer readers.Done()
+					ng.readServer(f)
+				}()
+				continue
+			}
 			f.Reject(0)
 			continue
+		}
+		if md.StreamID == 0 {
+			nc.mu.Lock()
+			if nc.srvCtrl == nil {
+				nc.srvCtrl = f
+			}
+			nc.mu.Unlock()
 		}
 		readers.Add(1)
 		go func() {
@@ -618,13 +644,22 @@ func (nc *NetConnection) ServerAddr() netip.AddrPort { return nc.server }
 // session closed, and everything created from it stops.
 func (nc *NetConnection) Close() error {
 	nc.mu.Lock()
+	groups := make([]*NetGroup, 0, len(nc.groups))
+	for _, g := range nc.groups {
+		groups = append(groups, g)
+	}
+	nc.mu.Unlock()
+	for _, g := range groups {
+		g.Close()
+	}
+	nc.mu.Lock()
 	already := nc.closed
 	var pubs []*NetStream
 	for _, p := range nc.publishers {
 		pubs = append(pubs, p)
 	}
 	var peers []*peerConn
-	for _, pc := range nc.peers {
+	for _, pc := range nc.bySess {
 		peers = append(peers, pc)
 	}
 	nc.mu.Unlock()
@@ -632,15 +667,20 @@ func (nc *NetConnection) Close() error {
 	for _, p := range pubs {
 		p.Close()
 	}
+	var closing sync.WaitGroup
 	for _, pc := range peers {
-		if pc.ps != nil {
+		if pc.ps.sess.Closing() {
+			continue // the peer closed it; the engine finishes it
+		}
+		closing.Go(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 			if pc.ps.Close(ctx) != nil {
 				pc.ps.sess.Abort()
 			}
 			cancel()
-		}
+		})
 	}
+	closing.Wait()
 	if !already && nc.ctrl != nil {
 		nc.ctrl.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

@@ -39,16 +39,18 @@ func (nc *NetConnection) DialPeer(ctx context.Context, peerID string) (*PeerSess
 	if err != nil {
 		return nil, err
 	}
+	pc.raw.Store(true)
 	return pc.ps, nil
 }
 
-// dialSession runs the introduction and handshake for peer.
-func (nc *NetConnection) dialSession(ctx context.Context, peerID string) (*PeerSession, error) {
+// dialSession runs the introduction and handshake for peer: IHellos to
+// the server and to any addresses already known for the peer.
+func (nc *NetConnection) dialSession(ctx context.Context, peerID string, extra []netip.AddrPort) (*PeerSession, error) {
 	id, err := ParsePeerID(peerID)
 	if err != nil {
 		return nil, err
 	}
-	sess, err := nc.e.Connect(ctx, handshake.FingerprintEPD(id), engine.ConnectOptions{Reuse: true}, nc.server)
+	sess, err := nc.e.Connect(ctx, handshake.FingerprintEPD(id), engine.ConnectOptions{Reuse: true}, append([]netip.AddrPort{nc.server}, extra...)...)
 	if err != nil {
 		return nil, err
 	}

@@ -3,71 +3,146 @@ package rtmfp
 import (
 	"context"
 	"errors"
+	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/stratus-rtmfp/stratus/internal/engine"
 	"github.com/stratus-rtmfp/stratus/internal/flash"
+	"github.com/stratus-rtmfp/stratus/internal/group"
 )
 
 // ErrTooManyPeers is returned when MaxPeerConnections sessions are open.
 var ErrTooManyPeers = errors.New("rtmfp: maxPeerConnections reached")
 
-// peerConn is one direct session with a peer, shared by every NetStream
-// between the two (in either direction). Its router hands each flow the
-// peer opens to the right place.
+// refusedLinger is how long a session whose requests we refused stays
+// open, so that the refusals reach the peer before the close.
+const refusedLinger = 2 * time.Second
+
+// idleAccepted is how long a session a peer opened may stay without any
+// use (no stream, group neighbourship or raw flow) before we close it.
+var idleAccepted = 30 * time.Second
+
+// peerConn is one session with a peer, shared by every NetStream between
+// the two (in either direction), every NetGroup in which they are
+// neighbours, and raw flows. Its router hands each flow the peer opens to
+// the right place.
 type peerConn struct {
-	nc      *NetConnection
-	ps      *PeerSession
-	farID   string
-	refuse  bool // over MaxPeerConnections: refuse what the peer asks
-	mu      sync.Mutex
-	subs    map[uint64]*NetStream // our subscriber streams, by their play flow ID
-	views   int                   // subscribers of ours on this session
-	dialing chan struct{}
+	nc    *NetConnection
+	ps    *PeerSession
+	farID string
+	// direct: the session serves direct NetStreams, so it counts against
+	// MaxPeerConnections. Group neighbourships have their own bound.
+	direct atomic.Bool
+	raw    atomic.Bool // raw flows (DialPeer, AcceptPeerFlow)
+
+	mu     sync.Mutex
+	subs   map[uint64]*NetStream // our subscriber streams, by their play flow ID
+	views  int                   // subscribers of ours on this session
+	groups map[*NetGroup]*groupLink
+	byFlow map[uint64]*groupLink // group links by our GR 1c flow ID
+	gone   bool
 }
 
-// peer returns the session with peerID, opening it through the server's
-// introduction if needed (bounded by Config.PeerTimeout).
+func newPeerConn(nc *NetConnection, ps *PeerSession) *peerConn {
+	return &peerConn{nc: nc, ps: ps, farID: ps.FarID(), subs: map[uint64]*NetStream{}, groups: map[*NetGroup]*groupLink{},
+		byFlow: map[uint64]*groupLink{}}
+}
+
+// peer returns the session with peerID for a direct NetStream, opening it
+// through the server's introduction if needed (bounded by
+// Config.PeerTimeout).
 func (nc *NetConnection) peer(ctx context.Context, peerID string) (*peerConn, error) {
-	nc.mu.Lock()
-	if pc := nc.peers[peerID]; pc != nil {
-		d := pc.dialing
-		nc.mu.Unlock()
-		if d != nil {
+	return nc.dialPeer(ctx, peerID, true, nil)
+}
+
+// dialPeer returns the open session with peerID or opens one: IHellos to
+// the server (which introduces us) and to the extra addresses. direct
+// sessions are bounded by MaxPeerConnections.
+func (nc *NetConnection) dialPeer(ctx context.Context, peerID string, direct bool, extra []netip.AddrPort) (*peerConn, error) {
+	if _, err := ParsePeerID(peerID); err != nil {
+		return nil, err
+	}
+	for {
+		nc.mu.Lock()
+		if nc.closed {
+			nc.mu.Unlock()
+			return nil, ErrStreamClosed
+		}
+		if pc := nc.peers[peerID]; pc != nil && !pc.ps.sess.Closing() {
+			if direct && !pc.direct.Load() {
+				if nc.directCountLocked() >= nc.maxPeers() {
+					nc.mu.Unlock()
+					return nil, ErrTooManyPeers
+				}
+				pc.direct.Store(true)
+			}
+			nc.mu.Unlock()
+			return pc, nil
+		}
+		if d := nc.dialing[peerID]; d != nil {
+			nc.mu.Unlock()
 			select {
 			case <-d:
+				continue
 			case <-ctx.Done():
 				return nil, ctx.Err()
 			}
-			return nc.peer(ctx, peerID)
+		}
+		if direct && nc.directCountLocked() >= nc.maxPeers() {
+			nc.mu.Unlock()
+			return nil, ErrTooManyPeers
+		}
+		d := make(chan struct{})
+		nc.dialing[peerID] = d
+		nc.mu.Unlock()
+
+		dctx, cancel := context.WithTimeout(ctx, nc.cfg.PeerTimeout)
+		ps, err := nc.dialSession(dctx, peerID, extra)
+		cancel()
+		nc.mu.Lock()
+		delete(nc.dialing, peerID)
+		close(d)
+		if err != nil {
+			nc.mu.Unlock()
+			return nil, err
+		}
+		pc, created := nc.attachLocked(ps)
+		if direct {
+			pc.direct.Store(true)
+		}
+		nc.mu.Unlock()
+		if created {
+			nc.wg.Add(1)
+			go pc.route()
 		}
 		return pc, nil
 	}
-	if len(nc.peers) >= nc.maxPeers() {
-		nc.mu.Unlock()
-		return nil, ErrTooManyPeers
-	}
-	pc := &peerConn{nc: nc, farID: peerID, subs: map[uint64]*NetStream{}, dialing: make(chan struct{})}
-	nc.peers[peerID] = pc
-	nc.mu.Unlock()
+}
 
-	dctx, cancel := context.WithTimeout(ctx, nc.cfg.PeerTimeout)
-	ps, err := nc.dialSession(dctx, peerID)
-	cancel()
-	nc.mu.Lock()
-	close(pc.dialing)
-	pc.dialing = nil
-	if err != nil {
-		delete(nc.peers, peerID)
-		nc.mu.Unlock()
-		return nil, err
+// attachLocked returns the peerConn of a session, making it if new; nc.mu
+// held.
+func (nc *NetConnection) attachLocked(ps *PeerSession) (*peerConn, bool) {
+	if pc := nc.bySess[ps.sess]; pc != nil {
+		return pc, false
 	}
-	pc.ps = ps
-	nc.mu.Unlock()
-	nc.wg.Add(1)
-	go pc.route()
-	return pc, nil
+	pc := newPeerConn(nc, ps)
+	nc.bySess[ps.sess] = pc
+	if old := nc.peers[pc.farID]; old == nil || old.ps.sess.Closing() {
+		nc.peers[pc.farID] = pc
+	}
+	return pc, true
+}
+
+func (nc *NetConnection) directCountLocked() int {
+	n := 0
+	for _, pc := range nc.bySess {
+		if pc.direct.Load() {
+			n++
+		}
+	}
+	return n
 }
 
 func (nc *NetConnection) maxPeers() int {
@@ -89,24 +164,15 @@ func (nc *NetConnection) acceptPeers() {
 			continue
 		}
 		nc.applyPeerKeepalive(sess)
-		ps := &PeerSession{nc: nc, sess: sess}
-		id := ps.FarID()
 		nc.mu.Lock()
-		if old := nc.peers[id]; old != nil && old.ps != nil && old.ps.sess == ps.sess {
-			nc.mu.Unlock()
-			continue // glare resolved onto the session we already route
-		}
-		pc := &peerConn{nc: nc, ps: ps, farID: id, subs: map[uint64]*NetStream{}}
-		if len(nc.peers) >= nc.maxPeers() {
-			// maxPeerConnections: refuse whatever this peer asks, then
-			// close the session.
-			pc.refuse = true
-		} else {
-			nc.peers[id] = pc
-		}
+		pc, created := nc.attachLocked(&PeerSession{nc: nc, sess: sess})
 		nc.mu.Unlock()
+		if !created {
+			continue // glare resolved onto the session we dialled
+		}
 		nc.wg.Add(1)
 		go pc.route()
+		time.AfterFunc(idleAccepted, func() { pc.releaseIf(true) })
 	}
 }
 
@@ -114,14 +180,6 @@ func (nc *NetConnection) acceptPeers() {
 func (pc *peerConn) route() {
 	nc := pc.nc
 	defer nc.wg.Done()
-	if pc.refuse {
-		go func() {
-			time.Sleep(2 * time.Second)
-			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-			defer cancel()
-			pc.ps.Close(ctx)
-		}()
-	}
 	ctx := context.Background()
 	for {
 		f, err := pc.ps.sess.AcceptFlow(ctx)
@@ -133,13 +191,16 @@ func (pc *peerConn) route() {
 		pc.mu.Lock()
 		sub := pc.subs[assoc]
 		pc.mu.Unlock()
-		switch {
-		case pc.refuse:
-			f.Reject(0)
+		switch kind := group.FlowKind(f.Metadata()); {
+		case kind == group.FlowKind(group.MetaSession):
+			go nc.onGroupSessionFlow(pc, f) // a group member's handshake
+		case kind != 0:
+			go nc.attachGroupFlow(pc, f, kind)
 		case !isTC:
 			// A raw application flow: AcceptPeerFlow's.
 			select {
 			case nc.rawFlows <- peerFlow{pc.ps, f}:
+				pc.raw.Store(true)
 			default:
 				f.Reject(0)
 			}
@@ -151,21 +212,30 @@ func (pc *peerConn) route() {
 			f.Reject(0)
 		}
 	}
-	// The session ended: every stream on it is closed.
+	// The session ended: every stream and neighbourship on it is closed.
 	pc.mu.Lock()
+	pc.gone = true
 	subs := make([]*NetStream, 0, len(pc.subs))
 	for _, s := range pc.subs {
 		subs = append(subs, s)
+	}
+	links := make([]*groupLink, 0, len(pc.groups))
+	for _, l := range pc.groups {
+		links = append(links, l)
 	}
 	pc.mu.Unlock()
 	for _, s := range subs {
 		s.emit(flash.LevelStatus, StreamConnectClosed, "peer session closed")
 		s.finish()
 	}
+	for _, l := range links {
+		l.ng.sessionEnded(l)
+	}
 	nc.mu.Lock()
 	if nc.peers[pc.farID] == pc {
 		delete(nc.peers, pc.farID)
 	}
+	delete(nc.bySess, pc.ps.sess)
 	var views []*NetStream
 	for _, p := range nc.publishers {
 		for _, v := range p.PeerStreams() {
@@ -185,25 +255,58 @@ func (pc *peerConn) route() {
 	}
 }
 
+// linkFor finds the group link a group flow belongs to: by its
+// association with our GR 1c flow, or, without one, the session's only
+// link.
+func (pc *peerConn) linkFor(f *engine.RecvFlow) *groupLink {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	if assoc, ok := f.Assoc(); ok {
+		if l := pc.byFlow[assoc]; l != nil {
+			return l
+		}
+	}
+	if len(pc.groups) == 1 {
+		for _, l := range pc.groups {
+			return l
+		}
+	}
+	return nil
+}
+
 // onPlayFlow reads a subscriber's play and offers it to the publisher of
 // that name, or parks it in unconnectedPeerStreams.
 func (pc *peerConn) onPlayFlow(f *engine.RecvFlow, streamID uint64) {
 	nc := pc.nc
+	nc.mu.Lock()
+	if !pc.direct.Load() && nc.directCountLocked() >= nc.maxPeers() {
+		// maxPeerConnections: refuse, and let the session go unless
+		// something else uses it.
+		nc.mu.Unlock()
+		f.Reject(0)
+		time.AfterFunc(refusedLinger, func() { pc.releaseIf(false) })
+		return
+	}
+	pc.direct.Store(true)
+	nc.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	raw, err := f.Read(ctx)
 	cancel()
 	if err != nil {
+		pc.release()
 		return
 	}
 	m, err := flash.ParseMessage(raw)
 	if err != nil || !m.IsCommand() {
 		f.Reject(0)
+		pc.release()
 		return
 	}
 	cmd, err := flash.ParseCommand(m)
 	name, _ := firstString(cmd.Arguments())
 	if (err != nil && cmd.Name == "") || cmd.Name != "play" || name == "" {
 		f.Reject(0)
+		pc.release()
 		return
 	}
 	sub := newPeerView(nc, pc, f, streamID, name)
@@ -260,12 +363,25 @@ func (pc *peerConn) removeSub(id uint64) {
 	pc.mu.Unlock()
 }
 
-// release closes the session when no stream uses it any more.
-func (pc *peerConn) release() {
+// release closes the session when nothing uses it any more; a session
+// still used by group neighbourships stops counting as a direct one.
+func (pc *peerConn) release() { pc.releaseIf(false) }
+
+// releaseIf closes the session if unused; with onlyIfNeverUsed, only if it
+// never served anything (the idle check of accepted sessions).
+func (pc *peerConn) releaseIf(onlyIfNeverUsed bool) {
 	pc.mu.Lock()
-	idle := len(pc.subs) == 0 && pc.views == 0
+	noStreams := len(pc.subs) == 0 && pc.views == 0
+	idle := noStreams && len(pc.groups) == 0 && !pc.raw.Load()
+	gone := pc.gone
 	pc.mu.Unlock()
-	if !idle || pc.ps == nil {
+	if onlyIfNeverUsed && pc.direct.Load() {
+		return
+	}
+	if noStreams {
+		pc.direct.Store(false)
+	}
+	if !idle || gone {
 		return
 	}
 	nc := pc.nc
@@ -281,10 +397,11 @@ func (pc *peerConn) release() {
 	}
 }
 
-// PeerConnections is the number of open direct sessions (what
-// MaxPeerConnections bounds).
+// PeerConnections is the number of open sessions serving direct
+// NetStreams (what MaxPeerConnections bounds; group neighbours are not
+// counted).
 func (nc *NetConnection) PeerConnections() int {
 	nc.mu.Lock()
 	defer nc.mu.Unlock()
-	return len(nc.peers)
+	return nc.directCountLocked()
 }

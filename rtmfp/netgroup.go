@@ -1,0 +1,829 @@
+package rtmfp
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/stratus-rtmfp/stratus/amf"
+	"github.com/stratus-rtmfp/stratus/internal/engine"
+	"github.com/stratus-rtmfp/stratus/internal/flash"
+	"github.com/stratus-rtmfp/stratus/internal/group"
+	"github.com/stratus-rtmfp/stratus/internal/mesh"
+	"github.com/stratus-rtmfp/stratus/internal/wire"
+)
+
+// NetGroup status codes, as Flash reports them.
+const (
+	GroupConnectSuccess     = "NetGroup.Connect.Success"
+	GroupConnectFailed      = "NetGroup.Connect.Failed"
+	GroupConnectRejected    = "NetGroup.Connect.Rejected"
+	GroupNeighborConnect    = "NetGroup.Neighbor.Connect"
+	GroupNeighborDisconnect = "NetGroup.Neighbor.Disconnect"
+	GroupPostingNotify      = "NetGroup.Posting.Notify"
+	GroupSendToNotify       = "NetGroup.SendTo.Notify"
+)
+
+// SendResult is what the sendTo methods return (NetGroupSendResult).
+type SendResult string
+
+// SendResult values.
+const (
+	SendSent    SendResult = "sent"
+	SendNoRoute SendResult = "noRoute"
+	SendError   SendResult = "error"
+)
+
+// SendMode picks the neighbour of SendToNeighbor (NetGroupSendMode).
+type SendMode string
+
+// SendMode values.
+const (
+	NextIncreasing SendMode = "nextIncreasing"
+	NextDecreasing SendMode = "nextDecreasing"
+)
+
+// Timers of the group protocol (docs/netgroup.md §7). Variables so that
+// tests can shorten them.
+var (
+	groupTick          = 100 * time.Millisecond // management tick
+	groupReportPeriod  = 10 * time.Second       // periodic report to one random neighbour
+	groupPlanPeriod    = 10 * time.Second       // neighbour set recomputed at least this often
+	groupPlanDebounce  = 300 * time.Millisecond // and this soon after a change
+	groupCleanPeriod   = 19 * time.Second       // heard-list hygiene
+	groupHandshakeWait = 15 * time.Second       // group init answer
+	groupPostMemory    = 5 * time.Minute        // how long post IDs are remembered
+	groupNewsReport    = 500 * time.Millisecond // extra report after news of new members
+	groupMaxSeen       = 100000                 // post IDs remembered at most
+	groupPostReplay    = 10 * time.Second       // posts this recent go to a new neighbour
+	groupReplayMax     = 256 << 10              // at most this many bytes of them
+	groupStatusBuffer  = 1024
+)
+
+// groupTrace, when set (by tests), hears what a group's loop does that
+// has no status event: refused handshakes, ended neighbourships.
+var groupTrace func(ng *NetGroup, what string)
+
+func (ng *NetGroup) trace(what string) {
+	if groupTrace != nil {
+		groupTrace(ng, what)
+	}
+}
+
+// ErrGroupClosed is returned by operations on a closed NetGroup.
+var ErrGroupClosed = errors.New("rtmfp: NetGroup closed")
+
+// GroupStats counts what a NetGroup did.
+type GroupStats struct {
+	PostsSent, PostsReceived, PostsDuplicate, PostsDropped uint64
+	RoutedDelivered, RoutedForwarded, RoutedDropped        uint64
+	ReportsSent, ReportsReceived                           uint64
+	HandshakesRefused, NeighborsConnected                  uint64
+	EventsDropped                                          uint64
+}
+
+type groupCounters struct {
+	postsSent, postsReceived, postsDuplicate, postsDropped atomic.Uint64
+	routedDelivered, routedForwarded, routedDropped        atomic.Uint64
+	reportsSent, reportsReceived                           atomic.Uint64
+	handshakesRefused, neighborsConnected                  atomic.Uint64
+	eventsDropped                                          atomic.Uint64
+}
+
+// NetGroup is a member of a peer-to-peer group, as ActionScript's
+// NetGroup: it joins through the server channel, keeps a set of
+// neighbours (the nearest members on the group's ring plus long links,
+// replacing those that leave), floods posts to every member, and routes
+// messages to the member nearest a group address. Methods are safe for
+// concurrent use.
+//
+// Serverless groups (rtmfp: URLs on a LAN) are not supported: a NetGroup
+// needs a NetConnection to a server.
+type NetGroup struct {
+	nc       *NetConnection
+	spec     string
+	ident    group.Identity
+	sp       group.Spec
+	self     [32]byte
+	selfAddr group.Addr
+	log      *slog.Logger
+	c        groupCounters
+
+	status   chan Status
+	mail     chan func()
+	quit     chan struct{} // closed when the group closes
+	loopDone chan struct{}
+	closing  sync.Once
+	gcID     atomic.Uint64 // our GC flow's ID + 1 (0: none)
+
+	// Owned by the loop goroutine.
+	mesh       *mesh.Mesh
+	links      map[[32]byte]*groupLink
+	gcOut      *engine.SendFlow
+	joined     bool
+	seen       map[string]time.Time
+	seenQ      []seenPost
+	myAddrs    []wire.Address // where others see us (their 0d options)
+	planAt     time.Time
+	reportAt   time.Time
+	cleanAt    time.Time
+	newsAt     time.Time
+	neighbors  atomic.Int32
+	estimate   atomic.Uint64 // float64 bits
+	closedLoop bool
+}
+
+type seenPost struct {
+	id  string
+	at  time.Time
+	msg []byte // kept while recent, for neighbours that come later
+}
+
+// NewNetGroup joins the group a groupspec string names (as new
+// NetGroup(connection, groupspec) in ActionScript). The string is taken
+// exactly as given: it is the group's identity. With
+// serverChannelEnabled the join goes to the server, which introduces the
+// group's members; NetGroup.Connect.Success follows once the server has
+// the join. Status reports the group's events.
+func NewNetGroup(nc *NetConnection, groupspec string) (*NetGroup, error) {
+	ident, err := group.IdentityOf(groupspec)
+	if err != nil {
+		return nil, err
+	}
+	sp, err := group.ParseSpec(groupspec)
+	if err != nil {
+		return nil, err
+	}
+	if sp.PeerToPeerDisabled {
+		return nil, errors.New("rtmfp: peerToPeerDisabled groups (IP multicast only) are not supported")
+	}
+	ng := &NetGroup{nc: nc, spec: groupspec, ident: ident, sp: sp, self: nc.id.PeerID, selfAddr: group.AddressOf(nc.id.PeerID),
+		log: nc.log.With("group", sp.Name, "self", groupLog(nc.id.PeerID)), status: make(chan Status, groupStatusBuffer), mail: make(chan func(), 256),
+		quit: make(chan struct{}), loopDone: make(chan struct{}), links: map[[32]byte]*groupLink{}, seen: map[string]time.Time{}}
+	maxN := nc.cfg.MaxGroupNeighbors
+	ng.mesh = mesh.New(ng.self, mesh.Config{MaxNeighbors: maxN})
+	nc.mu.Lock()
+	if nc.closed {
+		nc.mu.Unlock()
+		return nil, ErrStreamClosed
+	}
+	if nc.groups[ident.HexID()] != nil {
+		nc.mu.Unlock()
+		return nil, errors.New("rtmfp: this NetConnection is already in that group")
+	}
+	nc.groups[ident.HexID()] = ng
+	srvCtrl := nc.srvCtrl
+	nc.wg.Add(1) // the loop; added under nc.mu, before any Close can wait
+	nc.mu.Unlock()
+
+	if sp.ServerChannel {
+		gc, err := nc.sess.OpenFlow(group.MetaServerChannel, srvCtrl)
+		if err != nil {
+			ng.unregister()
+			nc.wg.Done()
+			return nil, err
+		}
+		ng.gcOut = gc
+		ng.gcID.Store(gc.ID() + 1)
+	}
+	go ng.run()
+	if ng.gcOut != nil {
+		nc.wg.Go(ng.join)
+	} else {
+		ng.do(func() { ng.connected() })
+	}
+	for _, id := range sp.BootstrapPeers {
+		ng.AddNeighbor(hex.EncodeToString(id[:]))
+	}
+	return ng, nil
+}
+
+func (ng *NetGroup) unregister() {
+	nc := ng.nc
+	nc.mu.Lock()
+	if nc.groups[ng.ident.HexID()] == ng {
+		delete(nc.groups, ng.ident.HexID())
+	}
+	nc.mu.Unlock()
+}
+
+// join sends the join on the GC flow and reports its outcome: success
+// once the server acknowledged it, rejected if the server refused the
+// flow, failed if the connection closed first.
+func (ng *NetGroup) join() {
+	ctx, cancel := untilClosed(ng.quit) // the loop closes quit when the connection closes
+	defer cancel()
+	r, err := ng.gcOut.WriteMessage(ctx, group.AppendJoin(nil, ng.ident.ID), time.Time{})
+	if err != nil {
+		ng.emitConnect(flash.LevelError, GroupConnectFailed, "cannot join: "+err.Error())
+		return
+	}
+	select {
+	case <-r.Done():
+	case <-ctx.Done():
+		ng.emitConnect(flash.LevelError, GroupConnectFailed, "connection closed before the server had the join")
+		return
+	}
+	if !r.Delivered() {
+		ng.emitConnect(flash.LevelError, GroupConnectFailed, "the server did not take the join")
+		return
+	}
+	ng.do(func() { ng.connected() })
+	// A server that refuses the group refuses the flow. (One shutting
+	// down refuses its flows too, then closes: that is no refusal.)
+	if err := ng.gcOut.WaitComplete(ctx); err != nil {
+		if rej, _ := ng.gcOut.Rejected(); rej {
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+				ng.emitConnect(flash.LevelError, GroupConnectRejected, "the server refused the group")
+			}
+		}
+	}
+}
+
+func (ng *NetGroup) connected() {
+	if ng.joined {
+		return
+	}
+	ng.joined = true
+	ng.emitConnect(flash.LevelStatus, GroupConnectSuccess, "joined "+ng.sp.Name)
+}
+
+// emitConnect reports a NetGroup.Connect.* event on the group and, as
+// Flash does, on the NetConnection (info.group: the groupspec).
+func (ng *NetGroup) emitConnect(level, code, desc string) {
+	ng.emit(level, code, desc)
+	ng.nc.emit(Status{Level: level, Code: code, Description: desc, Info: flash.Info(level, code, desc, "group", ng.spec)})
+}
+
+func (ng *NetGroup) emit(level, code, desc string, extra ...any) {
+	select {
+	case ng.status <- Status{Level: level, Code: code, Description: desc, Info: flash.Info(level, code, desc, extra...)}:
+	default:
+		ng.c.eventsDropped.Add(1)
+	}
+}
+
+// Status delivers the group's events: NetGroup.Connect.*,
+// NetGroup.Neighbor.Connect/Disconnect (info: neighbor, peerID),
+// NetGroup.Posting.Notify (info: message, messageID) and
+// NetGroup.SendTo.Notify (info: message, from, fromLocal). Events nobody
+// reads beyond its buffer (1024) are dropped and counted.
+func (ng *NetGroup) Status() <-chan Status { return ng.status }
+
+// Done is closed when the group is closed.
+func (ng *NetGroup) Done() <-chan struct{} { return ng.quit }
+
+// Groupspec is the groupspec string the group was joined with.
+func (ng *NetGroup) Groupspec() string { return ng.spec }
+
+// GroupID is the group ID (64 hex digits).
+func (ng *NetGroup) GroupID() string { return ng.ident.HexID() }
+
+// LocalAddress is this member's group address (64 hex digits).
+func (ng *NetGroup) LocalAddress() string { return ng.selfAddr.String() }
+
+// ConvertPeerIDToGroupAddress gives a peer's group address, as the
+// package function does.
+func (ng *NetGroup) ConvertPeerIDToGroupAddress(peerID string) (string, error) {
+	return ConvertPeerIDToGroupAddress(peerID)
+}
+
+// do runs fn on the group's loop; false if the group is closed.
+func (ng *NetGroup) do(fn func()) bool {
+	select {
+	case ng.mail <- fn:
+		return true
+	case <-ng.loopDone:
+		return false
+	}
+}
+
+// call runs fn on the loop and waits for it.
+func (ng *NetGroup) call(fn func()) bool {
+	done := make(chan struct{})
+	if !ng.do(func() { fn(); close(done) }) {
+		return false
+	}
+	select {
+	case <-done:
+		return true
+	case <-ng.loopDone:
+		return false
+	}
+}
+
+// run is the group's loop: it owns the membership state and does every
+// write to neighbours (never blocking).
+func (ng *NetGroup) run() {
+	defer ng.nc.wg.Done()
+	defer close(ng.loopDone)
+	t := time.NewTicker(groupTick)
+	defer t.Stop()
+	now := time.Now()
+	ng.planAt, ng.reportAt, ng.cleanAt = now.Add(groupPlanDebounce), now.Add(groupReportPeriod), now.Add(groupCleanPeriod)
+	for {
+		select {
+		case fn := <-ng.mail:
+			fn()
+			if ng.closedLoop {
+				return
+			}
+		case now := <-t.C:
+			ng.manage(now)
+		case <-ng.nc.done:
+			ng.shutdown()
+			return
+		}
+	}
+}
+
+// soon asks for the neighbour set to be recomputed shortly.
+func (ng *NetGroup) soon(now time.Time) {
+	if at := now.Add(groupPlanDebounce); at.Before(ng.planAt) {
+		ng.planAt = at
+	}
+}
+
+func (ng *NetGroup) manage(now time.Time) {
+	for _, l := range ng.links {
+		if !l.validated && now.Sub(l.started) > groupHandshakeWait {
+			ng.closeLink(l, false, "no group handshake")
+			ng.mesh.DialFailed(now, l.id)
+		}
+	}
+	if !now.Before(ng.planAt) {
+		ng.planAt = now.Add(groupPlanPeriod)
+		for id, l := range ng.links {
+			if l.connected {
+				ng.mesh.SetRTT(id, l.pc.ps.sess.SRTT())
+			}
+		}
+		dial, drop, ask := ng.mesh.Plan(now)
+		for _, id := range drop {
+			if l := ng.links[id]; l != nil {
+				ng.closeLink(l, false, "dropped for a wanted neighbour")
+			}
+		}
+		for _, id := range dial {
+			ng.dial(id)
+		}
+		for _, id := range ask {
+			if l := ng.links[id]; l != nil && l.connected {
+				l.write(l.out, []byte{group.TypeAskClose})
+			}
+		}
+		ng.neighbors.Store(int32(len(ng.mesh.Neighbors())))
+		ng.estimate.Store(floatBits(ng.mesh.EstimatedMemberCount()))
+	}
+	if !now.Before(ng.reportAt) || (!ng.newsAt.IsZero() && !now.Before(ng.newsAt)) {
+		if !now.Before(ng.reportAt) {
+			ng.reportAt = now.Add(groupReportPeriod)
+		}
+		ng.newsAt = time.Time{}
+		// One random neighbour that is not awaiting our reply.
+		for _, l := range ng.links {
+			if l.connected && !l.reportInitiator {
+				ng.sendReport(l, true, now)
+				break
+			}
+		}
+	}
+	if !now.Before(ng.cleanAt) {
+		ng.cleanAt = now.Add(groupCleanPeriod)
+		ng.mesh.Clean(now)
+	}
+	for len(ng.seenQ) > 0 && (now.Sub(ng.seenQ[0].at) > groupPostMemory || len(ng.seenQ) > groupMaxSeen) {
+		delete(ng.seen, ng.seenQ[0].id)
+		ng.seenQ = ng.seenQ[1:]
+	}
+	// Bodies are kept only while they may be replayed.
+	for i := len(ng.seenQ) - 1; i >= 0 && ng.seenQ[i].msg != nil; i-- {
+		if now.Sub(ng.seenQ[i].at) > groupPostReplay {
+			for j := i; j >= 0 && ng.seenQ[j].msg != nil; j-- {
+				ng.seenQ[j].msg = nil
+			}
+			break
+		}
+	}
+}
+
+// dial opens a session to a member (or uses the open one) and starts the
+// group handshake on it.
+func (ng *NetGroup) dial(id [32]byte) {
+	if l := ng.links[id]; l != nil {
+		return
+	}
+	p := ng.mesh.Peer(id)
+	if p == nil {
+		return
+	}
+	ng.mesh.Dialing(id)
+	ng.log.Debug("dialling", "peer", groupLog(id))
+	var extra []netip.AddrPort
+	if p.Host.IsValid() && p.Host != ng.nc.server {
+		extra = append(extra, p.Host)
+	}
+	for _, a := range p.Addrs {
+		if len(extra) < 6 {
+			extra = append(extra, a.AddrPort)
+		}
+	}
+	ng.nc.wg.Go(func() {
+		ctx, cancel := untilClosed(ng.quit)
+		defer cancel()
+		pc, err := ng.nc.dialPeer(ctx, hex.EncodeToString(id[:]), false, extra)
+		ng.do(func() {
+			now := time.Now()
+			if err != nil {
+				ng.log.Debug("dial failed", "peer", hex.EncodeToString(id[:8]), "err", err)
+				ng.mesh.DialFailed(now, id)
+				ng.soon(now)
+				return
+			}
+			if l := ng.links[id]; l != nil {
+				return // the peer's handshake came first
+			}
+			ng.startLink(pc, id, now)
+		})
+	})
+}
+
+// AddNeighbor connects to a member now (it must be in the group). The
+// neighbourship may later be dropped if the group does not need it.
+func (ng *NetGroup) AddNeighbor(peerID string) bool {
+	id, err := ParsePeerID(peerID)
+	if err != nil || id == ng.self {
+		return false
+	}
+	return ng.do(func() {
+		ng.mesh.Hear(time.Now(), id, 0, nil)
+		ng.dial(id)
+	})
+}
+
+// AddMemberHint records that a peer is a member; it becomes a neighbour
+// only if the group needs it.
+func (ng *NetGroup) AddMemberHint(peerID string) bool {
+	id, err := ParsePeerID(peerID)
+	if err != nil || id == ng.self {
+		return false
+	}
+	return ng.do(func() {
+		now := time.Now()
+		if ng.mesh.Hear(now, id, 0, nil) {
+			ng.soon(now)
+		}
+	})
+}
+
+// onMember handles the server's announcement of a member: connect to it
+// now (it has just joined, near us on the ring).
+func (ng *NetGroup) onMember(id [32]byte) {
+	if id == ng.self {
+		return
+	}
+	now := time.Now()
+	ng.mesh.Hear(now, id, 0, nil)
+	if p := ng.mesh.Peer(id); p != nil && !p.Connected && !p.Dialing {
+		if ok, evict := ng.mesh.CanAccept(now, id); ok && evict == nil {
+			ng.dial(id)
+		}
+	}
+}
+
+// readServer reads the server's GC flow: member announcements.
+func (ng *NetGroup) readServer(f *engine.RecvFlow) {
+	ng.readFlow(f, func(m []byte) {
+		if id, err := group.ParseMember(m); err == nil {
+			ng.onMember(id)
+		}
+	})
+}
+
+// readFlow hands each message of f to handle, on the loop, until the
+// flow ends or the group closes.
+func (ng *NetGroup) readFlow(f *engine.RecvFlow, handle func(m []byte)) {
+	ctx, cancel := untilClosed(ng.quit)
+	defer cancel()
+	for {
+		m, err := f.Read(ctx)
+		if err != nil {
+			return
+		}
+		ng.do(func() { handle(m) })
+	}
+}
+
+// groupOfServerFlow finds the group a server GC flow answers.
+func (nc *NetConnection) groupOfServerFlow(f *engine.RecvFlow) *NetGroup {
+	if !group.IsServerChannel(f.Metadata()) {
+		return nil
+	}
+	assoc, ok := f.Assoc()
+	nc.mu.Lock()
+	defer nc.mu.Unlock()
+	var only *NetGroup
+	for _, g := range nc.groups {
+		if ok && g.gcID.Load() == assoc+1 {
+			return g
+		}
+		if g.gcID.Load() != 0 {
+			only = g
+		}
+	}
+	if !ok && len(nc.groups) == 1 {
+		return only
+	}
+	return nil
+}
+
+// NeighborCount is the number of neighbours.
+func (ng *NetGroup) NeighborCount() int { return int(ng.neighbors.Load()) }
+
+// EstimatedMemberCount estimates the group's size (this member included)
+// from how densely the members nearest on the ring are packed.
+func (ng *NetGroup) EstimatedMemberCount() float64 { return bitsFloat(ng.estimate.Load()) }
+
+// Neighbor is a current neighbour.
+type Neighbor struct {
+	PeerID       string
+	GroupAddress string
+	RTT          time.Duration
+}
+
+// Neighbors lists the current neighbours.
+func (ng *NetGroup) Neighbors() []Neighbor {
+	var out []Neighbor
+	ng.call(func() {
+		for _, id := range ng.mesh.Neighbors() {
+			l := ng.links[id]
+			var rtt time.Duration
+			if l != nil {
+				rtt = l.pc.ps.sess.SRTT()
+			}
+			out = append(out, Neighbor{PeerID: hex.EncodeToString(id[:]), GroupAddress: group.AddressOf(id).String(), RTT: rtt})
+		}
+	})
+	return out
+}
+
+// Stats returns the group's counters.
+func (ng *NetGroup) Stats() GroupStats {
+	c := &ng.c
+	return GroupStats{PostsSent: c.postsSent.Load(), PostsReceived: c.postsReceived.Load(), PostsDuplicate: c.postsDuplicate.Load(),
+		PostsDropped: c.postsDropped.Load(), RoutedDelivered: c.routedDelivered.Load(), RoutedForwarded: c.routedForwarded.Load(),
+		RoutedDropped: c.routedDropped.Load(), ReportsSent: c.reportsSent.Load(), ReportsReceived: c.reportsReceived.Load(),
+		HandshakesRefused: c.handshakesRefused.Load(), NeighborsConnected: c.neighborsConnected.Load(), EventsDropped: c.eventsDropped.Load()}
+}
+
+// ErrPostingDisabled is returned by Post in a group without
+// postingEnabled, or without the posting password the groupspec asks for.
+var ErrPostingDisabled = errors.New("rtmfp: posting is not enabled in this group (or needs its posting password)")
+
+// Post sends a message to every member of the group and returns its
+// message ID (hex SHA-256 of the message as sent). Each member gets
+// NetGroup.Posting.Notify once: members forward a post they have not
+// seen to their neighbours and drop those they have. Every call is a new
+// message (a random stamp follows the value on the wire), so posting the
+// same value twice delivers it twice. Posts reach the members connected
+// through the current neighbours; a member with no neighbour yet misses
+// them. message is any value the amf package encodes; strings and
+// numbers are what librtmfp members can read.
+func (ng *NetGroup) Post(message any) (string, error) {
+	if !ng.sp.Posting || ng.sp.PostingHash != nil && !group.PasswordMatches(ng.sp.PostingHash, ng.sp.PostingAuth) {
+		return "", ErrPostingDisabled
+	}
+	stamp := make([]byte, group.StampLen)
+	rand.Read(stamp)
+	msg, err := group.AppendPost(nil, message, stamp)
+	if err != nil {
+		return "", err
+	}
+	if len(msg) > group.MaxPost {
+		return "", fmt.Errorf("rtmfp: post of %d bytes, more than %d", len(msg), group.MaxPost)
+	}
+	id := group.PostID(msg)
+	if !ng.do(func() {
+		ng.remember(id, msg, time.Now())
+		ng.c.postsSent.Add(1)
+		ng.log.Debug("posting", "id", id[:8], "neighbors", len(ng.links))
+		for _, l := range ng.links {
+			if l.connected {
+				l.sendPost(msg)
+			}
+		}
+	}) {
+		return "", ErrGroupClosed
+	}
+	return id, nil
+}
+
+func (ng *NetGroup) remember(id string, msg []byte, now time.Time) {
+	ng.seen[id] = now
+	ng.seenQ = append(ng.seenQ, seenPost{id, now, msg})
+}
+
+// replayPosts sends a new neighbour the posts of the last few seconds: a
+// post that was flooding while the neighbourship formed would otherwise
+// miss the members behind it. Duplicates are dropped by ID as usual.
+func (ng *NetGroup) replayPosts(l *groupLink, now time.Time) {
+	budget := groupReplayMax
+	first := len(ng.seenQ)
+	for first > 0 && now.Sub(ng.seenQ[first-1].at) <= groupPostReplay && budget >= len(ng.seenQ[first-1].msg) {
+		first--
+		budget -= len(ng.seenQ[first].msg)
+	}
+	for _, p := range ng.seenQ[first:] {
+		l.sendPost(p.msg)
+	}
+}
+
+// onPost floods a post onwards the first time it is seen.
+func (ng *NetGroup) onPost(from *groupLink, msg []byte) {
+	v, id, ok, err := group.ParsePost(msg)
+	if err != nil {
+		ng.c.postsDropped.Add(1)
+		return
+	}
+	if !ok {
+		return // a post key message: nothing to deliver
+	}
+	if _, dup := ng.seen[id]; dup {
+		ng.c.postsDuplicate.Add(1)
+		return
+	}
+	ng.remember(id, msg, time.Now())
+	ng.c.postsReceived.Add(1)
+	ng.log.Debug("post", "id", id[:8], "from", from != nil)
+	ng.emit(flash.LevelStatus, GroupPostingNotify, "post received", "message", v, "messageID", id)
+	for _, l := range ng.links {
+		if l != from && l.connected {
+			l.sendPost(msg)
+		}
+	}
+}
+
+func (ng *NetGroup) routingOK() bool { return ng.sp.Routing }
+
+// SendToNearest delivers a message to the member whose group address is
+// nearest groupAddress, hop by hop through neighbours (each forwards to
+// its neighbour nearest the address, until a member is nearer than all
+// its neighbours). That member gets NetGroup.SendTo.Notify; if it is this
+// one, the event comes here with fromLocal true. Routing runs between
+// Stratus members (neighbours that do not speak Stratus's routing layout
+// are skipped).
+func (ng *NetGroup) SendToNearest(message any, groupAddress string) SendResult {
+	b, err := hex.DecodeString(groupAddress)
+	return ng.sendTo(err == nil && len(b) == 32, message, func(body []byte) SendResult {
+		return ng.route(false, group.Routed{Mode: group.ModeNearest, Dest: group.Addr(b), Origin: ng.selfAddr, Body: body}, message)
+	})
+}
+
+// SendToNeighbor sends a message to the neighbour right after
+// (NextIncreasing) or before (NextDecreasing) this member on the ring.
+func (ng *NetGroup) SendToNeighbor(message any, mode SendMode) SendResult {
+	return ng.sendTo(mode == NextIncreasing || mode == NextDecreasing, message, func(body []byte) SendResult {
+		id, ok := ng.mesh.NextNeighbor(mode == NextIncreasing, ng.canRoute)
+		if !ok {
+			return SendNoRoute
+		}
+		ng.links[id].sendRouted(group.Routed{Mode: group.ModeNeighbor, Dest: group.AddressOf(id), Origin: ng.selfAddr, Body: body})
+		return SendSent
+	})
+}
+
+// SendToAllNeighbors sends a message to every neighbour.
+func (ng *NetGroup) SendToAllNeighbors(message any) SendResult {
+	return ng.sendTo(true, message, func(body []byte) SendResult {
+		res := SendNoRoute
+		for id, l := range ng.links {
+			if ng.canRoute(id) {
+				l.sendRouted(group.Routed{Mode: group.ModeNeighbor, Dest: group.AddressOf(id), Origin: ng.selfAddr, Body: body})
+				res = SendSent
+			}
+		}
+		return res
+	})
+}
+
+// sendTo encodes a message and runs send on the loop; an invalid request
+// or a group without routingEnabled gives SendError.
+func (ng *NetGroup) sendTo(valid bool, message any, send func(body []byte) SendResult) SendResult {
+	if !valid || !ng.routingOK() {
+		return SendError
+	}
+	body, err := amf.AppendAMF0(nil, message)
+	if err != nil {
+		return SendError
+	}
+	res := SendError
+	ng.call(func() { res = send(body) })
+	return res
+}
+
+func (ng *NetGroup) canRoute(id [32]byte) bool {
+	l := ng.links[id]
+	return l != nil && l.connected && l.capable
+}
+
+// route delivers or forwards a routed message (mode nearest); received
+// says it came from a neighbour rather than from this member's
+// SendToNearest.
+func (ng *NetGroup) route(received bool, r group.Routed, v any) SendResult {
+	next, self := ng.mesh.Nearest(r.Dest, ng.canRoute)
+	if self {
+		ng.c.routedDelivered.Add(1)
+		ng.emit(flash.LevelStatus, GroupSendToNotify, "message for the nearest member", "message", v,
+			"from", r.Origin.String(), "fromLocal", !received)
+		return SendSent
+	}
+	if int(r.Hops) >= group.MaxHops {
+		ng.c.routedDropped.Add(1)
+		return SendNoRoute
+	}
+	if received {
+		r.Hops++
+		ng.c.routedForwarded.Add(1)
+	}
+	ng.links[next].sendRouted(r)
+	return SendSent
+}
+
+// onRouted handles a routed message from a neighbour.
+func (ng *NetGroup) onRouted(msg []byte) {
+	r, err := group.ParseRouted(msg)
+	if err != nil || !ng.routingOK() {
+		ng.c.routedDropped.Add(1)
+		return
+	}
+	v, err := r.Value()
+	if err != nil {
+		ng.c.routedDropped.Add(1)
+		return
+	}
+	if r.Mode == group.ModeNeighbor {
+		ng.c.routedDelivered.Add(1)
+		ng.emit(flash.LevelStatus, GroupSendToNotify, "message from a neighbour", "message", v,
+			"from", r.Origin.String(), "fromLocal", false)
+		return
+	}
+	ng.route(true, r, v)
+}
+
+// Close leaves the group: each neighbour's group flow is finished (which
+// ends the neighbourship), the server channel is finished (the server
+// drops the membership), and sessions used by nothing else close.
+func (ng *NetGroup) Close() error {
+	ng.closing.Do(func() {
+		ng.do(func() { ng.shutdown() })
+		<-ng.loopDone
+	})
+	return nil
+}
+
+// shutdown runs on the loop and ends it.
+func (ng *NetGroup) shutdown() {
+	if ng.closedLoop {
+		return
+	}
+	ng.closedLoop = true
+	close(ng.quit)
+	for _, l := range ng.links {
+		ng.closeLink(l, false, "")
+	}
+	if ng.gcOut != nil {
+		ng.gcOut.Close()
+	}
+	ng.unregister()
+}
+
+func floatBits(f float64) uint64 { return math.Float64bits(f) }
+func bitsFloat(b uint64) float64 { return math.Float64frombits(b) }
+
+// groupLog is a short peer label for logs.
+func groupLog(id [32]byte) string { return strings.ToLower(hex.EncodeToString(id[:6])) }
+
+// untilClosed is a context that ends when ch is closed (or cancel is
+// called).
+func untilClosed(ch <-chan struct{}) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		select {
+		case <-ch:
+		case <-ctx.Done():
+		}
+		cancel()
+	}()
+	return ctx, cancel
+}

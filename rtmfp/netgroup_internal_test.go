@@ -1,0 +1,96 @@
+package rtmfp
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stratus-rtmfp/stratus/server"
+	"github.com/stratus-rtmfp/stratus/server/servertest"
+)
+
+type traced struct {
+	ng   *NetGroup
+	what string
+}
+
+// traceGroups makes every group's untold events (refusals, ended
+// neighbourships) arrive on the returned channel for the test's length.
+func traceGroups(t *testing.T) chan traced {
+	ch := make(chan traced, 100)
+	groupTrace = func(ng *NetGroup, what string) {
+		select {
+		case ch <- traced{ng, what}:
+		default:
+		}
+	}
+	t.Cleanup(func() { groupTrace = nil })
+	return ch
+}
+
+// A member that has the group's ID but not its groupspec text (what the
+// server, or an eavesdropper on the server channel, knows) cannot compute
+// the group-init HMAC: the member it dials refuses it, and neither gets a
+// neighbour. A member of another group is refused too.
+func TestGroupHandshakeRefusesWrongGroupspec(t *testing.T) {
+	events := traceGroups(t)
+	srv := servertest.Start(t, server.Config{Open: true})
+	spec := "G:027f02010101000103010c050e74657374011b00"
+	dial := func() *NetConnection {
+		nc, err := Connect(context.Background(), srv.URL("k"), &Config{LocalAddr: "127.0.0.1:0", PeerTimeout: 5 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { nc.Close() })
+		return nc
+	}
+	a, b, c := dial(), dial(), dial()
+	join := func(nc *NetConnection, spec string) *NetGroup {
+		ng, err := NewNetGroup(nc, spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ng.Close() })
+		return ng
+	}
+	ga, gb, gc := join(a, spec), join(b, spec), join(c, "G:027f02010101000103010c060e6f74686572011b00")
+	gb.ident.Text = strings.TrimSuffix(spec, "00") + "00" // same group ID, another HMAC key
+	gb.AddNeighbor(a.NearID())
+	want := map[string]bool{"a refused b": false, "b refused by a": false}
+	deadline := time.After(10 * time.Second)
+	for !want["a refused b"] || !want["b refused by a"] {
+		select {
+		case ev := <-events:
+			switch {
+			case ev.ng == ga && ev.what == "refused wrong group key (another groupspec)":
+				want["a refused b"] = true
+			case ev.ng == gb && ev.what == "ended refused by the peer":
+				want["b refused by a"] = true
+			}
+		case <-deadline:
+			t.Fatalf("%v", want)
+		}
+	}
+	// c's init names a group a is not in: a refuses its flow before any
+	// group sees it, and c's dial fails the same way.
+	gc.AddNeighbor(a.NearID())
+	for done := false; !done; {
+		select {
+		case ev := <-events:
+			done = ev.ng == gc && ev.what == "ended refused by the peer"
+		case <-deadline:
+			t.Fatal("c not refused")
+		}
+	}
+	if ga.NeighborCount() != 0 || gb.NeighborCount() != 0 || gc.NeighborCount() != 0 || ga.Stats().NeighborsConnected != 0 {
+		t.Fatal("a neighbourship formed")
+	}
+	for _, g := range []*NetGroup{ga, gb, gc} {
+		for len(g.Status()) > 0 {
+			if st := <-g.Status(); st.Code == GroupNeighborConnect {
+				t.Fatal("Neighbor.Connect for a refused member")
+			}
+		}
+	}
+}
