@@ -4,7 +4,7 @@
 //	stratus keys     manage developer keys
 //	stratus probe    connect to an RTMFP server, like Flash would, and measure it
 //	stratus bench    load the server and measure it
-//	stratus peer     publish/play FLV and send/listen peer to peer
+//	stratus peer     publish/play FLV and send/listen peer to peer; post/listen in NetGroups
 package main
 
 import (
@@ -21,7 +21,7 @@ commands:
   keys     create, list, revoke and show developer keys (see: stratus keys)
   probe    connect to an RTMFP server as Flash would and report (see: stratus probe -h)
   bench    load tool: connects/s, memory per idle session, introductions/s (see: stratus bench)
-  peer     publish and play FLV peer to peer, send and listen to messages (see: stratus peer)
+  peer     publish and play FLV peer to peer, send and listen to messages, post in NetGroups (see: stratus peer)
 `
 
 func main() {

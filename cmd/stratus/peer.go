@@ -22,9 +22,17 @@ const peerUsage = `usage:
   stratus peer send    --url rtmfp://HOST/KEY --name NAME [--handler H] [--wait N] [MESSAGE...]
   stratus peer listen  --url rtmfp://HOST/KEY --peer PEERID --name NAME [--handler H] [--duration D]
 
+  stratus peer post    --url rtmfp://HOST/KEY --group SPEC [--count N] [--interval D] [--stay D] [--neighbor PEERID]... MESSAGE
+  stratus peer listen  --url rtmfp://HOST/KEY --group SPEC [--duration D] [--neighbor PEERID]...
+
 publish and send print this peer's ID (64 hex digits) on a line of its own;
 give it to play / listen as --peer. Media and messages go peer to peer:
 the server only introduces the peers.
+
+With --group, post and listen join a NetGroup (SPEC is a groupspec, G:...)
+and print one JSON line per event: "joining" (this peer's ID and group
+address), NetGroup.Neighbor.Connect/Disconnect, NetGroup.Posting.Notify
+(message, messageID), NetGroup.SendTo.Notify, and for post, "posted".
 `
 
 func runPeer(args []string) error {
@@ -45,14 +53,25 @@ func runPeer(args []string) error {
 	fs.Var(&allow, "allow", "accept only this subscriber peer ID, repeatable (publish)")
 	wait := fs.Int("wait", 1, "subscribers to wait for before starting (publish, send)")
 	handler := fs.String("handler", "onMessage", "handler name of the send() calls (send, listen)")
-	timeout := fs.Duration("timeout", 20*time.Second, "how long to wait for the server and the peer")
+	timeout := fs.Duration("timeout", 20*time.Second, "how long to wait for the server and the peer (post: for a first neighbour)")
+	groupSpec := fs.String("group", "", "groupspec of a NetGroup (post, listen)")
+	count := fs.Int("count", 1, "posts to send, each a new message (post)")
+	interval := fs.Duration("interval", time.Second, "time between posts (post)")
+	stay := fs.Duration("stay", 5*time.Second, "time to stay in the group after the last post (post)")
+	var neighbors listFlag
+	fs.Var(&neighbors, "neighbor", "connect to this group member at once, repeatable (post, listen with --group)")
 	fs.Usage = func() { fmt.Fprint(fs.Output(), peerUsage); fs.PrintDefaults() }
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
-	if *url == "" || *name == "" {
+	isGroup := *groupSpec != "" || cmd == "post"
+	if *url == "" || *name == "" && !isGroup {
 		fs.Usage()
 		return errors.New("--url and --name are required")
+	}
+	if isGroup && *groupSpec == "" {
+		fs.Usage()
+		return errors.New("--group is required")
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -61,6 +80,22 @@ func runPeer(args []string) error {
 		return err
 	}
 	defer nc.Close()
+	if isGroup {
+		o := peertool.GroupOptions{Group: *groupSpec, Neighbors: neighbors, Wait: *timeout, Count: *count, Interval: *interval,
+			Stay: *stay, Duration: *duration}
+		switch cmd {
+		case "post":
+			if fs.NArg() != 1 {
+				fs.Usage()
+				return errors.New("one MESSAGE expected")
+			}
+			return peertool.GroupPost(ctx, nc, os.Stdout, fs.Arg(0), o)
+		case "listen":
+			return peertool.GroupListen(ctx, nc, os.Stdout, o)
+		}
+		fs.Usage()
+		return fmt.Errorf("--group works with post and listen, not %q", cmd)
+	}
 	switch cmd {
 	case "publish":
 		if fs.NArg() != 1 {

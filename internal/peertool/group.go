@@ -1,0 +1,184 @@
+package peertool
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/stratus-rtmfp/stratus/amf"
+	"github.com/stratus-rtmfp/stratus/rtmfp"
+)
+
+// GroupOptions configure the NetGroup commands.
+type GroupOptions struct {
+	Group     string   // groupspec
+	Neighbors []string // peer IDs to connect to at once (AddNeighbor)
+	// Wait bounds how long GroupPost waits for its first neighbour.
+	Wait time.Duration
+	// Post: how many posts, the gap between them, and how long to stay
+	// afterwards so that they spread.
+	Count    int
+	Interval time.Duration
+	Stay     time.Duration
+	// Listen: stop after this long (0: until ctx ends).
+	Duration time.Duration
+}
+
+// ErrNoNeighbor is returned when no neighbour came within Wait.
+var ErrNoNeighbor = errors.New("peertool: no group neighbour came")
+
+// groupEvents writes one JSON line per group event: the Flash code as
+// "event", and the info fields that matter.
+type groupEvents struct {
+	mu  sync.Mutex
+	enc *json.Encoder
+}
+
+func (g *groupEvents) line(fields map[string]any) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.enc.Encode(fields)
+}
+
+func (g *groupEvents) status(st rtmfp.Status) {
+	f := map[string]any{"event": st.Code}
+	if st.Info != nil {
+		for _, k := range []string{"peerID", "neighbor", "messageID", "from", "fromLocal"} {
+			if v, ok := st.Info.Get(k); ok {
+				f[k] = v
+			}
+		}
+		if v, ok := st.Info.Get("message"); ok {
+			f["message"] = jsonValue(v)
+		}
+	}
+	g.line(f)
+}
+
+// jsonValue turns decoded AMF into something encoding/json writes.
+func jsonValue(v any) any {
+	switch x := v.(type) {
+	case *amf.Object:
+		m := map[string]any{}
+		for _, p := range x.Pairs {
+			m[p.Key] = jsonValue(p.Value)
+		}
+		return m
+	case amf.ECMAArray:
+		m := map[string]any{}
+		for _, p := range x {
+			m[p.Key] = jsonValue(p.Value)
+		}
+		return m
+	case amf.Array:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = jsonValue(e)
+		}
+		return out
+	case amf.Undefined:
+		return nil
+	}
+	return v
+}
+
+func joinGroup(ctx context.Context, nc *rtmfp.NetConnection, o GroupOptions, ev *groupEvents) (*rtmfp.NetGroup, error) {
+	ng, err := rtmfp.NewNetGroup(nc, o.Group)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range o.Neighbors {
+		if !ng.AddNeighbor(p) {
+			ng.Close()
+			return nil, fmt.Errorf("peertool: bad neighbour peer ID %q", p)
+		}
+	}
+	addr, _ := rtmfp.ConvertPeerIDToGroupAddress(nc.NearID())
+	ev.line(map[string]any{"event": "joining", "peerID": nc.NearID(), "groupAddress": addr, "groupID": ng.GroupID()})
+	return ng, nil
+}
+
+// GroupPost joins the group, waits for a first neighbour, posts message
+// Count times (each a new post), stays Stay so that the posts spread, and
+// leaves. Events go to out as JSON lines.
+func GroupPost(ctx context.Context, nc *rtmfp.NetConnection, out io.Writer, message string, o GroupOptions) error {
+	if o.Count <= 0 {
+		o.Count = 1
+	}
+	ev := &groupEvents{enc: json.NewEncoder(out)}
+	ng, err := joinGroup(ctx, nc, o, ev)
+	if err != nil {
+		return err
+	}
+	defer ng.Close()
+	wait := time.After(o.Wait)
+	for have := false; !have; {
+		select {
+		case st := <-ng.Status():
+			ev.status(st)
+			have = st.Code == rtmfp.GroupNeighborConnect
+		case <-wait:
+			return ErrNoNeighbor
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	posted := 0
+	next := time.NewTimer(0)
+	defer next.Stop()
+	stay := time.NewTimer(time.Hour)
+	stay.Stop()
+	for {
+		select {
+		case <-next.C:
+			id, err := ng.Post(message)
+			if err != nil {
+				return err
+			}
+			posted++
+			ev.line(map[string]any{"event": "posted", "message": message, "messageID": id, "neighbors": ng.NeighborCount()})
+			if posted < o.Count {
+				next.Reset(o.Interval)
+			} else {
+				stay.Reset(o.Stay)
+			}
+		case st := <-ng.Status():
+			ev.status(st)
+		case <-stay.C:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// GroupListen joins the group and writes every event (posts, neighbours,
+// routed messages) to out as JSON lines, until Duration or ctx ends.
+func GroupListen(ctx context.Context, nc *rtmfp.NetConnection, out io.Writer, o GroupOptions) error {
+	ev := &groupEvents{enc: json.NewEncoder(out)}
+	ng, err := joinGroup(ctx, nc, o, ev)
+	if err != nil {
+		return err
+	}
+	defer ng.Close()
+	var stop <-chan time.Time
+	if o.Duration > 0 {
+		stop = time.After(o.Duration)
+	}
+	for {
+		select {
+		case st := <-ng.Status():
+			ev.status(st)
+		case <-stop:
+			return nil
+		case <-ctx.Done():
+			return nil
+		case <-nc.Done():
+			return errors.New("peertool: the connection closed")
+		}
+	}
+}

@@ -1,0 +1,107 @@
+package peertool
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/stratus-rtmfp/stratus/rtmfp"
+	"github.com/stratus-rtmfp/stratus/server"
+	"github.com/stratus-rtmfp/stratus/server/servertest"
+)
+
+// What "stratus peer post" and "stratus peer listen --group" do: the
+// listeners print every post once, with its text, and the neighbour
+// events; post exits once it stayed its time.
+func TestGroupPostAndListen(t *testing.T) {
+	srv := servertest.Start(t, server.Config{Open: true})
+	url := srv.URL("key")
+	spec := "G:027f02010101000103010c050e74657374011b00"
+	connect := func() *rtmfp.NetConnection {
+		nc, err := rtmfp.Connect(context.Background(), url, &rtmfp.Config{LocalAddr: "127.0.0.1:0"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { nc.Close() })
+		return nc
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// Two listeners, the second a neighbour of the first; the poster
+	// knows only the second, so the first gets the posts relayed.
+	l1, l2 := connect(), connect()
+	lines := make(chan map[string]any, 100)
+	listen := func(nc *rtmfp.NetConnection, who string, neighbors []string) {
+		r, w := io.Pipe()
+		go func() {
+			GroupListen(ctx, nc, w, GroupOptions{Group: spec, Neighbors: neighbors})
+			w.Close()
+		}()
+		go func() {
+			sc := bufio.NewScanner(r)
+			for sc.Scan() {
+				var m map[string]any
+				if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+					t.Errorf("%s printed %q: %v", who, sc.Text(), err)
+					continue
+				}
+				m["who"] = who
+				lines <- m
+			}
+		}()
+	}
+	listen(l1, "l1", nil)
+	listen(l2, "l2", []string{l1.NearID()})
+	wait := func(what string, ok func(map[string]any) bool) {
+		t.Helper()
+		timeout := time.After(10 * time.Second)
+		for {
+			select {
+			case m := <-lines:
+				if ok(m) {
+					return
+				}
+			case <-timeout:
+				t.Fatalf("no %s", what)
+			}
+		}
+	}
+	wait("neighbourship between the listeners", func(m map[string]any) bool {
+		return m["who"] == "l1" && m["event"] == rtmfp.GroupNeighborConnect && m["peerID"] == l2.NearID()
+	})
+	p := connect()
+	done := make(chan error, 1)
+	go func() {
+		done <- GroupPost(ctx, p, io.Discard, "hello group", GroupOptions{Group: spec, Neighbors: []string{l2.NearID()},
+			Wait: 10 * time.Second, Count: 3, Interval: 50 * time.Millisecond, Stay: time.Second})
+	}()
+	posts := map[string]map[string]bool{"l1": {}, "l2": {}}
+	timeout := time.After(15 * time.Second)
+	for len(posts["l1"]) < 3 || len(posts["l2"]) < 3 {
+		select {
+		case m := <-lines:
+			if m["event"] != rtmfp.GroupPostingNotify {
+				continue
+			}
+			who, id := m["who"].(string), m["messageID"].(string)
+			if m["message"] != "hello group" || posts[who][id] {
+				t.Fatalf("%s: %v (seen: %v)", who, m, posts[who][id])
+			}
+			posts[who][id] = true
+		case <-timeout:
+			t.Fatalf("posts seen: %v", posts)
+		}
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	// Without any neighbour, post gives up after its wait.
+	lonely := connect()
+	err := GroupPost(ctx, lonely, io.Discard, "x", GroupOptions{Group: "G:027f02010101000103010c060e616c6f6e65011b00", Wait: 200 * time.Millisecond})
+	if err != ErrNoNeighbor {
+		t.Fatal(err)
+	}
+}
