@@ -26,6 +26,9 @@ type PacketStats struct {
 	HandshakesOK, HandshakesFailed, CookieChanges        uint64
 	RHellosSent, RedirectsSent, FIHellosSent             uint64
 	SessionsOpen                                         int64
+	// HandlerPanics counts server event handlers that panicked (a bug:
+	// each aborted its session, the server carried on).
+	HandlerPanics uint64
 }
 
 // engineStats adds up the engines' counters.
@@ -53,6 +56,7 @@ func (s *Server) engineStats() PacketStats {
 		t.RedirectsSent += st.RedirectsSent
 		t.FIHellosSent += st.FIHellosSent
 		t.SessionsOpen += st.SessionsOpen
+		t.HandlerPanics += st.EventPanics
 	}
 	return t
 }

@@ -207,8 +207,10 @@ func (ev *events) Message(f *engine.RecvFlow, msg []byte) {
 	switch {
 	case f == c.ctrlIn:
 		c.onControl(m)
-	case f.Value != nil:
-		c.onStream(f.Value.(uint64), m)
+	default:
+		if id, ok := f.Value.(uint64); ok {
+			c.onStream(id, m)
+		}
 	}
 }
 

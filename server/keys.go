@@ -173,7 +173,8 @@ func (s *Server) RevokeKey(id string) (store.Key, error) {
 		}
 	}
 	for _, c := range live {
-		c.refuse(1, "NetConnection.Connect.Rejected", "developer key revoked")
+		// Client state belongs to the event dispatcher: refuse there.
+		c.e.Run(func() { c.refuse(1, "NetConnection.Connect.Rejected", "developer key revoked") })
 	}
 	return key, nil
 }

@@ -178,14 +178,19 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		e.Refuse()
 	}
 	for _, e := range engines {
+		var mine []*client
 		for _, sess := range e.Sessions() {
 			if c, ok := sess.Value().(*client); ok {
-				clients = append(clients, c)
+				mine = append(mine, c)
 			}
 		}
-	}
-	for _, c := range clients {
-		c.shutdown()
+		// Client state belongs to the engine's event dispatcher.
+		e.Run(func() {
+			for _, c := range mine {
+				c.shutdown()
+			}
+		})
+		clients = append(clients, mine...)
 	}
 	var err error
 	for _, c := range clients {

@@ -18,6 +18,7 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -137,6 +138,7 @@ type Counters struct {
 	HandshakesOK, HandshakesFailed, CookieChanges        atomic.Uint64
 	RHellosSent, RedirectsSent, FIHellosSent             atomic.Uint64
 	SessionsOpen                                         atomic.Int64
+	EventPanics                                          atomic.Uint64
 }
 
 // Stats is a snapshot of Counters.
@@ -148,6 +150,7 @@ type Stats struct {
 	HandshakesOK, HandshakesFailed, CookieChanges        uint64
 	RHellosSent, RedirectsSent, FIHellosSent             uint64
 	SessionsOpen                                         int64
+	EventPanics                                          uint64
 }
 
 // Engine is one RTMFP endpoint on one socket.
@@ -268,10 +271,12 @@ func New(conn net.PacketConn, cfg Config) (*Engine, error) {
 }
 
 // event is a callback queued for the dispatcher; cost is what a message
-// event counts against MaxEventBytes.
+// event counts against MaxEventBytes; s is the session it concerns (a
+// callback that panics aborts that session, not the process).
 type event struct {
 	fn   func()
 	cost int
+	s    *Session
 }
 
 // eventCharge is what one queued message costs beyond its bytes (the
@@ -279,8 +284,43 @@ type event struct {
 // too.
 const eventCharge = 96
 
-// event queues a callback for the dispatcher; e.mu held.
-func (e *Engine) event(fn func()) { e.queueEvent(event{fn: fn}) }
+// event queues a callback about session s for the dispatcher; e.mu held.
+func (e *Engine) event(s *Session, fn func()) { e.queueEvent(event{fn: fn, s: s}) }
+
+// Run runs fn on the event dispatcher, in order with the events, and
+// returns once it ran (or at once if the engine is closed or not in event
+// mode): code outside the callbacks uses it to touch the state that only
+// the callbacks otherwise touch, without locks. fn must not call Run.
+func (e *Engine) Run(fn func()) {
+	e.mu.Lock()
+	if e.closed || e.cfg.Events == nil {
+		e.mu.Unlock()
+		return
+	}
+	done := make(chan struct{})
+	e.queueEvent(event{fn: func() { defer close(done); fn() }})
+	e.mu.Unlock()
+	select {
+	case <-done:
+	case <-e.done:
+	}
+}
+
+// runEvent runs one callback. A panic in it is the application's bug about
+// one session: it is logged with its stack, counted, and that session is
+// aborted; the dispatcher and every other session carry on.
+func (e *Engine) runEvent(ev event) {
+	defer func() {
+		if r := recover(); r != nil {
+			e.C.EventPanics.Add(1)
+			e.log.Error("event handler panicked; aborting its session", "panic", r, "stack", string(debug.Stack()))
+			if ev.s != nil {
+				ev.s.Abort()
+			}
+		}
+	}()
+	ev.fn()
+}
 
 func (e *Engine) queueEvent(ev event) {
 	e.evq = append(e.evq, ev)
@@ -303,7 +343,7 @@ func (e *Engine) dispatch() {
 			e.evq = nil
 			e.mu.Unlock()
 			for _, ev := range q {
-				ev.fn()
+				e.runEvent(ev)
 			}
 			return
 		}
@@ -317,7 +357,7 @@ func (e *Engine) dispatch() {
 			}
 			cost := 0
 			for _, ev := range q {
-				ev.fn()
+				e.runEvent(ev)
 				cost += ev.cost
 			}
 			if cost > 0 {
@@ -410,7 +450,7 @@ func (e *Engine) Stats() Stats {
 		DropOversize: c.DropOversize.Load(),
 		HandshakesOK: c.HandshakesOK.Load(), HandshakesFailed: c.HandshakesFailed.Load(), CookieChanges: c.CookieChanges.Load(),
 		RHellosSent: c.RHellosSent.Load(), RedirectsSent: c.RedirectsSent.Load(), FIHellosSent: c.FIHellosSent.Load(),
-		SessionsOpen: c.SessionsOpen.Load(),
+		SessionsOpen: c.SessionsOpen.Load(), EventPanics: c.EventPanics.Load(),
 	}
 }
 
@@ -826,7 +866,7 @@ func (e *Engine) completeKeying(now time.Time, src netip.AddrPort, ik wire.IIKey
 		}
 	}
 	if ev := e.cfg.Events; ev != nil {
-		e.event(func() { ev.SessionOpened(s) })
+		e.event(s, func() { ev.SessionOpened(s) })
 		return
 	}
 	e.accepted = append(e.accepted, s)
@@ -929,7 +969,7 @@ func (e *Engine) sessionGone(s *Session) {
 		e.drainFlow(rf, true)
 	}
 	s.drain = nil
-	e.event(func() { ev.SessionClosed(s, err) })
+	e.event(s, func() { ev.SessionClosed(s, err) })
 }
 
 // drainFlow hands a flow's complete messages (and its end) to the
@@ -943,12 +983,12 @@ func (e *Engine) drainFlow(rf *RecvFlow, force bool) bool {
 		}
 		msg, ok, eof := rf.core.Read()
 		if ok {
-			e.queueEvent(event{fn: func() { ev.Message(rf, msg) }, cost: len(msg) + eventCharge})
+			e.queueEvent(event{fn: func() { ev.Message(rf, msg) }, cost: len(msg) + eventCharge, s: rf.s})
 			continue
 		}
 		if (eof || rf.s.core.IsClosed()) && !rf.closedSent {
 			rf.closedSent = true
-			e.event(func() { ev.FlowClosed(rf) })
+			e.event(rf.s, func() { ev.FlowClosed(rf) })
 		}
 		rf.queued = false
 		return true
