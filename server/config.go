@@ -63,6 +63,12 @@ type Config struct {
 	HelloRate         float64 // RHellos per second in all, default 50000 (negative: no limit)
 	MaxPeerAddresses  int     // setPeerInfo addresses kept per client, default 8
 
+	// The peer-ID exchange (Server.Exchange and the stratus.exchange.*
+	// calls) holds at most this many names per developer key (default
+	// 10000) and per peer (default 8).
+	ExchangeMaxNamesPerKey  int
+	ExchangeMaxNamesPerPeer int
+
 	// PublicAddresses are the addresses clients reach this server at, when
 	// it sits behind a NAT or load balancer; they are shown in URLs and the
 	// admin API.
