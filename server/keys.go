@@ -246,6 +246,11 @@ func (s *Server) LiveSessions(key string) int {
 // Keys lists the developer keys.
 func (s *Server) Keys() ([]store.Key, error) { return s.cfg.Store.ListKeys() }
 
+// FlushUsage writes the usage counters gathered since the last write to
+// the store now (the server does every 5 s), so that what the store says
+// (store.Accounts.UsageHistory) is up to date.
+func (s *Server) FlushUsage() { s.keys.flush() }
+
 // KeyUsage returns a key's counters, including what is not yet flushed.
 func (s *Server) KeyUsage(id string) (store.Key, store.Usage, error) {
 	key, err := s.cfg.Store.GetKey(id)

@@ -53,6 +53,7 @@ func serverFlags(fs *flag.FlagSet) (*server.Config, *serveOpts) {
 	fs.IntVar(&cfg.MaxPeerAddresses, "max-peer-addresses", 8, "setPeerInfo addresses kept per client")
 	fs.DurationVar(&o.drain, "drain-timeout", 10*time.Second, "on SIGTERM, how long to wait for clients to close")
 	o.policy = policyFlags(fs)
+	webFlags(fs, cfg, &o.web)
 	fs.StringVar(&o.level, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&o.format, "log-format", "text", "log format: text or json")
 	fs.StringVar(&o.config, "config", "", "config file of \"name = value\" lines, names as the flags")
@@ -66,6 +67,7 @@ type serveOpts struct {
 	config                     string
 	drain                      time.Duration
 	policy                     policyOpts
+	web                        webOpts
 }
 
 func runServer(args []string) error {
@@ -140,22 +142,21 @@ func runServer(args []string) error {
 			return fmt.Errorf("serving %s: %w", c.LocalAddr(), err)
 		}
 	}
+	tokenPath := adminTokenPath(o.data, o.adminToken)
+	token, created, err := loadOrCreateToken(tokenPath)
+	if err != nil {
+		srv.Close()
+		return fmt.Errorf("admin token: %w", err)
+	}
+	if created {
+		log.Info("created the admin API token", "file", tokenPath)
+	}
 	var admin *http.Server
 	if o.admin != "" && o.admin != "off" {
 		ln, err := net.Listen("tcp", o.admin)
 		if err != nil {
 			srv.Close()
 			return fmt.Errorf("admin listener: %w", err)
-		}
-		tokenPath := adminTokenPath(o.data, o.adminToken)
-		token, created, err := loadOrCreateToken(tokenPath)
-		if err != nil {
-			ln.Close()
-			srv.Close()
-			return fmt.Errorf("admin token: %w", err)
-		}
-		if created {
-			log.Info("created the admin API token", "file", tokenPath)
 		}
 		admin = &http.Server{Handler: srv.Admin(server.AdminOptions{Token: token, Addr: ln.Addr().String()}), ReadHeaderTimeout: 10 * time.Second}
 		go admin.Serve(ln)
@@ -168,6 +169,14 @@ func runServer(args []string) error {
 		adminFile := filepath.Join(o.data, adminAddrFile)
 		_ = os.WriteFile(adminFile, []byte(ln.Addr().String()+"\n"), 0o600)
 		defer os.Remove(adminFile)
+	}
+	web, err := startWeb(&o.web, srv, st, cfg, conns[0], token, log)
+	if err != nil {
+		if admin != nil {
+			admin.Close()
+		}
+		srv.Close()
+		return err
 	}
 	sig := make(chan os.Signal, 2)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
@@ -186,6 +195,9 @@ func runServer(args []string) error {
 	}
 	if admin != nil {
 		admin.Close()
+	}
+	if web != nil {
+		web.Close()
 	}
 	log.Info("stopped")
 	return nil
