@@ -73,7 +73,7 @@ func chartSVG(samples []store.UsageSample, now time.Time) template.HTML {
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg class="chart" viewBox="0 0 %d %d" role="img" aria-labelledby="chart-title chart-desc" xmlns="http://www.w3.org/2000/svg">`, chartW, chartH)
 	fmt.Fprintf(&b, `<title id="chart-title">Connects and introductions per hour, last 7 days (UTC)</title>`)
-	fmt.Fprintf(&b, `<desc id="chart-desc">%d connects and %d introductions between %s and %s; the busiest hour had %d.</desc>`,
+	fmt.Fprintf(&b, `<desc id="chart-desc">Connects: %d. Introductions: %d. From %s to %s UTC; the busiest hour had %d.</desc>`,
 		totalC, totalI, start.Format("Jan 2 15:04"), end.Add(time.Hour).Format("Jan 2 15:04"), top)
 	fmt.Fprintf(&b, `<rect x="0" y="0" width="%d" height="%d" fill="#ffffff"/>`, chartW, chartH)
 	// Horizontal grid with value labels.
@@ -102,6 +102,18 @@ func chartSVG(samples []store.UsageSample, now time.Time) template.HTML {
 	}
 	series(conn, colConnects, "")
 	series(intro, colIntros, ` stroke-dasharray="6 3"`)
+	// Markers on the hours with activity: a single busy hour at the edge
+	// of a quiet week is otherwise a hairline. Circles and squares, so the
+	// series differ by shape too.
+	for i := range conn {
+		if conn[i] > 0 {
+			fmt.Fprintf(&b, `<circle cx="%.1f" cy="%.1f" r="4" fill="%s"/>`, x(i), y(conn[i]), colConnects)
+		}
+		if intro[i] > 0 {
+			fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="7" height="7" fill="%s"/>`, x(i)-3.5, y(intro[i])-3.5, colIntros)
+		}
+	}
+	fmt.Fprintf(&b, `<text x="%d" y="%d" font-size="12" text-anchor="end" fill="#333333" font-family="sans-serif">now</text>`, chartW-padR, chartH-padB+30)
 	// Legend: colour and dash, so it reads without colour too.
 	fmt.Fprintf(&b, `<line x1="%d" y1="16" x2="%d" y2="16" stroke="%s" stroke-width="3"/>`, padL, padL+28, colConnects)
 	fmt.Fprintf(&b, `<text x="%d" y="20" font-size="13" fill="#1a1a1a" font-family="sans-serif">connects (%d)</text>`, padL+34, totalC)

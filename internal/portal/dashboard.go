@@ -67,12 +67,13 @@ func (p *Portal) keyRow(r *http.Request, k store.Key) keyRow {
 }
 
 type dashboardData struct {
-	Account store.Account
-	Keys    []keyRow
-	Active  int
-	MaxKeys int
-	Chart   template.HTML
-	Hours   []store.UsageSample // hours with activity, for the table under the chart
+	Account     store.Account
+	ConnectBase string // rtmfp://HOST[:PORT]/
+	Keys        []keyRow
+	Active      int
+	MaxKeys     int
+	Chart       template.HTML
+	Hours       []store.UsageSample // hours with activity, for the table under the chart
 }
 
 // account returns the signed-in developer's account, or answers the
@@ -102,7 +103,7 @@ func (p *Portal) dashboard(w http.ResponseWriter, r *http.Request) {
 		p.fail(w, r, http.StatusInternalServerError, "Your keys could not be read.")
 		return
 	}
-	d := dashboardData{Account: a, MaxKeys: store.MaxAccountKeys}
+	d := dashboardData{Account: a, MaxKeys: store.MaxAccountKeys, ConnectBase: p.rtmfpURL(r, "")}
 	var hist [][]store.UsageSample
 	for _, k := range keys {
 		d.Keys = append(d.Keys, p.keyRow(r, k))
@@ -200,8 +201,9 @@ type confirmData struct {
 	Action string
 }
 
-// confirmKeyAction asks before revoking or rotating: without JavaScript
-// there is no dialog, so the question is a page of its own.
+// confirmKeyAction asks before revoking or rotating (without JavaScript
+// there is no dialog, so the question is a page of its own), and holds the
+// rename form.
 func (p *Portal) confirmKeyAction(w http.ResponseWriter, r *http.Request) {
 	a, ok := p.account(w, r)
 	if !ok {
@@ -209,11 +211,12 @@ func (p *Portal) confirmKeyAction(w http.ResponseWriter, r *http.Request) {
 	}
 	action := r.PathValue("action")
 	k, ok := p.ownedKey(a, r.PathValue("key"))
-	if !ok || k.Revoked || action != "revoke" && action != "rotate" {
+	if !ok || k.Revoked || action != "revoke" && action != "rotate" && action != "rename" {
 		p.fail(w, r, http.StatusNotFound, "No such key among yours, or it is already revoked.")
 		return
 	}
-	p.render(w, r, http.StatusOK, "confirm", page{Title: "Confirm", Data: confirmData{Key: p.keyRow(r, k), Action: action}})
+	title := map[string]string{"revoke": "Revoke a key", "rotate": "Rotate a key", "rename": "Rename a key"}[action]
+	p.render(w, r, http.StatusOK, "confirm", page{Title: title, Data: confirmData{Key: p.keyRow(r, k), Action: action}})
 }
 
 func (p *Portal) keyAction(w http.ResponseWriter, r *http.Request) {

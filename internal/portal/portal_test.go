@@ -337,8 +337,11 @@ func TestDeveloperFlow(t *testing.T) {
 	if a := b.post("/dashboard/keys/"+rotated+"/delete", url.Values{"csrf": {dtok}}); a.code != 404 {
 		t.Errorf("unknown action: %d", a.code)
 	}
-	if a := b.get("/dashboard/keys/" + rotated + "/rename"); a.code != 404 {
-		t.Errorf("rename confirmation page: %d", a.code)
+	if a := b.get("/dashboard/keys/" + rotated + "/rename"); a.code != 200 || !strings.Contains(a.body, `value="first key"`) {
+		t.Errorf("rename page: %d", a.code)
+	}
+	if a := b.get("/dashboard/keys/" + rotated + "/delete"); a.code != 404 {
+		t.Errorf("unknown action page: %d", a.code)
 	}
 	// A cross-site form post is refused before anything runs.
 	b.hdr.Set("Sec-Fetch-Site", "cross-site")

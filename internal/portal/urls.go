@@ -88,9 +88,10 @@ nc.addEventListener(NetStatusEvent.NET_STATUS, function (e:NetStatusEvent):void 
 });
 nc.connect("` + s.URL + `");
 // VideoPhone-style applications: WebServiceUrl = "` + s.ExchangeURL + `"`,
-		Go: `nc, err := rtmfp.Connect(ctx, "` + s.URL + `", nil) // github.com/stratus-rtmfp/stratus/rtmfp
+		Go: `// import "github.com/stratus-rtmfp/stratus/rtmfp"
+nc, err := rtmfp.Connect(ctx, "` + s.URL + `", nil)
 if err != nil {
-	log.Fatal(err)
+    log.Fatal(err)
 }
 defer nc.Close()
 fmt.Println("my peer ID:", nc.NearID())
