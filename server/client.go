@@ -139,9 +139,13 @@ func (ev *events) SessionClosed(sess *engine.Session, err error) {
 	}
 	c.state = leaving
 	c.gone = true
+	forget := s.byPeer[c.peerID] == nil // no newer session of the same identity
 	s.mu.Unlock()
 	s.metrics.sessions.Dec()
 	if wasConnected {
+		if forget {
+			s.exchange.Forget(hexID(c.peerID))
+		}
 		s.metrics.clients.Dec()
 		s.keys.usage(c.key, store.Usage{SessionSeconds: uint64(time.Since(c.opened) / time.Second), LastSeen: time.Now()})
 	}
@@ -322,7 +326,9 @@ func (c *client) onCommand(cmd flash.Command) {
 			c.command("_result", cmd.TxID, nil, amf.Undefined{})
 		}
 	default:
-		c.callFailed(cmd, "no such method: "+cmd.Name)
+		if !s.exchangeCall(c, cmd) {
+			c.callFailed(cmd, "no such method: "+cmd.Name)
+		}
 	}
 }
 
@@ -458,7 +464,7 @@ func (s *Server) pickKey(keys []string) (string, keyStatus) {
 		switch {
 		case st == keyValid && s.keys.stored(k):
 			return k, st
-		case st == keyRevoked:
+		case st == keyRevoked || st == keySuspended:
 			rank = 2
 		case st == keyValid:
 			rank = 1
@@ -491,9 +497,18 @@ func (c *client) onConnect(cmd flash.Command) {
 		s.keys.usage(key, store.Usage{Rejected: 1, LastSeen: time.Now()})
 		c.refuse(cmd.TxID, flash.ConnectRejected, "developer key revoked")
 		return
+	case keySuspended:
+		s.metrics.connect(s.keyLabel(key), "suspended_key")
+		s.keys.usage(key, store.Usage{Rejected: 1, LastSeen: time.Now()})
+		c.refuse(cmd.TxID, flash.ConnectRejected, "developer account suspended")
+		return
+	}
+	limit := s.cfg.MaxSessionsPerKey
+	if own := s.keys.limit(key); own > 0 {
+		limit = own // the key's own quota (store.Key.MaxSessions)
 	}
 	s.mu.Lock()
-	if s.cfg.MaxSessionsPerKey > 0 && s.perKey[key] >= s.cfg.MaxSessionsPerKey {
+	if limit > 0 && s.perKey[key] >= limit {
 		s.mu.Unlock()
 		s.metrics.connect(s.keyLabel(key), "key_limit")
 		c.refuse(cmd.TxID, flash.ConnectRejected, "too many sessions for this developer key")

@@ -72,6 +72,12 @@ type Config struct {
 	LookupRate       float64
 	MaxPeerAddresses int // setPeerInfo addresses kept per client, default 8
 
+	// The peer-ID exchange (Server.Exchange and the stratus.exchange.*
+	// calls) holds at most this many names per developer key (default
+	// 10000) and per peer (default 8).
+	ExchangeMaxNamesPerKey  int
+	ExchangeMaxNamesPerPeer int
+
 	// PublicAddresses are the addresses clients reach this server at, when
 	// it sits behind a NAT or load balancer; they are shown in URLs and the
 	// admin API.

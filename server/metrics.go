@@ -32,7 +32,7 @@ func newMetrics(s *Server, reg prometheus.Registerer, g prometheus.Gatherer) *me
 		sessions: prometheus.NewGauge(prometheus.GaugeOpts{Name: "stratus_sessions", Help: "Open RTMFP sessions."}),
 		clients:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "stratus_clients", Help: "Clients that completed connect."}),
 		connects: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stratus_connects_total",
-			Help: "connect commands by result (success, unknown_key, revoked_key, key_limit, session_limit, ip_session_limit, draining, bad_request)."}, []string{"result"}),
+			Help: "connect commands by result (success, unknown_key, revoked_key, suspended_key, key_limit, session_limit, ip_session_limit, draining, bad_request)."}, []string{"result"}),
 		keyConnects: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stratus_key_connects_total",
 			Help: "connect commands per developer key and result."}, []string{"key", "result"}),
 		intros: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stratus_introductions_total",

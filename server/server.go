@@ -13,6 +13,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/stratus-rtmfp/stratus/internal/engine"
+	"github.com/stratus-rtmfp/stratus/internal/exchange"
 	"github.com/stratus-rtmfp/stratus/internal/flash"
 	"github.com/stratus-rtmfp/stratus/internal/handshake"
 	"github.com/stratus-rtmfp/stratus/internal/ratelimit"
@@ -27,11 +28,12 @@ var (
 // Server is a running rendezvous service. Its methods are safe for
 // concurrent use.
 type Server struct {
-	cfg     Config
-	id      *handshake.Identity
-	log     *slog.Logger
-	metrics *metrics
-	keys    *keyCache
+	cfg      Config
+	id       *handshake.Identity
+	log      *slog.Logger
+	metrics  *metrics
+	keys     *keyCache
+	exchange *exchange.Registry
 
 	mu       sync.Mutex
 	engines  []*engine.Engine
@@ -72,6 +74,7 @@ func New(cfg Config) (*Server, error) {
 		done:   make(chan struct{}),
 	}
 	s.keys = newKeyCache(cfg.Store, cfg.Open)
+	s.exchange = newExchange(s)
 	s.metrics = newMetrics(s, cfg.Registerer, cfg.Gatherer)
 	s.bg.Add(1)
 	go s.housekeeping()
