@@ -252,10 +252,22 @@ func (c *client) command(name string, tx float64, obj any, args ...any) {
 	c.send(msg)
 }
 
+// openControl opens the server's NetConnection flow, the return flow of
+// the client's. Without it no answer can reach the client, so a session
+// where it cannot be opened (closing, or out of flows) is aborted rather
+// than left to time out in silence.
 func (c *client) openControl() {
-	if c.ctrlOut == nil && c.ctrlIn != nil {
-		c.ctrlOut, _ = c.sess.OpenFlow(flash.TCMetadata(0, false), c.ctrlIn)
+	if c.ctrlOut != nil || c.ctrlIn == nil {
+		return
 	}
+	f, err := c.sess.OpenFlow(flash.TCMetadata(0, false), c.ctrlIn)
+	if err != nil {
+		c.srv.log.Warn("cannot answer a client: opening the NetConnection flow failed", "peer", hexID(c.peerID), "err", err)
+		c.srv.metrics.drops.WithLabelValues("control_flow").Inc()
+		c.sess.Abort()
+		return
+	}
+	c.ctrlOut = f
 }
 
 func (c *client) onControl(m flash.Message) {

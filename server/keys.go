@@ -153,8 +153,10 @@ func (k *keyCache) usage(id string, u store.Usage) {
 }
 
 // flush writes pending usage for keys the store knows (open-mode keys that
-// were never created are counted in metrics only).
-func (k *keyCache) flush() {
+// were never created are counted in metrics only). A batch the store
+// fails to write goes back to pending, to be written with the next one
+// (AddUsage applies a batch whole or not at all, so nothing counts twice).
+func (k *keyCache) flush() error {
 	k.mu.Lock()
 	batch := map[string]store.Usage{}
 	for id, u := range k.pending {
@@ -166,9 +168,20 @@ func (k *keyCache) flush() {
 	}
 	k.pending = map[string]store.Usage{}
 	k.mu.Unlock()
-	if len(batch) > 0 {
-		_ = k.st.AddUsage(batch)
+	if len(batch) == 0 {
+		return nil
 	}
+	err := k.st.AddUsage(batch)
+	if err != nil {
+		k.mu.Lock()
+		for id, u := range batch {
+			p := k.pending[id]
+			p.Add(u)
+			k.pending[id] = p
+		}
+		k.mu.Unlock()
+	}
+	return err
 }
 
 // pendingUsage returns what is not flushed yet for one key.
@@ -249,8 +262,18 @@ func (s *Server) Keys() ([]store.Key, error) { return s.cfg.Store.ListKeys() }
 
 // FlushUsage writes the usage counters gathered since the last write to
 // the store now (the server does every 5 s), so that what the store says
-// (store.Accounts.UsageHistory) is up to date.
-func (s *Server) FlushUsage() { s.keys.flush() }
+// (store.Accounts.UsageHistory) is up to date. On an error they stay
+// pending for the next write.
+func (s *Server) FlushUsage() error { return s.flushUsage() }
+
+func (s *Server) flushUsage() error {
+	err := s.keys.flush()
+	if err != nil {
+		s.metrics.usageErrors.Inc()
+		s.log.Error("writing usage counters (kept for the next try)", "err", err)
+	}
+	return err
+}
 
 // KeyUsage returns a key's counters, including what is not yet flushed.
 func (s *Server) KeyUsage(id string) (store.Key, store.Usage, error) {

@@ -20,6 +20,7 @@ type metrics struct {
 	calls        *prometheus.CounterVec
 	relays       prometheus.Counter
 	keyBytes     *prometheus.CounterVec
+	usageErrors  prometheus.Counter
 }
 
 func newMetrics(s *Server, reg prometheus.Registerer, g prometheus.Gatherer) *metrics {
@@ -49,7 +50,9 @@ func newMetrics(s *Server, reg prometheus.Registerer, g prometheus.Gatherer) *me
 		keyBytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stratus_key_control_bytes_total",
 			Help: "Bytes of NetConnection messages (commands, not media) per developer key and direction."}, []string{"key", "dir"}),
 	}
-	reg.MustRegister(m.sessions, m.clients, m.connects, m.keyConnects, m.intros, m.keyIntros, m.introLatency, m.drops, m.calls, m.relays, m.keyBytes,
+	m.usageErrors = prometheus.NewCounter(prometheus.CounterOpts{Name: "stratus_usage_write_errors_total",
+		Help: "Failed writes of per-key usage counters to the store (the counters are kept and written with the next batch)."})
+	reg.MustRegister(m.usageErrors, m.sessions, m.clients, m.connects, m.keyConnects, m.intros, m.keyIntros, m.introLatency, m.drops, m.calls, m.relays, m.keyBytes,
 		&engineCollector{s: s})
 	return m
 }

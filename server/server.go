@@ -225,8 +225,7 @@ func (s *Server) Close() error {
 	}
 	s.stopOnce.Do(func() { close(s.done) })
 	s.bg.Wait()
-	s.keys.flush()
-	return nil
+	return s.flushUsage()
 }
 
 // housekeeping flushes usage counters and forgets idle rate limiters.
@@ -239,7 +238,7 @@ func (s *Server) housekeeping() {
 		case <-s.done:
 			return
 		case now := <-t.C:
-			s.keys.flush()
+			s.flushUsage()
 			s.mu.Lock()
 			for ip, l := range s.limiters {
 				if now.Sub(l.last) > time.Minute {
