@@ -13,6 +13,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -525,6 +526,7 @@ func (e *Engine) sendTo(b []byte, to netip.AddrPort) {
 func (e *Engine) readLoop() {
 	defer e.wg.Done()
 	buf := make([]byte, wire.MaxRecvSize+1)
+	failures := 0 // read errors in a row
 	for {
 		var n int
 		var src netip.AddrPort
@@ -551,9 +553,23 @@ func (e *Engine) readLoop() {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
-			e.log.Debug("read error", "err", err)
+			// Some errors are one datagram's (an ICMP error reported on
+			// a later read, a truncated datagram); a socket that keeps
+			// failing must not spin a core: back off up to a second.
+			failures++
+			if failures == 1 || failures%100 == 0 {
+				e.log.Warn("UDP read error", "err", err, "in_a_row", failures)
+			}
+			if failures > 3 {
+				select {
+				case <-time.After(min(time.Duration(1<<min(failures-3, 10))*time.Millisecond, time.Second)):
+				case <-e.done:
+					return
+				}
+			}
 			continue
 		}
+		failures = 0
 		src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
 		e.C.PacketsIn.Add(1)
 		e.C.BytesIn.Add(uint64(n))
@@ -852,8 +868,14 @@ func (e *Engine) completeKeying(now time.Time, src netip.AddrPort, ik wire.IIKey
 		}
 		old.core.Abort(now, e.sendTo) // the peer restarted
 	}
+	sid, err := e.newSID()
+	if err != nil {
+		e.log.Error("no session ID for a new session", "err", err)
+		e.dropErr(&e.C.DropKeying, "no session ID", src, err)
+		return
+	}
 	sealer, opener := acc.Keys.Ciphers()
-	s := e.newSession(now, false, ik.ISID, src, sealer, opener, acc.Keys, acc.Certificate, ik.Certificate, false)
+	s := e.newSessionSID(now, false, sid, ik.ISID, src, sealer, opener, acc.Keys, acc.Certificate, ik.Certificate, false)
 	s.isid, s.skicHash = ik.ISID, sha256.Sum256(ik.SKIC)
 	s.rikeying = wire.RIKeying{RSID: s.core.NearSID(), SKRC: acc.SKRC, Signature: handshake.Signature}.Append(nil)
 	e.byAddr[src] = s
@@ -878,22 +900,26 @@ func (e *Engine) signalAccept() {
 	e.acceptCh = make(chan struct{})
 }
 
-// newSID picks an unused random non-zero session ID.
-func (e *Engine) newSID() uint32 {
+// ErrRandom is returned when the random source fails (or keeps repeating
+// itself) while picking a session ID.
+var ErrRandom = errors.New("engine: random source failed")
+
+// newSID picks an unused random non-zero session ID. With 32-bit IDs and
+// far fewer sessions a few draws always suffice; a random source that
+// fails, or that gives taken IDs 64 times in a row, is broken, and the
+// handshake is dropped rather than the engine spinning under its lock.
+func (e *Engine) newSID() (uint32, error) {
 	var b [4]byte
-	for {
-		_, _ = io.ReadFull(e.rnd, b[:])
+	for range 64 {
+		if _, err := io.ReadFull(e.rnd, b[:]); err != nil {
+			return 0, fmt.Errorf("%w: %v", ErrRandom, err)
+		}
 		sid := binary.BigEndian.Uint32(b[:])
 		if sid != 0 && e.sessions[sid] == nil && e.openSID[sid] == nil {
-			return sid
+			return sid, nil
 		}
 	}
-}
-
-// newSession creates and registers a session; e.mu held.
-func (e *Engine) newSession(now time.Time, initiator bool, farSID uint32, dest netip.AddrPort, sealer *wire.Sealer, opener *wire.Opener,
-	keys handshake.Keys, farCert *handshake.Certificate, farCertRaw []byte, introducer bool) *Session {
-	return e.newSessionSID(now, initiator, e.newSID(), farSID, dest, sealer, opener, keys, farCert, farCertRaw, introducer)
+	return 0, ErrRandom
 }
 
 func (e *Engine) newSessionSID(now time.Time, initiator bool, nearSID, farSID uint32, dest netip.AddrPort, sealer *wire.Sealer, opener *wire.Opener,
