@@ -57,7 +57,7 @@ func (nc *NetConnection) onGroupSessionFlow(pc *peerConn, f *engine.RecvFlow) {
 	nc.mu.Unlock()
 	if ng == nil || !ng.do(func() { ng.onInit(pc, f, in) }) {
 		f.Reject(0)
-		time.AfterFunc(refusedLinger, func() { pc.releaseIf(false) })
+		nc.spawn(func() { pc.after(refusedLinger, false) })
 	}
 }
 
@@ -76,10 +76,7 @@ func (ng *NetGroup) onInit(pc *peerConn, f *engine.RecvFlow, in group.Init) {
 			ng.closeLink(l, false, "")
 			ng.mesh.DialFailed(now, id)
 		}
-		ng.nc.wg.Go(func() {
-			time.Sleep(refusedLinger)
-			pc.releaseIf(false)
-		})
+		ng.nc.spawn(func() { pc.after(refusedLinger, false) })
 	}
 	if in.Target != ng.self {
 		refuse("init addressed to another peer")
@@ -128,7 +125,7 @@ func (ng *NetGroup) onInit(pc *peerConn, f *engine.RecvFlow, in group.Init) {
 	}
 	l.in, l.validated = f, true
 	ng.mesh.Hear(now, id, 0, nil)
-	ng.nc.wg.Go(func() { ng.readSession(l, f) })
+	ng.nc.spawn(func() { ng.readSession(l, f) })
 	ng.maybeConnected(l, now)
 }
 
@@ -171,7 +168,7 @@ func (ng *NetGroup) newLink(pc *peerConn, id [32]byte, now time.Time) *groupLink
 	l.write(out, group.AppendInit(nil, group.Init{GroupHex: ng.ident.HexID(), Key: key, Target: id}))
 	l.write(out, group.AppendData(nil, group.CapabilityNote))
 	l.write(out, []byte{group.TypeBegin})
-	ng.nc.wg.Go(func() { ng.watchOut(l) })
+	ng.nc.spawn(func() { ng.watchOut(l) })
 	return l
 }
 
@@ -441,6 +438,6 @@ func (ng *NetGroup) closeLink(l *groupLink, byPeer bool, why string) {
 	}
 	delete(pc.byFlow, l.out.ID())
 	pc.mu.Unlock()
-	ng.nc.wg.Go(pc.release)
+	ng.nc.spawn(pc.release)
 	ng.soon(now)
 }

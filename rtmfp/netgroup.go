@@ -197,7 +197,7 @@ func NewNetGroup(nc *NetConnection, groupspec string) (*NetGroup, error) {
 	}
 	go ng.run()
 	if ng.gcOut != nil {
-		nc.wg.Go(ng.join)
+		nc.spawn(ng.join)
 	} else {
 		ng.do(func() { ng.connected() })
 	}
@@ -439,7 +439,7 @@ func (ng *NetGroup) dial(id [32]byte) {
 			extra = append(extra, a.AddrPort)
 		}
 	}
-	ng.nc.wg.Go(func() {
+	ng.nc.spawn(func() {
 		ctx, cancel := untilClosed(ng.quit)
 		defer cancel()
 		pc, err := ng.nc.dialPeer(ctx, hex.EncodeToString(id[:]), false, extra)

@@ -40,6 +40,7 @@ type peerConn struct {
 	mu     sync.Mutex
 	subs   map[uint64]*NetStream // our subscriber streams, by their play flow ID
 	views  int                   // subscribers of ours on this session
+	plays  int                   // play flows the peer has open (read or not)
 	groups map[*NetGroup]*groupLink
 	byFlow map[uint64]*groupLink // group links by our GR 1c flow ID
 	gone   bool
@@ -172,7 +173,7 @@ func (nc *NetConnection) acceptPeers() {
 		}
 		nc.wg.Add(1)
 		go pc.route()
-		time.AfterFunc(idleAccepted, func() { pc.releaseIf(true) })
+		nc.spawn(func() { pc.after(idleAccepted, true) })
 	}
 }
 
@@ -193,9 +194,9 @@ func (pc *peerConn) route() {
 		pc.mu.Unlock()
 		switch kind := group.FlowKind(f.Metadata()); {
 		case kind == group.FlowKind(group.MetaSession):
-			go nc.onGroupSessionFlow(pc, f) // a group member's handshake
+			nc.spawn(func() { nc.onGroupSessionFlow(pc, f) }) // a group member's handshake
 		case kind != 0:
-			go nc.attachGroupFlow(pc, f, kind)
+			nc.spawn(func() { nc.attachGroupFlow(pc, f, kind) })
 		case !isTC:
 			// A raw application flow: AcceptPeerFlow's.
 			select {
@@ -205,9 +206,16 @@ func (pc *peerConn) route() {
 				f.Reject(0)
 			}
 		case hasAssoc && sub != nil:
-			go sub.attach(f) // the publisher's flow for one of our streams
+			nc.spawn(func() { sub.attach(f) }) // the publisher's flow for one of our streams
 		case !hasAssoc && md.StreamID != 0:
-			go pc.onPlayFlow(f, md.StreamID) // the peer subscribes to us
+			if !pc.takePlay() {
+				f.Reject(0) // a peer opening play flows without end
+				continue
+			}
+			nc.spawn(func() {
+				defer pc.donePlay()
+				pc.onPlayFlow(f, md.StreamID) // the peer subscribes to us
+			})
 		default:
 			f.Reject(0)
 		}
@@ -274,6 +282,27 @@ func (pc *peerConn) linkFor(f *engine.RecvFlow) *groupLink {
 	return nil
 }
 
+// maxPlaysPerPeer bounds the play flows one peer may have open towards
+// us: each is a subscriber (or one parked in unconnectedPeerStreams) and
+// a goroutine. Flash opens one per NetStream it plays.
+const maxPlaysPerPeer = 32
+
+func (pc *peerConn) takePlay() bool {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	if pc.plays >= maxPlaysPerPeer {
+		return false
+	}
+	pc.plays++
+	return true
+}
+
+func (pc *peerConn) donePlay() {
+	pc.mu.Lock()
+	pc.plays--
+	pc.mu.Unlock()
+}
+
 // onPlayFlow reads a subscriber's play and offers it to the publisher of
 // that name, or parks it in unconnectedPeerStreams.
 func (pc *peerConn) onPlayFlow(f *engine.RecvFlow, streamID uint64) {
@@ -284,7 +313,7 @@ func (pc *peerConn) onPlayFlow(f *engine.RecvFlow, streamID uint64) {
 		// something else uses it.
 		nc.mu.Unlock()
 		f.Reject(0)
-		time.AfterFunc(refusedLinger, func() { pc.releaseIf(false) })
+		nc.spawn(func() { pc.after(refusedLinger, false) })
 		return
 	}
 	pc.direct.Store(true)
@@ -361,6 +390,16 @@ func (pc *peerConn) removeSub(id uint64) {
 	pc.mu.Lock()
 	delete(pc.subs, id)
 	pc.mu.Unlock()
+}
+
+// after waits d (or until the connection closes), then releases the
+// session as releaseIf does.
+func (pc *peerConn) after(d time.Duration, onlyIfNeverUsed bool) {
+	select {
+	case <-time.After(d):
+		pc.releaseIf(onlyIfNeverUsed)
+	case <-pc.nc.done:
+	}
 }
 
 // release closes the session when nothing uses it any more; a session

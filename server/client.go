@@ -30,12 +30,16 @@ type client struct {
 	addrs    []netip.AddrPort
 	state    clientState
 	gone     bool // SessionClosed handled (guarded by srv.mu)
-	key      string
-	encoding float64
-	ctrlIn   *engine.RecvFlow
-	ctrlOut  *engine.SendFlow
-	opened   time.Time
-	streams  uint64 // bitmap of server NetStream IDs 1..63 handed out
+	// refusal, when set, is why this session is over a limit: it is kept
+	// out of the registry and its connect is refused with that
+	// description and refusalCode (refusalReason labels the metrics).
+	refusal, refusalCode, refusalReason string
+	key                                 string
+	encoding                            float64
+	ctrlIn                              *engine.RecvFlow
+	ctrlOut                             *engine.SendFlow
+	opened                              time.Time
+	streams                             uint64 // bitmap of server NetStream IDs 1..63 handed out
 
 	connectTimer *time.Timer
 }
@@ -51,25 +55,37 @@ func (ev *events) SessionOpened(sess *engine.Session) {
 	addr := sess.RemoteAddr()
 	c := &client{srv: s, sess: sess, e: sess.Engine(), peerID: sess.PeerID(), observed: addr, opened: time.Now()}
 	s.mu.Lock()
-	over := s.draining || s.cfg.MaxSessions > 0 && s.sessions >= s.cfg.MaxSessions ||
-		s.cfg.MaxSessionsPerIP > 0 && s.perIP[ipKey(addr)] >= s.cfg.MaxSessionsPerIP
-	if !over {
+	code, why, reason := s.overLimit(addr)
+	switch {
+	case reason == "":
 		s.sessions++
 		s.perIP[ipKey(addr)]++
 		s.byAddr[addr] = c
 		sess.SetValue(c)
+	case s.refusing < maxRefusing:
+		// Over a limit: the session stays out of the registry and lives
+		// only to tell its client why, at connect.
+		s.refusing++
+		c.refusal, c.refusalCode, c.refusalReason = why, code, reason
+		sess.SetValue(c)
 	}
 	s.mu.Unlock()
-	if over {
-		s.metrics.drops.WithLabelValues("session_limit").Inc()
+	timeout := s.cfg.ConnectTimeout
+	switch {
+	case reason != "" && c.refusal == "":
+		s.dropped(reason, addr)
 		sess.Abort()
 		return
+	case c.refusal != "":
+		s.dropped(reason+"_refused", addr)
+		timeout = min(timeout, refusalTimeout)
+	default:
+		s.metrics.sessions.Inc()
+		s.tell(SessionOpened, c)
 	}
-	s.metrics.sessions.Inc()
-	s.tell(SessionOpened, c)
 	// A session must connect in time, whatever else it sends. (The timer
 	// is stopped on connect, so idle connected sessions do not carry it.)
-	c.connectTimer = time.AfterFunc(s.cfg.ConnectTimeout, func() {
+	c.connectTimer = time.AfterFunc(timeout, func() {
 		s.mu.Lock()
 		late := c.state == waitConnect
 		s.mu.Unlock()
@@ -97,7 +113,16 @@ func (ev *events) SessionClosed(sess *engine.Session, err error) {
 	if !ok {
 		return
 	}
+	if c.connectTimer != nil {
+		c.connectTimer.Stop()
+	}
 	s.mu.Lock()
+	if c.refusal != "" {
+		s.refusing--
+		c.state, c.gone = leaving, true
+		s.mu.Unlock()
+		return
+	}
 	s.sessions--
 	s.decIP(c.observed)
 	if s.byAddr[c.observed] == c {
@@ -114,9 +139,13 @@ func (ev *events) SessionClosed(sess *engine.Session, err error) {
 	}
 	c.state = leaving
 	c.gone = true
+	forget := s.byPeer[c.peerID] == nil // no newer session of the same identity
 	s.mu.Unlock()
 	s.metrics.sessions.Dec()
 	if wasConnected {
+		if forget {
+			s.exchange.Forget(hexID(c.peerID))
+		}
 		s.metrics.clients.Dec()
 		s.keys.usage(c.key, store.Usage{SessionSeconds: uint64(time.Since(c.opened) / time.Second), LastSeen: time.Now()})
 	}
@@ -127,7 +156,7 @@ func (ev *events) SessionClosed(sess *engine.Session, err error) {
 func (ev *events) AddressChanged(sess *engine.Session, addr netip.AddrPort) {
 	s := ev.srv()
 	c, ok := sess.Value().(*client)
-	if !ok {
+	if !ok || c.refusal != "" {
 		return
 	}
 	s.mu.Lock()
@@ -182,8 +211,10 @@ func (ev *events) Message(f *engine.RecvFlow, msg []byte) {
 	switch {
 	case f == c.ctrlIn:
 		c.onControl(m)
-	case f.Value != nil:
-		c.onStream(f.Value.(uint64), m)
+	default:
+		if id, ok := f.Value.(uint64); ok {
+			c.onStream(id, m)
+		}
 	}
 }
 
@@ -221,10 +252,22 @@ func (c *client) command(name string, tx float64, obj any, args ...any) {
 	c.send(msg)
 }
 
+// openControl opens the server's NetConnection flow, the return flow of
+// the client's. Without it no answer can reach the client, so a session
+// where it cannot be opened (closing, or out of flows) is aborted rather
+// than left to time out in silence.
 func (c *client) openControl() {
-	if c.ctrlOut == nil && c.ctrlIn != nil {
-		c.ctrlOut, _ = c.sess.OpenFlow(flash.TCMetadata(0, false), c.ctrlIn)
+	if c.ctrlOut != nil || c.ctrlIn == nil {
+		return
 	}
+	f, err := c.sess.OpenFlow(flash.TCMetadata(0, false), c.ctrlIn)
+	if err != nil {
+		c.srv.log.Warn("cannot answer a client: opening the NetConnection flow failed", "peer", hexID(c.peerID), "err", err)
+		c.srv.metrics.drops.WithLabelValues("control_flow").Inc()
+		c.sess.Abort()
+		return
+	}
+	c.ctrlOut = f
 }
 
 func (c *client) onControl(m flash.Message) {
@@ -251,6 +294,12 @@ func (c *client) onCommand(cmd flash.Command) {
 	s.mu.Unlock()
 	if state == leaving {
 		return // refused, revoked or going: nothing more is served
+	}
+	if c.refusal != "" {
+		c.openControl()
+		s.metrics.connect("", c.refusalReason)
+		c.refuse(cmd.TxID, c.refusalCode, c.refusal)
+		return
 	}
 	if state == waitConnect {
 		if cmd.Name != "connect" {
@@ -289,7 +338,9 @@ func (c *client) onCommand(cmd flash.Command) {
 			c.command("_result", cmd.TxID, nil, amf.Undefined{})
 		}
 	default:
-		c.callFailed(cmd, "no such method: "+cmd.Name)
+		if !s.exchangeCall(c, cmd) {
+			c.callFailed(cmd, "no such method: "+cmd.Name)
+		}
 	}
 }
 
@@ -425,7 +476,7 @@ func (s *Server) pickKey(keys []string) (string, keyStatus) {
 		switch {
 		case st == keyValid && s.keys.stored(k):
 			return k, st
-		case st == keyRevoked:
+		case st == keyRevoked || st == keySuspended:
 			rank = 2
 		case st == keyValid:
 			rank = 1
@@ -458,9 +509,18 @@ func (c *client) onConnect(cmd flash.Command) {
 		s.keys.usage(key, store.Usage{Rejected: 1, LastSeen: time.Now()})
 		c.refuse(cmd.TxID, flash.ConnectRejected, "developer key revoked")
 		return
+	case keySuspended:
+		s.metrics.connect(s.keyLabel(key), "suspended_key")
+		s.keys.usage(key, store.Usage{Rejected: 1, LastSeen: time.Now()})
+		c.refuse(cmd.TxID, flash.ConnectRejected, "developer account suspended")
+		return
+	}
+	limit := s.cfg.MaxSessionsPerKey
+	if own := s.keys.limit(key); own > 0 {
+		limit = own // the key's own quota (store.Key.MaxSessions)
 	}
 	s.mu.Lock()
-	if s.cfg.MaxSessionsPerKey > 0 && s.perKey[key] >= s.cfg.MaxSessionsPerKey {
+	if limit > 0 && s.perKey[key] >= limit {
 		s.mu.Unlock()
 		s.metrics.connect(s.keyLabel(key), "key_limit")
 		c.refuse(cmd.TxID, flash.ConnectRejected, "too many sessions for this developer key")
@@ -500,6 +560,10 @@ func (c *client) sendKeepalive() {
 	cfg := &c.srv.cfg
 	c.send(flash.AppendSetKeepalive(nil, uint32(cfg.ClientKeepalive/time.Millisecond), uint32(cfg.PeerKeepalive/time.Millisecond)))
 }
+
+// refusalTimeout closes a session kept only to be refused that never
+// sends connect.
+const refusalTimeout = 5 * time.Second
 
 // refuse answers connect with _error and closes (reference §5.4).
 func (c *client) refuse(tx float64, code, description string) {

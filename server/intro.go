@@ -32,8 +32,9 @@ func (s *Server) introduce(e *engine.Engine, src netip.AddrPort, epd handshake.E
 	if !ok {
 		return
 	}
-	if !s.hello.Allow() {
+	if !s.lookups.Allow() {
 		s.metrics.intro("", "limited")
+		s.dropped("lookup_rate", src)
 		return
 	}
 	start := time.Now()
@@ -50,6 +51,11 @@ func (s *Server) introduce(e *engine.Engine, src netip.AddrPort, epd handshake.E
 		result = "isolated" // developer keys isolate applications
 	case (initiator == nil || initiator.state != connected) && s.cfg.RefuseAnonymousLookups:
 		result = "anonymous"
+	case (initiator == nil || initiator.state != connected) && !s.prefix.Allow(src.Addr(), start):
+		// An unproven source: what it makes us send (a Redirect to it, a
+		// Forwarded IHello that makes the target answer it) is bounded
+		// per source prefix like RHellos.
+		result = "limited"
 	}
 	if result != "ok" {
 		s.mu.Unlock()
@@ -75,6 +81,10 @@ func (s *Server) introduce(e *engine.Engine, src netip.AddrPort, epd handshake.E
 		fwd = handshake.FingerprintEPD(id)
 	}
 
+	// Counted first: once the Redirect is out, the peers may be talking
+	// before this function returns.
+	s.metrics.intro(s.keyLabel(key), "ok")
+	s.keys.usage(key, store.Usage{Introductions: 1})
 	// The Redirect goes first so that the initiator's IHellos towards the
 	// target leave its NAT before the target's RHello arrives (rtmfp-cpp).
 	e.Redirect(src, tag, redirect)
@@ -84,9 +94,7 @@ func (s *Server) introduce(e *engine.Engine, src netip.AddrPort, epd handshake.E
 			tsess.ForwardIHello(fwd, wire.Address{AddrPort: a, Origin: wire.OriginReported}, tag)
 		}
 	}
-	s.metrics.intro(s.keyLabel(key), "ok")
 	s.metrics.introLatency.Observe(time.Since(start).Seconds())
-	s.keys.usage(key, store.Usage{Introductions: 1})
 }
 
 func keyOf(c *client) string {

@@ -13,11 +13,13 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/netip"
 	"runtime"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -62,14 +64,12 @@ type Config struct {
 	// source; returning false drops the IIKeying. It runs after the cookie
 	// proved the source address, so per-source state is safe there.
 	AllowKeying func(src netip.AddrPort) bool
-	// AllowHello, if set, is asked before answering any IHello (a global
-	// token bucket: before the cookie round trip no per-source state may
-	// be kept).
-	AllowHello func() bool
-	// MinIHelloSize drops IHellos in datagrams smaller than this, so that
-	// an RHello (180 bytes) is never much larger than what caused it.
-	// Every real client's IHello is at least 52 bytes; 0 means no minimum.
-	MinIHelloSize int
+	// AllowHello, if set, is asked before answering an IHello from src
+	// with an RHello. Before the cookie round trip the source address is
+	// unproven, so it must keep no per-source state (fixed-memory budgets
+	// only). Every well-formed IHello is answered otherwise, whatever its
+	// size: librtmfp's IHello for app "live" is a 36-byte datagram.
+	AllowHello func(src netip.AddrPort) bool
 	// ArrivalOrder decides per new incoming flow whether messages are
 	// delivered as they complete rather than in order.
 	ArrivalOrder func(metadata []byte) bool
@@ -139,6 +139,7 @@ type Counters struct {
 	HandshakesOK, HandshakesFailed, CookieChanges        atomic.Uint64
 	RHellosSent, RedirectsSent, FIHellosSent             atomic.Uint64
 	SessionsOpen                                         atomic.Int64
+	EventPanics                                          atomic.Uint64
 }
 
 // Stats is a snapshot of Counters.
@@ -150,6 +151,7 @@ type Stats struct {
 	HandshakesOK, HandshakesFailed, CookieChanges        uint64
 	RHellosSent, RedirectsSent, FIHellosSent             uint64
 	SessionsOpen                                         int64
+	EventPanics                                          uint64
 }
 
 // Engine is one RTMFP endpoint on one socket.
@@ -270,10 +272,12 @@ func New(conn net.PacketConn, cfg Config) (*Engine, error) {
 }
 
 // event is a callback queued for the dispatcher; cost is what a message
-// event counts against MaxEventBytes.
+// event counts against MaxEventBytes; s is the session it concerns (a
+// callback that panics aborts that session, not the process).
 type event struct {
 	fn   func()
 	cost int
+	s    *Session
 }
 
 // eventCharge is what one queued message costs beyond its bytes (the
@@ -281,8 +285,43 @@ type event struct {
 // too.
 const eventCharge = 96
 
-// event queues a callback for the dispatcher; e.mu held.
-func (e *Engine) event(fn func()) { e.queueEvent(event{fn: fn}) }
+// event queues a callback about session s for the dispatcher; e.mu held.
+func (e *Engine) event(s *Session, fn func()) { e.queueEvent(event{fn: fn, s: s}) }
+
+// Run runs fn on the event dispatcher, in order with the events, and
+// returns once it ran (or at once if the engine is closed or not in event
+// mode): code outside the callbacks uses it to touch the state that only
+// the callbacks otherwise touch, without locks. fn must not call Run.
+func (e *Engine) Run(fn func()) {
+	e.mu.Lock()
+	if e.closed || e.cfg.Events == nil {
+		e.mu.Unlock()
+		return
+	}
+	done := make(chan struct{})
+	e.queueEvent(event{fn: func() { defer close(done); fn() }})
+	e.mu.Unlock()
+	select {
+	case <-done:
+	case <-e.done:
+	}
+}
+
+// runEvent runs one callback. A panic in it is the application's bug about
+// one session: it is logged with its stack, counted, and that session is
+// aborted; the dispatcher and every other session carry on.
+func (e *Engine) runEvent(ev event) {
+	defer func() {
+		if r := recover(); r != nil {
+			e.C.EventPanics.Add(1)
+			e.log.Error("event handler panicked; aborting its session", "panic", r, "stack", string(debug.Stack()))
+			if ev.s != nil {
+				ev.s.Abort()
+			}
+		}
+	}()
+	ev.fn()
+}
 
 func (e *Engine) queueEvent(ev event) {
 	e.evq = append(e.evq, ev)
@@ -305,7 +344,7 @@ func (e *Engine) dispatch() {
 			e.evq = nil
 			e.mu.Unlock()
 			for _, ev := range q {
-				ev.fn()
+				e.runEvent(ev)
 			}
 			return
 		}
@@ -319,7 +358,7 @@ func (e *Engine) dispatch() {
 			}
 			cost := 0
 			for _, ev := range q {
-				ev.fn()
+				e.runEvent(ev)
 				cost += ev.cost
 			}
 			if cost > 0 {
@@ -412,7 +451,7 @@ func (e *Engine) Stats() Stats {
 		DropOversize: c.DropOversize.Load(),
 		HandshakesOK: c.HandshakesOK.Load(), HandshakesFailed: c.HandshakesFailed.Load(), CookieChanges: c.CookieChanges.Load(),
 		RHellosSent: c.RHellosSent.Load(), RedirectsSent: c.RedirectsSent.Load(), FIHellosSent: c.FIHellosSent.Load(),
-		SessionsOpen: c.SessionsOpen.Load(),
+		SessionsOpen: c.SessionsOpen.Load(), EventPanics: c.EventPanics.Load(),
 	}
 }
 
@@ -449,10 +488,27 @@ func (e *Engine) Close() error {
 	return err
 }
 
+// drop counts a dropped datagram and, at debug level, logs its source and
+// why: "a client gets no answer" starts with these lines.
+func (e *Engine) drop(counter *atomic.Uint64, reason string, src netip.AddrPort) {
+	counter.Add(1)
+	if e.log.Enabled(context.Background(), slog.LevelDebug) {
+		e.log.Debug("dropped", "src", src.String(), "reason", reason)
+	}
+}
+
+// dropErr is drop with the error that caused it.
+func (e *Engine) dropErr(counter *atomic.Uint64, reason string, src netip.AddrPort, err error) {
+	counter.Add(1)
+	if e.log.Enabled(context.Background(), slog.LevelDebug) {
+		e.log.Debug("dropped", "src", src.String(), "reason", reason, "err", err)
+	}
+}
+
 // sendTo writes one datagram; called with e.mu held.
 func (e *Engine) sendTo(b []byte, to netip.AddrPort) {
 	if len(b) > wire.MaxSendSize {
-		e.C.DropOversize.Add(1)
+		e.drop(&e.C.DropOversize, "oversize (send)", to)
 		return
 	}
 	var err error
@@ -470,6 +526,7 @@ func (e *Engine) sendTo(b []byte, to netip.AddrPort) {
 func (e *Engine) readLoop() {
 	defer e.wg.Done()
 	buf := make([]byte, wire.MaxRecvSize+1)
+	failures := 0 // read errors in a row
 	for {
 		var n int
 		var src netip.AddrPort
@@ -496,14 +553,28 @@ func (e *Engine) readLoop() {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
-			e.log.Debug("read error", "err", err)
+			// Some errors are one datagram's (an ICMP error reported on
+			// a later read, a truncated datagram); a socket that keeps
+			// failing must not spin a core: back off up to a second.
+			failures++
+			if failures == 1 || failures%100 == 0 {
+				e.log.Warn("UDP read error", "err", err, "in_a_row", failures)
+			}
+			if failures > 3 {
+				select {
+				case <-time.After(min(time.Duration(1<<min(failures-3, 10))*time.Millisecond, time.Second)):
+				case <-e.done:
+					return
+				}
+			}
 			continue
 		}
+		failures = 0
 		src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
 		e.C.PacketsIn.Add(1)
 		e.C.BytesIn.Add(uint64(n))
 		if n > wire.MaxRecvSize {
-			e.C.DropOversize.Add(1)
+			e.drop(&e.C.DropOversize, "oversize", src)
 			continue
 		}
 		e.mu.Lock()
@@ -542,12 +613,12 @@ func (e *Engine) Inject(src netip.AddrPort, d []byte) {
 func (e *Engine) receive(now time.Time, src netip.AddrPort, d []byte) {
 	sid, err := wire.SessionID(d)
 	if err != nil || len(d) < wire.MinPacketSize {
-		e.C.DropShort.Add(1)
+		e.drop(&e.C.DropShort, "shorter than a packet", src)
 		return
 	}
 	if sid == 0 {
 		if e.refusing {
-			e.C.DropLimited.Add(1)
+			e.drop(&e.C.DropLimited, "draining: no new sessions", src)
 			return
 		}
 		e.startup(now, src, d)
@@ -556,9 +627,9 @@ func (e *Engine) receive(now time.Time, src netip.AddrPort, d []byte) {
 	if s := e.sessions[sid]; s != nil {
 		if err := s.core.Receive(now, src, d); err != nil {
 			if errors.Is(err, session.ErrMode) {
-				e.C.DropMode.Add(1)
+				e.drop(&e.C.DropMode, "wrong packet mode", src)
 			} else {
-				e.C.DropDecrypt.Add(1)
+				e.dropErr(&e.C.DropDecrypt, "session packet does not decrypt", src, err)
 			}
 			return
 		}
@@ -575,19 +646,19 @@ func (e *Engine) receive(now time.Time, src netip.AddrPort, d []byte) {
 		e.openingPacket(now, src, o, d)
 		return
 	}
-	e.C.DropUnknownSID.Add(1)
+	e.drop(&e.C.DropUnknownSID, "unknown session ID", src)
 }
 
-// startupPacket parses a default-key packet and returns its chunks.
-func (e *Engine) openStartup(d []byte) ([]byte, bool) {
+// openStartup parses a default-key packet and returns its chunks.
+func (e *Engine) openStartup(src netip.AddrPort, d []byte) ([]byte, bool) {
 	pt, err := e.defOpen.Open(d)
 	if err != nil {
-		e.C.DropDecrypt.Add(1)
+		e.drop(&e.C.DropDecrypt, "startup packet does not decrypt", src)
 		return nil, false
 	}
 	h, n, err := wire.ParseHeader(pt)
 	if err != nil || h.Mode() != wire.ModeStartup {
-		e.C.DropMode.Add(1)
+		e.drop(&e.C.DropMode, "startup packet in the wrong mode", src)
 		return nil, false
 	}
 	return pt[n:], true
@@ -603,7 +674,7 @@ func (e *Engine) sendStartup(now time.Time, sid uint32, to netip.AddrPort, chunk
 
 // startup handles session-ID-0 packets: IHello, RHello, Redirect, IIKeying.
 func (e *Engine) startup(now time.Time, src netip.AddrPort, d []byte) {
-	chunks, ok := e.openStartup(d)
+	chunks, ok := e.openStartup(src, d)
 	if !ok {
 		return
 	}
@@ -615,12 +686,10 @@ func (e *Engine) startup(now time.Time, src netip.AddrPort, d []byte) {
 		b = rest
 		switch c.Type {
 		case wire.ChunkIHello:
-			if len(d) < e.cfg.MinIHelloSize {
-				e.C.DropShort.Add(1)
-				return
-			}
 			if ih, err := wire.ParseIHello(c.Payload); err == nil {
 				e.onIHello(now, src, ih)
+			} else {
+				e.drop(&e.C.DropKeying, "malformed IHello", src)
 			}
 			return // at most one IHello per packet
 		case wire.ChunkRHello:
@@ -635,7 +704,7 @@ func (e *Engine) startup(now time.Time, src netip.AddrPort, d []byte) {
 			if ik, err := wire.ParseIIKeying(c.Payload); err == nil {
 				e.onIIKeying(now, src, ik)
 			} else {
-				e.C.DropKeying.Add(1)
+				e.drop(&e.C.DropKeying, "malformed IIKeying", src)
 			}
 			return
 		}
@@ -647,14 +716,15 @@ func (e *Engine) startup(now time.Time, src netip.AddrPort, d []byte) {
 func (e *Engine) onIHello(now time.Time, src netip.AddrPort, ih wire.IHello) {
 	epd, err := handshake.ParseEPD(ih.EPD)
 	if err != nil || len(ih.Tag) == 0 || len(ih.Tag) > 256 {
+		e.drop(&e.C.DropKeying, "malformed IHello (EPD or tag)", src)
 		return
 	}
 	if epd.Selects(e.id.Parsed) {
 		if epd.HasAncillary && !epd.HasFP && e.cfg.SelectAncillary != nil && !e.cfg.SelectAncillary(src, epd.Ancillary) {
 			return
 		}
-		if e.cfg.AllowHello != nil && !e.cfg.AllowHello() {
-			e.C.DropLimited.Add(1)
+		if e.cfg.AllowHello != nil && !e.cfg.AllowHello(src) {
+			e.drop(&e.C.DropLimited, "RHello budget", src)
 			return
 		}
 		e.sendRHello(now, src, ih.Tag)
@@ -695,7 +765,7 @@ func (e *Engine) onIIKeying(now time.Time, src netip.AddrPort, ik wire.IIKeying)
 		e.C.CookieChanges.Add(1)
 		return
 	case err != nil:
-		e.C.DropCookie.Add(1)
+		e.dropErr(&e.C.DropCookie, "IIKeying cookie", src, err)
 		return
 	}
 	// A retransmitted IIKeying for a session we already opened gets the
@@ -709,7 +779,7 @@ func (e *Engine) onIIKeying(now time.Time, src netip.AddrPort, ik wire.IIKeying)
 		return
 	}
 	if e.cfg.AllowKeying != nil && !e.cfg.AllowKeying(src) {
-		e.C.DropLimited.Add(1)
+		e.drop(&e.C.DropLimited, "keying refused by the application's limits", src)
 		return
 	}
 	// Glare: we are opening a session to this same address ourselves.
@@ -733,7 +803,7 @@ func (e *Engine) onIIKeying(now time.Time, src netip.AddrPort, ik wire.IIKeying)
 	case e.keying <- job:
 		e.inKeying[src] = ik.ISID
 	default:
-		e.C.DropLimited.Add(1) // too much keying queued; the initiator retransmits
+		e.drop(&e.C.DropLimited, "keying queue full", src) // the initiator retransmits
 	}
 }
 
@@ -783,11 +853,10 @@ func (e *Engine) completeKeying(now time.Time, src netip.AddrPort, ik wire.IIKey
 	if err != nil {
 		e.C.HandshakesFailed.Add(1)
 		if errors.Is(err, handshake.ErrCertificate) {
-			e.C.DropCertificate.Add(1)
+			e.dropErr(&e.C.DropCertificate, "IIKeying certificate", src, err)
 		} else {
-			e.C.DropKeying.Add(1)
+			e.dropErr(&e.C.DropKeying, "IIKeying refused", src, err)
 		}
-		e.log.Debug("keying refused", "src", src, "err", err)
 		return
 	}
 	if s := e.byAddr[src]; s != nil && s.isid == ik.ISID && s.skicHash == sha256.Sum256(ik.SKIC) {
@@ -799,8 +868,14 @@ func (e *Engine) completeKeying(now time.Time, src netip.AddrPort, ik wire.IIKey
 		}
 		old.core.Abort(now, e.sendTo) // the peer restarted
 	}
+	sid, err := e.newSID()
+	if err != nil {
+		e.log.Error("no session ID for a new session", "err", err)
+		e.dropErr(&e.C.DropKeying, "no session ID", src, err)
+		return
+	}
 	sealer, opener := acc.Keys.Ciphers()
-	s := e.newSession(now, false, ik.ISID, src, sealer, opener, acc.Keys, acc.Certificate, ik.Certificate, false)
+	s := e.newSessionSID(now, false, sid, ik.ISID, src, sealer, opener, acc.Keys, acc.Certificate, ik.Certificate, false)
 	s.isid, s.skicHash = ik.ISID, sha256.Sum256(ik.SKIC)
 	s.rikeying = wire.RIKeying{RSID: s.core.NearSID(), SKRC: acc.SKRC, Signature: handshake.Signature}.Append(nil)
 	e.byAddr[src] = s
@@ -813,7 +888,7 @@ func (e *Engine) completeKeying(now time.Time, src netip.AddrPort, ik wire.IIKey
 		}
 	}
 	if ev := e.cfg.Events; ev != nil {
-		e.event(func() { ev.SessionOpened(s) })
+		e.event(s, func() { ev.SessionOpened(s) })
 		return
 	}
 	e.accepted = append(e.accepted, s)
@@ -825,22 +900,26 @@ func (e *Engine) signalAccept() {
 	e.acceptCh = make(chan struct{})
 }
 
-// newSID picks an unused random non-zero session ID.
-func (e *Engine) newSID() uint32 {
+// ErrRandom is returned when the random source fails (or keeps repeating
+// itself) while picking a session ID.
+var ErrRandom = errors.New("engine: random source failed")
+
+// newSID picks an unused random non-zero session ID. With 32-bit IDs and
+// far fewer sessions a few draws always suffice; a random source that
+// fails, or that gives taken IDs 64 times in a row, is broken, and the
+// handshake is dropped rather than the engine spinning under its lock.
+func (e *Engine) newSID() (uint32, error) {
 	var b [4]byte
-	for {
-		_, _ = io.ReadFull(e.rnd, b[:])
+	for range 64 {
+		if _, err := io.ReadFull(e.rnd, b[:]); err != nil {
+			return 0, fmt.Errorf("%w: %v", ErrRandom, err)
+		}
 		sid := binary.BigEndian.Uint32(b[:])
 		if sid != 0 && e.sessions[sid] == nil && e.openSID[sid] == nil {
-			return sid
+			return sid, nil
 		}
 	}
-}
-
-// newSession creates and registers a session; e.mu held.
-func (e *Engine) newSession(now time.Time, initiator bool, farSID uint32, dest netip.AddrPort, sealer *wire.Sealer, opener *wire.Opener,
-	keys handshake.Keys, farCert *handshake.Certificate, farCertRaw []byte, introducer bool) *Session {
-	return e.newSessionSID(now, initiator, e.newSID(), farSID, dest, sealer, opener, keys, farCert, farCertRaw, introducer)
+	return 0, ErrRandom
 }
 
 func (e *Engine) newSessionSID(now time.Time, initiator bool, nearSID, farSID uint32, dest netip.AddrPort, sealer *wire.Sealer, opener *wire.Opener,
@@ -916,7 +995,7 @@ func (e *Engine) sessionGone(s *Session) {
 		e.drainFlow(rf, true)
 	}
 	s.drain = nil
-	e.event(func() { ev.SessionClosed(s, err) })
+	e.event(s, func() { ev.SessionClosed(s, err) })
 }
 
 // drainFlow hands a flow's complete messages (and its end) to the
@@ -930,12 +1009,12 @@ func (e *Engine) drainFlow(rf *RecvFlow, force bool) bool {
 		}
 		msg, ok, eof := rf.core.Read()
 		if ok {
-			e.queueEvent(event{fn: func() { ev.Message(rf, msg) }, cost: len(msg) + eventCharge})
+			e.queueEvent(event{fn: func() { ev.Message(rf, msg) }, cost: len(msg) + eventCharge, s: rf.s})
 			continue
 		}
 		if (eof || rf.s.core.IsClosed()) && !rf.closedSent {
 			rf.closedSent = true
-			e.event(func() { ev.FlowClosed(rf) })
+			e.event(rf.s, func() { ev.FlowClosed(rf) })
 		}
 		rf.queued = false
 		return true
