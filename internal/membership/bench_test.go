@@ -37,7 +37,7 @@ func BenchmarkJoinLeave(b *testing.B) {
 			for i := 0; b.Loop(); i++ {
 				k := i % len(ms)
 				g, a := ms[k][0].(GroupKey), ms[k][1].([32]byte)
-				buf, _ = d.Leave(g, a, buf[:0])
+				buf, _ = d.Leave(g, Member{Addr: a}, buf[:0])
 				a = randAddr(rnd)
 				buf, _ = d.Join(g, Member{Peer: a, Addr: a}, buf[:0])
 				ms[k][1] = a

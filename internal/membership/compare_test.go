@@ -56,7 +56,7 @@ func (p ours) join(_ *simState, x [32]byte) (e [][2][32]byte) {
 }
 
 func (p ours) leave(_ *simState, x [32]byte) (e [][2][32]byte) {
-	out, _ := p.d.Leave(GroupKey{}, x, nil)
+	out, _ := p.d.Leave(GroupKey{}, Member{Addr: x}, nil)
 	for _, a := range out {
 		e = append(e, [2][32]byte{a.To.Addr, a.Peer})
 	}

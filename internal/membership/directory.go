@@ -29,22 +29,27 @@ type GroupKey struct {
 // concurrent use, and each call costs O(log n) in the group's size.
 type Directory interface {
 	// Join adds m to group g and appends to out the announcements it calls
-	// for; ok is false (and nothing changes) if a member with m's group
-	// address is already there.
+	// for. If the peer is a member already (the same group address) it
+	// stays where it is: ok is false when it is the same membership (the
+	// same Local handle), otherwise the newer handle takes over, without
+	// announcements (the group knows the peer already), as a peer ID's
+	// newest session wins in the server's registry.
 	Join(g GroupKey, m Member, out []Announcement) (_ []Announcement, ok bool)
-	// Leave removes the member with group address addr from g (the group
-	// goes when its last member does) and appends the repair
-	// announcement; ok is false if there was no such member.
-	Leave(g GroupKey, addr [32]byte, out []Announcement) (_ []Announcement, ok bool)
+	// Leave removes m (found by its group address, and only if its Local
+	// handle is still m's) from g, deleting the group with its last
+	// member, and appends the repair announcement; ok is false if m was
+	// not there.
+	Leave(g GroupKey, m Member, out []Announcement) (_ []Announcement, ok bool)
 	// Totals counts groups and memberships.
 	Totals() (groups, members int)
 	// Keys summarises each developer key's groups, by key.
 	Keys() []KeySummary
 	// Groups lists the groups with a given ID (one per developer key).
 	Groups(id [32]byte) []GroupKey
-	// Members lists up to limit members of g in ring order, and how many
-	// there are in all.
-	Members(g GroupKey, limit int) (_ []Member, total int)
+	// Members lists up to limit members of g in ring order (without
+	// their Local handles), with the group's summary; ok is false if the
+	// group has no members.
+	Members(g GroupKey, limit int) (_ []Member, _ GroupSummary, ok bool)
 }
 
 // KeySummary is one developer key's groups.
@@ -118,8 +123,12 @@ func (d *Local) Join(g GroupKey, m Member, out []Announcement) ([]Announcement, 
 		gr = &group{since: m.Joined}
 		s.groups[g] = gr
 		d.groups.Add(1)
-	} else if gr.ring.Has(m.Addr) {
-		return out, false
+	} else if old := gr.ring.Find(m.Addr); old != nil {
+		if old.Local == m.Local {
+			return out, false
+		}
+		old.Local, old.Joined = m.Local, m.Joined
+		return out, true
 	}
 	out = d.policy.planJoin(&gr.ring, &m, s.rnd.IntN, out)
 	gr.ring.Insert(m, s.rnd.Uint64())
@@ -128,7 +137,7 @@ func (d *Local) Join(g GroupKey, m Member, out []Announcement) ([]Announcement, 
 }
 
 // Leave implements Directory.
-func (d *Local) Leave(g GroupKey, addr [32]byte, out []Announcement) ([]Announcement, bool) {
+func (d *Local) Leave(g GroupKey, m Member, out []Announcement) ([]Announcement, bool) {
 	s := d.shardOf(g.ID)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -136,9 +145,11 @@ func (d *Local) Leave(g GroupKey, addr [32]byte, out []Announcement) ([]Announce
 	if gr == nil {
 		return out, false
 	}
-	if _, ok := gr.ring.Delete(addr); !ok {
+	addr := m.Addr
+	if old := gr.ring.Find(addr); old == nil || old.Local != m.Local {
 		return out, false
 	}
+	gr.ring.Delete(addr)
 	d.members.Add(-1)
 	if gr.ring.Len() == 0 {
 		delete(s.groups, g)
@@ -203,13 +214,13 @@ func (d *Local) Groups(id [32]byte) []GroupKey {
 }
 
 // Members implements Directory.
-func (d *Local) Members(g GroupKey, limit int) ([]Member, int) {
+func (d *Local) Members(g GroupKey, limit int) ([]Member, GroupSummary, bool) {
 	s := d.shardOf(g.ID)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	gr := s.groups[g]
 	if gr == nil {
-		return nil, 0
+		return nil, GroupSummary{}, false
 	}
 	out := make([]Member, 0, min(limit, gr.ring.Len()))
 	gr.ring.Walk(func(m *Member) bool {
@@ -221,5 +232,5 @@ func (d *Local) Members(g GroupKey, limit int) ([]Member, int) {
 		out = append(out, mm)
 		return true
 	})
-	return out, gr.ring.Len()
+	return out, GroupSummary{ID: g.ID, Members: gr.ring.Len(), Since: gr.since}, true
 }

@@ -53,12 +53,12 @@ func TestJoinPlanWorkedExample(t *testing.T) {
 		t.Fatal("a second join of the same member was accepted")
 	}
 	// X leaves: P2 (before it) is told about P3 (after it).
-	out, ok = d.Leave(g, addrOf(25), nil)
+	out, ok = d.Leave(g, member(25), nil)
 	if got := pairs(out); !ok || len(got) != 1 || got[0] != (pair{20, 30}) {
 		t.Fatalf("leave repair %v", got)
 	}
 	// Wrapping: the last member leaves, the first learns... the new last.
-	out, _ = d.Leave(g, addrOf(50), nil)
+	out, _ = d.Leave(g, member(50), nil)
 	if got := pairs(out); len(got) != 1 || got[0] != (pair{40, 10}) {
 		t.Fatalf("leave repair at the wrap %v", got)
 	}
@@ -92,14 +92,14 @@ func TestSmallGroups(t *testing.T) {
 			t.Fatalf("member %d reached %d of %d", b, len(seen), b-1)
 		}
 	}
-	d.Leave(g, addrOf(1), nil)
-	if out, _ := d.Leave(g, addrOf(99), nil); len(out) != 0 {
+	d.Leave(g, member(1), nil)
+	if out, _ := d.Leave(g, member(99), nil); len(out) != 0 {
 		t.Fatal("leaving a non-member")
 	}
 	for b := byte(2); b <= 8; b++ {
-		d.Leave(g, addrOf(b), nil)
+		d.Leave(g, member(b), nil)
 	}
-	if out, ok := d.Leave(g, addrOf(9), nil); !ok || len(out) != 0 {
+	if out, ok := d.Leave(g, member(9), nil); !ok || len(out) != 0 {
 		t.Fatal("the last member's leave")
 	}
 	if gs, ms := d.Totals(); gs != 0 || ms != 0 {
@@ -125,9 +125,9 @@ func TestKeysIsolateGroups(t *testing.T) {
 	if len(keys) != 2 || keys[0].DevKey != "a" || keys[0].Members != 2 || keys[1].Members != 1 || len(keys[0].Groups) != 1 {
 		t.Fatalf("keys %+v", keys)
 	}
-	ms, total := d.Members(a, 1)
-	if total != 2 || len(ms) != 1 || ms[0].Addr != addrOf(1) || ms[0].Local != nil {
-		t.Fatalf("members %+v of %d", ms, total)
+	ms, sum, _ := d.Members(a, 1)
+	if sum.Members != 2 || len(ms) != 1 || ms[0].Addr != addrOf(1) || ms[0].Local != nil {
+		t.Fatalf("members %+v of %+v", ms, sum)
 	}
 }
 
@@ -172,7 +172,7 @@ func TestSeededGraphKeepsTheRingLinked(t *testing.T) {
 			order[i] = order[len(order)-1]
 			order = order[:len(order)-1]
 			delete(live, x)
-			buf, _ = d.Leave(g, x, buf[:0])
+			buf, _ = d.Leave(g, Member{Addr: x}, buf[:0])
 			if len(buf) != 1 {
 				t.Fatalf("step %d: leave sent %d messages", step, len(buf))
 			}
@@ -189,9 +189,9 @@ func TestSeededGraphKeepsTheRingLinked(t *testing.T) {
 		}
 		check(buf, a)
 		if step%1000 == 999 {
-			ms, total := d.Members(g, 1<<30)
-			if total != len(order) {
-				t.Fatalf("%d members, want %d", total, len(order))
+			ms, sum, _ := d.Members(g, 1<<30)
+			if sum.Members != len(order) {
+				t.Fatalf("%d members, want %d", sum.Members, len(order))
 			}
 			for i := range ms {
 				a, b := ms[i].Addr, ms[(i+1)%len(ms)].Addr
@@ -210,11 +210,40 @@ func TestMembersKeepJoinTime(t *testing.T) {
 	m := member(1)
 	m.Joined = at
 	d.Join(g, m, nil)
-	ms, _ := d.Members(g, 10)
-	if len(ms) != 1 || !ms[0].Joined.Equal(at) {
+	ms, sum, ok := d.Members(g, 10)
+	if !ok || len(ms) != 1 || !ms[0].Joined.Equal(at) || !sum.Since.Equal(at) {
 		t.Fatalf("%+v", ms)
 	}
 	if k := d.Keys(); len(k) != 1 || !k[0].Groups[0].Since.Equal(at) {
 		t.Fatalf("%+v", k)
+	}
+}
+
+// A peer that joins again through another session (another handle) takes
+// its place over; the old session's leave then changes nothing.
+func TestNewerHandleTakesOver(t *testing.T) {
+	d := NewLocal(Policy{})
+	g := GroupKey{ID: [32]byte{6}}
+	d.Join(g, member(1), nil)
+	d.Join(g, member(2), nil)
+	again := member(2)
+	again.Local = "newer session"
+	if out, ok := d.Join(g, again, nil); !ok || len(out) != 0 {
+		t.Fatalf("rejoin: %v %v", ok, pairs(out))
+	}
+	if _, ok := d.Leave(g, member(2), nil); ok {
+		t.Fatal("the old handle's leave removed the newer membership")
+	}
+	out, _ := d.Join(g, member(3), nil)
+	for _, a := range out {
+		if a.To.Addr == addrOf(2) && a.To.Local != "newer session" {
+			t.Fatal("announcement went to the old handle")
+		}
+	}
+	if _, ok := d.Leave(g, again, nil); !ok {
+		t.Fatal("the newer handle could not leave")
+	}
+	if _, n := d.Totals(); n != 2 {
+		t.Fatalf("%d members", n)
 	}
 }

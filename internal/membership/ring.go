@@ -64,8 +64,8 @@ func (r *Ring) Rank(addr [32]byte) int {
 	return rank
 }
 
-// Has reports whether a member has address addr.
-func (r *Ring) Has(addr [32]byte) bool {
+// Find returns the member with address addr, or nil.
+func (r *Ring) Find(addr [32]byte) *Member {
 	for n := r.root; n != nil; {
 		switch c := cmp(&addr, &n.m.Addr); {
 		case c < 0:
@@ -73,11 +73,14 @@ func (r *Ring) Has(addr [32]byte) bool {
 		case c > 0:
 			n = n.right
 		default:
-			return true
+			return &n.m
 		}
 	}
-	return false
+	return nil
 }
+
+// Has reports whether a member has address addr.
+func (r *Ring) Has(addr [32]byte) bool { return r.Find(addr) != nil }
 
 // At returns the member of rank i, 0 <= i < Len().
 func (r *Ring) At(i int) *Member {
