@@ -113,6 +113,8 @@ func (s *Server) Sessions() []SessionInfo {
 //	GET  /api/keys/{key}            one key and its usage
 //	POST /api/keys/{key}/revoke     revoke it (DELETE /api/keys/{key} too)
 //	GET  /api/info                  fingerprint, listeners, public addresses
+//	GET  /api/groups                NetGroups per developer key (groupRoutes)
+//	GET  /api/groups/{id}           one group's members
 //
 // It has no authentication: listen on loopback (the default) or put it
 // behind something that authenticates.
@@ -190,6 +192,7 @@ func (s *Server) Admin() http.Handler {
 	mux.HandleFunc("GET /api/keys/{key}", show)
 	mux.HandleFunc("POST /api/keys/{key}/revoke", revoke)
 	mux.HandleFunc("DELETE /api/keys/{key}", revoke)
+	s.groupRoutes(mux)
 	return mux
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/stratus-rtmfp/stratus/internal/engine"
 	"github.com/stratus-rtmfp/stratus/internal/handshake"
+	"github.com/stratus-rtmfp/stratus/internal/membership"
 )
 
 // Errors.
@@ -29,6 +30,10 @@ type Server struct {
 	log     *slog.Logger
 	metrics *metrics
 	keys    *keyCache
+	// groups holds NetGroup membership, beside the peer registry rather
+	// than under s.mu: joins lock only their own group.
+	groups membership.Directory
+	dead   *deadPeers
 
 	mu       sync.Mutex
 	engines  []*engine.Engine
@@ -61,8 +66,9 @@ func New(cfg Config) (*Server, error) {
 		cfg: cfg, id: id, log: cfg.Logger,
 		byPeer: map[[32]byte]*client{}, byAddr: map[netip.AddrPort]*client{},
 		perIP: map[netip.Prefix]int{}, perKey: map[string]int{}, limiters: map[netip.Prefix]*limiterEntry{},
-		hello: helloLimiter(cfg.HelloRate),
-		done:  make(chan struct{}),
+		hello:  helloLimiter(cfg.HelloRate),
+		done:   make(chan struct{}),
+		groups: membership.NewLocal(membership.DefaultPolicy), dead: newDeadPeers(),
 	}
 	s.keys = newKeyCache(cfg.Store, cfg.Open)
 	s.metrics = newMetrics(s, cfg.Registerer, cfg.Gatherer)
