@@ -48,6 +48,8 @@ func serverFlags(fs *flag.FlagSet) (*server.Config, *serveOpts) {
 	fs.IntVar(&cfg.HandshakeBurst, "handshake-burst", 100, "burst for --handshake-rate")
 	fs.Float64Var(&cfg.HelloRate, "hello-rate", 50000, "handshake replies (RHello) per second in all")
 	fs.IntVar(&cfg.MaxPeerAddresses, "max-peer-addresses", 8, "setPeerInfo addresses kept per client")
+	fs.IntVar(&cfg.MaxGroupsPerSession, "max-groups-per-session", 64, "NetGroups (GC flows) per session (-1: no limit)")
+	fs.Float64Var(&cfg.GroupMessageRate, "group-message-rate", 5, "NetGroup server channel messages per second per GC flow, burst twice that (-1: no limit)")
 	fs.DurationVar(&o.drain, "drain-timeout", 10*time.Second, "on SIGTERM, how long to wait for clients to close")
 	o.policy = policyFlags(fs)
 	fs.StringVar(&o.level, "log-level", "info", "log level: debug, info, warn, error")
