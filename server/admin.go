@@ -83,9 +83,9 @@ func (s *Server) Sessions() []SessionInfo {
 				continue
 			}
 			s.mu.Lock()
-			if c.gone {
+			if c.gone || c.refusal != "" {
 				s.mu.Unlock()
-				continue // closing: only acknowledging the far end's close
+				continue // closing, or only there to be told a limit
 			}
 			info := SessionInfo{PeerID: hexID(c.peerID), Address: c.observed.String(), Key: c.key, Since: c.opened,
 				State: [...]string{"wait_connect", "connected", "leaving"}[c.state]}

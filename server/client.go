@@ -30,12 +30,16 @@ type client struct {
 	addrs    []netip.AddrPort
 	state    clientState
 	gone     bool // SessionClosed handled (guarded by srv.mu)
-	key      string
-	encoding float64
-	ctrlIn   *engine.RecvFlow
-	ctrlOut  *engine.SendFlow
-	opened   time.Time
-	streams  uint64 // bitmap of server NetStream IDs 1..63 handed out
+	// refusal, when set, is why this session is over a limit: it is kept
+	// out of the registry and its connect is refused with that
+	// description and refusalCode (refusalReason labels the metrics).
+	refusal, refusalCode, refusalReason string
+	key                                 string
+	encoding                            float64
+	ctrlIn                              *engine.RecvFlow
+	ctrlOut                             *engine.SendFlow
+	opened                              time.Time
+	streams                             uint64 // bitmap of server NetStream IDs 1..63 handed out
 
 	// NetGroup server channels (event goroutine only).
 	gc           []*gcFlow
@@ -57,25 +61,37 @@ func (ev *events) SessionOpened(sess *engine.Session) {
 	addr := sess.RemoteAddr()
 	c := &client{srv: s, sess: sess, e: sess.Engine(), peerID: sess.PeerID(), observed: addr, opened: time.Now()}
 	s.mu.Lock()
-	over := s.draining || s.cfg.MaxSessions > 0 && s.sessions >= s.cfg.MaxSessions ||
-		s.cfg.MaxSessionsPerIP > 0 && s.perIP[ipKey(addr)] >= s.cfg.MaxSessionsPerIP
-	if !over {
+	code, why, reason := s.overLimit(addr)
+	switch {
+	case reason == "":
 		s.sessions++
 		s.perIP[ipKey(addr)]++
 		s.byAddr[addr] = c
 		sess.SetValue(c)
+	case s.refusing < maxRefusing:
+		// Over a limit: the session stays out of the registry and lives
+		// only to tell its client why, at connect.
+		s.refusing++
+		c.refusal, c.refusalCode, c.refusalReason = why, code, reason
+		sess.SetValue(c)
 	}
 	s.mu.Unlock()
-	if over {
-		s.metrics.drops.WithLabelValues("session_limit").Inc()
+	timeout := s.cfg.ConnectTimeout
+	switch {
+	case reason != "" && c.refusal == "":
+		s.dropped(reason, addr)
 		sess.Abort()
 		return
+	case c.refusal != "":
+		s.dropped(reason+"_refused", addr)
+		timeout = min(timeout, refusalTimeout)
+	default:
+		s.metrics.sessions.Inc()
+		s.tell(SessionOpened, c)
 	}
-	s.metrics.sessions.Inc()
-	s.tell(SessionOpened, c)
 	// A session must connect in time, whatever else it sends. (The timer
 	// is stopped on connect, so idle connected sessions do not carry it.)
-	c.connectTimer = time.AfterFunc(s.cfg.ConnectTimeout, func() {
+	c.connectTimer = time.AfterFunc(timeout, func() {
 		s.mu.Lock()
 		late := c.state == waitConnect
 		s.mu.Unlock()
@@ -106,7 +122,16 @@ func (ev *events) SessionClosed(sess *engine.Session, err error) {
 	if !ok {
 		return
 	}
+	if c.connectTimer != nil {
+		c.connectTimer.Stop()
+	}
 	s.mu.Lock()
+	if c.refusal != "" {
+		s.refusing--
+		c.state, c.gone = leaving, true
+		s.mu.Unlock()
+		return
+	}
 	s.sessions--
 	s.decIP(c.observed)
 	if s.byAddr[c.observed] == c {
@@ -137,7 +162,7 @@ func (ev *events) SessionClosed(sess *engine.Session, err error) {
 func (ev *events) AddressChanged(sess *engine.Session, addr netip.AddrPort) {
 	s := ev.srv()
 	c, ok := sess.Value().(*client)
-	if !ok {
+	if !ok || c.refusal != "" {
 		return
 	}
 	s.mu.Lock()
@@ -272,6 +297,12 @@ func (c *client) onCommand(cmd flash.Command) {
 	s.mu.Unlock()
 	if state == leaving {
 		return // refused, revoked or going: nothing more is served
+	}
+	if c.refusal != "" {
+		c.openControl()
+		s.metrics.connect("", c.refusalReason)
+		c.refuse(cmd.TxID, c.refusalCode, c.refusal)
+		return
 	}
 	if state == waitConnect {
 		if cmd.Name != "connect" {
@@ -521,6 +552,10 @@ func (c *client) sendKeepalive() {
 	cfg := &c.srv.cfg
 	c.send(flash.AppendSetKeepalive(nil, uint32(cfg.ClientKeepalive/time.Millisecond), uint32(cfg.PeerKeepalive/time.Millisecond)))
 }
+
+// refusalTimeout closes a session kept only to be refused that never
+// sends connect.
+const refusalTimeout = 5 * time.Second
 
 // refuse answers connect with _error and closes (reference §5.4).
 func (c *client) refuse(tx float64, code, description string) {

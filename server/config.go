@@ -61,7 +61,16 @@ type Config struct {
 	HandshakeRate     float64 // keying handshakes per second per source IP, default 50
 	HandshakeBurst    int     // default 100
 	HelloRate         float64 // RHellos per second in all, default 50000 (negative: no limit)
-	MaxPeerAddresses  int     // setPeerInfo addresses kept per client, default 8
+	// HelloRatePerPrefix bounds RHellos, and Redirects to lookups from
+	// addresses without a session, per source prefix (IPv4 /24, IPv6
+	// /48) per second, with bursts of twice as many; default 200. Source
+	// addresses are unproven there, so this bounds what a spoofer can
+	// reflect at one network, in fixed memory (1 MiB of hashed buckets).
+	HelloRatePerPrefix float64
+	// LookupRate bounds introductions (peer-ID lookups answered) per
+	// second in all, default 50000 (negative: no limit).
+	LookupRate       float64
+	MaxPeerAddresses int // setPeerInfo addresses kept per client, default 8
 	// NetGroup server channel: groups (GC flows) per session, default
 	// 64; join messages per second per GC flow (burst twice that),
 	// default 5.
@@ -127,6 +136,12 @@ func (c *Config) defaults() {
 	}
 	if c.HelloRate == 0 {
 		c.HelloRate = 50000
+	}
+	if c.HelloRatePerPrefix == 0 {
+		c.HelloRatePerPrefix = 200
+	}
+	if c.LookupRate == 0 {
+		c.LookupRate = 50000
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -85,9 +85,13 @@ func (s *Server) signalDead(e *engine.Engine, src netip.AddrPort, tag []byte, id
 	if anonymous && s.cfg.RefuseAnonymousLookups {
 		return false
 	}
-	key, ok := s.dead.key(id, time.Now())
+	now := time.Now()
+	key, ok := s.dead.key(id, now)
 	if !ok || !anonymous && key != initKey {
 		return false
+	}
+	if anonymous && !s.prefix.Allow(src.Addr(), now) {
+		return false // an unproven source pays its prefix's budget, as for introductions
 	}
 	e.Redirect(src, tag, []wire.Address{{AddrPort: netip.AddrPortFrom(netip.IPv4Unspecified(), 0), Origin: wire.OriginUnknown}})
 	return true

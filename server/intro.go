@@ -32,8 +32,9 @@ func (s *Server) introduce(e *engine.Engine, src netip.AddrPort, epd handshake.E
 	if !ok {
 		return
 	}
-	if !s.hello.Allow() {
+	if !s.lookups.Allow() {
 		s.metrics.intro("", "limited")
+		s.dropped("lookup_rate", src)
 		return
 	}
 	start := time.Now()
@@ -50,6 +51,11 @@ func (s *Server) introduce(e *engine.Engine, src netip.AddrPort, epd handshake.E
 		result = "isolated" // developer keys isolate applications
 	case (initiator == nil || initiator.state != connected) && s.cfg.RefuseAnonymousLookups:
 		result = "anonymous"
+	case (initiator == nil || initiator.state != connected) && !s.prefix.Allow(src.Addr(), start):
+		// An unproven source: what it makes us send (a Redirect to it, a
+		// Forwarded IHello that makes the target answer it) is bounded
+		// per source prefix like RHellos.
+		result = "limited"
 	}
 	if result != "ok" {
 		anonymous := initiator == nil || initiator.state != connected

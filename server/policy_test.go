@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/netip"
 	"testing"
@@ -51,15 +52,51 @@ func TestSessionsThatNeverConnectAreClosed(t *testing.T) {
 	}
 }
 
-func TestSessionLimitPerIP(t *testing.T) {
+// A client over a session limit hears why (NetConnection.Connect.Rejected
+// with a description naming the limit) instead of timing out in silence,
+// and the refused session counts against nothing.
+func TestSessionLimitsAreSaid(t *testing.T) {
 	st := store.NewMemory()
 	k, _ := st.CreateKey("")
-	_, base := testServer(t, st, func(c *Config) { c.MaxSessionsPerIP = 2 })
-	connect(t, base+"/"+k.ID)
-	connect(t, base+"/"+k.ID)
-	_, err := rtmfp.Connect(context.Background(), base+"/"+k.ID, &rtmfp.Config{LocalAddr: "127.0.0.1:0", ConnectTimeout: 1500 * time.Millisecond})
-	if statusCode(err) != rtmfp.ConnectFailed {
-		t.Fatalf("third session from one IP: %v", err)
+	for _, c := range []struct {
+		name string
+		mod  func(*Config)
+		want string
+	}{
+		{"per IP", func(c *Config) { c.MaxSessionsPerIP = 2 }, "too many sessions from 127.0.0.1/32: 2 (--max-sessions-per-ip)"},
+		{"in all", func(c *Config) { c.MaxSessions = 2 }, "server full: 2 sessions (--max-sessions)"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			srv, base := testServer(t, st, c.mod)
+			connect(t, base+"/"+k.ID)
+			connect(t, base+"/"+k.ID)
+			for range 2 { // and again: a refused session holds no slot
+				_, err := rtmfp.Connect(context.Background(), base+"/"+k.ID, &rtmfp.Config{LocalAddr: "127.0.0.1:0", ConnectTimeout: 5 * time.Second})
+				var se *rtmfp.StatusError
+				if !errors.As(err, &se) || se.Status.Code != rtmfp.ConnectRejected || se.Status.Description != c.want {
+					t.Fatalf("third session: %v, want %s (%s)", err, rtmfp.ConnectRejected, c.want)
+				}
+			}
+			if s := srv.Sessions(); len(s) != 2 {
+				t.Fatalf("%d sessions listed, want the 2 connected ones", len(s))
+			}
+			// The refused sessions close once their client has read the
+			// refusal (within seconds), and give their place back.
+			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+				srv.mu.Lock()
+				n, refusing := srv.sessions, srv.refusing
+				srv.mu.Unlock()
+				if n != 2 {
+					t.Fatalf("%d sessions counted, want 2", n)
+				}
+				if refusing == 0 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("%d refused sessions still open", refusing)
+				}
+			}
+		})
 	}
 }
 

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -12,8 +13,10 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/stratus-rtmfp/stratus/internal/engine"
+	"github.com/stratus-rtmfp/stratus/internal/flash"
 	"github.com/stratus-rtmfp/stratus/internal/handshake"
 	"github.com/stratus-rtmfp/stratus/internal/membership"
+	"github.com/stratus-rtmfp/stratus/internal/ratelimit"
 )
 
 // Errors.
@@ -45,7 +48,10 @@ type Server struct {
 	draining bool
 	closed   bool
 	limiters map[netip.Prefix]*limiterEntry
+	refusing int // sessions let in over a limit only to be told so
 	hello    *rate.Limiter
+	lookups  *rate.Limiter
+	prefix   *ratelimit.Prefix // RHellos and anonymous lookups per source prefix
 
 	done     chan struct{}
 	stopOnce sync.Once
@@ -66,7 +72,8 @@ func New(cfg Config) (*Server, error) {
 		cfg: cfg, id: id, log: cfg.Logger,
 		byPeer: map[[32]byte]*client{}, byAddr: map[netip.AddrPort]*client{},
 		perIP: map[netip.Prefix]int{}, perKey: map[string]int{}, limiters: map[netip.Prefix]*limiterEntry{},
-		hello:  helloLimiter(cfg.HelloRate),
+		hello: limiter(cfg.HelloRate), lookups: limiter(cfg.LookupRate),
+		prefix: ratelimit.NewPrefix(cfg.HelloRatePerPrefix, int(2*cfg.HelloRatePerPrefix), prefixBuckets),
 		done:   make(chan struct{}),
 		groups: membership.NewLocal(membership.DefaultPolicy), dead: newDeadPeers(),
 	}
@@ -77,7 +84,13 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-func helloLimiter(r float64) *rate.Limiter {
+// prefixBuckets is the size of each row of the per-prefix budget: 65,536
+// buckets of 8 bytes, two rows, 1 MiB. A flood from k prefixes shares both
+// buckets of an unrelated prefix with a probability of about (2k/65536)².
+const prefixBuckets = 1 << 16
+
+// limiter is a global token bucket of r per second (bursts of r/10).
+func limiter(r float64) *rate.Limiter {
 	if r < 0 {
 		return rate.NewLimiter(rate.Inf, 0)
 	}
@@ -131,8 +144,7 @@ func (s *Server) Listen(conn net.PacketConn) error {
 		Events:          (*events)(s),
 		UnmatchedIHello: func(src netip.AddrPort, epd handshake.EPD, tag []byte) { s.introduce(e, src, epd, tag) },
 		AllowKeying:     s.allowKeying,
-		AllowHello:      func() bool { return s.hello.Allow() },
-		MinIHelloSize:   52,
+		AllowHello:      s.allowHello,
 		Logger:          s.cfg.Logger,
 	})
 	if err != nil {
@@ -261,20 +273,53 @@ func (s *Server) decIP(ap netip.AddrPort) {
 	}
 }
 
+// allowHello decides whether an IHello gets an RHello: first the budget
+// of its source prefix (so that one flooding network cannot use up the
+// global budget), then the global rate.
+func (s *Server) allowHello(src netip.AddrPort) bool {
+	if !s.prefix.Allow(src.Addr(), time.Now()) {
+		s.metrics.drops.WithLabelValues("hello_prefix_rate").Inc()
+		return false
+	}
+	if !s.hello.Allow() {
+		s.metrics.drops.WithLabelValues("hello_rate").Inc()
+		return false
+	}
+	return true
+}
+
+// maxRefusing bounds the sessions let in over --max-sessions or
+// --max-sessions-per-ip only to refuse their connect with the reason: past
+// it, such handshakes are dropped (and counted) as before.
+const maxRefusing = 1024
+
+// overLimit says why a new session from src is over a limit, or "" if it
+// is not; s.mu held.
+func (s *Server) overLimit(src netip.AddrPort) (code, why, reason string) {
+	switch {
+	case s.draining:
+		return flash.ConnectAppShutdown, "server shutting down", "draining"
+	case s.cfg.MaxSessions > 0 && s.sessions >= s.cfg.MaxSessions:
+		return flash.ConnectRejected, fmt.Sprintf("server full: %d sessions (--max-sessions)", s.cfg.MaxSessions), "session_limit"
+	case s.cfg.MaxSessionsPerIP > 0 && s.perIP[ipKey(src)] >= s.cfg.MaxSessionsPerIP:
+		return flash.ConnectRejected, fmt.Sprintf("too many sessions from %s: %d (--max-sessions-per-ip)", ipKey(src), s.cfg.MaxSessionsPerIP), "ip_session_limit"
+	}
+	return "", "", ""
+}
+
 // allowKeying limits keying handshakes per source IP. It runs after the
 // cookie proved the address, so the per-IP entry is not spoofable.
 func (s *Server) allowKeying(src netip.AddrPort) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.draining || s.cfg.MaxSessions > 0 && s.sessions >= s.cfg.MaxSessions {
-		s.metrics.drops.WithLabelValues("session_limit").Inc()
+	// Over a session limit, the handshake goes ahead so that the client
+	// can be told why at connect (SessionOpened), as long as few such
+	// sessions are open: the rate limit below still applies.
+	if _, _, reason := s.overLimit(src); reason != "" && s.refusing >= maxRefusing {
+		s.dropped(reason, src)
 		return false
 	}
 	ip := ipKey(src)
-	if s.cfg.MaxSessionsPerIP > 0 && s.perIP[ip] >= s.cfg.MaxSessionsPerIP {
-		s.metrics.drops.WithLabelValues("ip_session_limit").Inc()
-		return false
-	}
 	if s.cfg.HandshakeRate < 0 {
 		return true
 	}
@@ -285,8 +330,17 @@ func (s *Server) allowKeying(src netip.AddrPort) bool {
 	}
 	l.last = time.Now()
 	if !l.l.Allow() {
-		s.metrics.drops.WithLabelValues("handshake_rate").Inc()
+		s.dropped("handshake_rate", src)
 		return false
 	}
 	return true
+}
+
+// dropped counts a handshake or session the server's limits dropped, and
+// logs it at debug level with its source.
+func (s *Server) dropped(reason string, src netip.AddrPort) {
+	s.metrics.drops.WithLabelValues(reason).Inc()
+	if s.log.Enabled(context.Background(), slog.LevelDebug) {
+		s.log.Debug("dropped", "src", src.String(), "reason", reason)
+	}
 }

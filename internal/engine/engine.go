@@ -62,14 +62,12 @@ type Config struct {
 	// source; returning false drops the IIKeying. It runs after the cookie
 	// proved the source address, so per-source state is safe there.
 	AllowKeying func(src netip.AddrPort) bool
-	// AllowHello, if set, is asked before answering any IHello (a global
-	// token bucket: before the cookie round trip no per-source state may
-	// be kept).
-	AllowHello func() bool
-	// MinIHelloSize drops IHellos in datagrams smaller than this, so that
-	// an RHello (180 bytes) is never much larger than what caused it.
-	// Every real client's IHello is at least 52 bytes; 0 means no minimum.
-	MinIHelloSize int
+	// AllowHello, if set, is asked before answering an IHello from src
+	// with an RHello. Before the cookie round trip the source address is
+	// unproven, so it must keep no per-source state (fixed-memory budgets
+	// only). Every well-formed IHello is answered otherwise, whatever its
+	// size: librtmfp's IHello for app "live" is a 36-byte datagram.
+	AllowHello func(src netip.AddrPort) bool
 	// ArrivalOrder decides per new incoming flow whether messages are
 	// delivered as they complete rather than in order.
 	ArrivalOrder func(metadata []byte) bool
@@ -449,10 +447,27 @@ func (e *Engine) Close() error {
 	return err
 }
 
+// drop counts a dropped datagram and, at debug level, logs its source and
+// why: "a client gets no answer" starts with these lines.
+func (e *Engine) drop(counter *atomic.Uint64, reason string, src netip.AddrPort) {
+	counter.Add(1)
+	if e.log.Enabled(context.Background(), slog.LevelDebug) {
+		e.log.Debug("dropped", "src", src.String(), "reason", reason)
+	}
+}
+
+// dropErr is drop with the error that caused it.
+func (e *Engine) dropErr(counter *atomic.Uint64, reason string, src netip.AddrPort, err error) {
+	counter.Add(1)
+	if e.log.Enabled(context.Background(), slog.LevelDebug) {
+		e.log.Debug("dropped", "src", src.String(), "reason", reason, "err", err)
+	}
+}
+
 // sendTo writes one datagram; called with e.mu held.
 func (e *Engine) sendTo(b []byte, to netip.AddrPort) {
 	if len(b) > wire.MaxSendSize {
-		e.C.DropOversize.Add(1)
+		e.drop(&e.C.DropOversize, "oversize (send)", to)
 		return
 	}
 	var err error
@@ -503,7 +518,7 @@ func (e *Engine) readLoop() {
 		e.C.PacketsIn.Add(1)
 		e.C.BytesIn.Add(uint64(n))
 		if n > wire.MaxRecvSize {
-			e.C.DropOversize.Add(1)
+			e.drop(&e.C.DropOversize, "oversize", src)
 			continue
 		}
 		e.mu.Lock()
@@ -542,12 +557,12 @@ func (e *Engine) Inject(src netip.AddrPort, d []byte) {
 func (e *Engine) receive(now time.Time, src netip.AddrPort, d []byte) {
 	sid, err := wire.SessionID(d)
 	if err != nil || len(d) < wire.MinPacketSize {
-		e.C.DropShort.Add(1)
+		e.drop(&e.C.DropShort, "shorter than a packet", src)
 		return
 	}
 	if sid == 0 {
 		if e.refusing {
-			e.C.DropLimited.Add(1)
+			e.drop(&e.C.DropLimited, "draining: no new sessions", src)
 			return
 		}
 		e.startup(now, src, d)
@@ -556,9 +571,9 @@ func (e *Engine) receive(now time.Time, src netip.AddrPort, d []byte) {
 	if s := e.sessions[sid]; s != nil {
 		if err := s.core.Receive(now, src, d); err != nil {
 			if errors.Is(err, session.ErrMode) {
-				e.C.DropMode.Add(1)
+				e.drop(&e.C.DropMode, "wrong packet mode", src)
 			} else {
-				e.C.DropDecrypt.Add(1)
+				e.dropErr(&e.C.DropDecrypt, "session packet does not decrypt", src, err)
 			}
 			return
 		}
@@ -575,19 +590,19 @@ func (e *Engine) receive(now time.Time, src netip.AddrPort, d []byte) {
 		e.openingPacket(now, src, o, d)
 		return
 	}
-	e.C.DropUnknownSID.Add(1)
+	e.drop(&e.C.DropUnknownSID, "unknown session ID", src)
 }
 
-// startupPacket parses a default-key packet and returns its chunks.
-func (e *Engine) openStartup(d []byte) ([]byte, bool) {
+// openStartup parses a default-key packet and returns its chunks.
+func (e *Engine) openStartup(src netip.AddrPort, d []byte) ([]byte, bool) {
 	pt, err := e.defOpen.Open(d)
 	if err != nil {
-		e.C.DropDecrypt.Add(1)
+		e.drop(&e.C.DropDecrypt, "startup packet does not decrypt", src)
 		return nil, false
 	}
 	h, n, err := wire.ParseHeader(pt)
 	if err != nil || h.Mode() != wire.ModeStartup {
-		e.C.DropMode.Add(1)
+		e.drop(&e.C.DropMode, "startup packet in the wrong mode", src)
 		return nil, false
 	}
 	return pt[n:], true
@@ -603,7 +618,7 @@ func (e *Engine) sendStartup(now time.Time, sid uint32, to netip.AddrPort, chunk
 
 // startup handles session-ID-0 packets: IHello, RHello, Redirect, IIKeying.
 func (e *Engine) startup(now time.Time, src netip.AddrPort, d []byte) {
-	chunks, ok := e.openStartup(d)
+	chunks, ok := e.openStartup(src, d)
 	if !ok {
 		return
 	}
@@ -615,12 +630,10 @@ func (e *Engine) startup(now time.Time, src netip.AddrPort, d []byte) {
 		b = rest
 		switch c.Type {
 		case wire.ChunkIHello:
-			if len(d) < e.cfg.MinIHelloSize {
-				e.C.DropShort.Add(1)
-				return
-			}
 			if ih, err := wire.ParseIHello(c.Payload); err == nil {
 				e.onIHello(now, src, ih)
+			} else {
+				e.drop(&e.C.DropKeying, "malformed IHello", src)
 			}
 			return // at most one IHello per packet
 		case wire.ChunkRHello:
@@ -635,7 +648,7 @@ func (e *Engine) startup(now time.Time, src netip.AddrPort, d []byte) {
 			if ik, err := wire.ParseIIKeying(c.Payload); err == nil {
 				e.onIIKeying(now, src, ik)
 			} else {
-				e.C.DropKeying.Add(1)
+				e.drop(&e.C.DropKeying, "malformed IIKeying", src)
 			}
 			return
 		}
@@ -647,14 +660,15 @@ func (e *Engine) startup(now time.Time, src netip.AddrPort, d []byte) {
 func (e *Engine) onIHello(now time.Time, src netip.AddrPort, ih wire.IHello) {
 	epd, err := handshake.ParseEPD(ih.EPD)
 	if err != nil || len(ih.Tag) == 0 || len(ih.Tag) > 256 {
+		e.drop(&e.C.DropKeying, "malformed IHello (EPD or tag)", src)
 		return
 	}
 	if epd.Selects(e.id.Parsed) {
 		if epd.HasAncillary && !epd.HasFP && e.cfg.SelectAncillary != nil && !e.cfg.SelectAncillary(src, epd.Ancillary) {
 			return
 		}
-		if e.cfg.AllowHello != nil && !e.cfg.AllowHello() {
-			e.C.DropLimited.Add(1)
+		if e.cfg.AllowHello != nil && !e.cfg.AllowHello(src) {
+			e.drop(&e.C.DropLimited, "RHello budget", src)
 			return
 		}
 		e.sendRHello(now, src, ih.Tag)
@@ -695,7 +709,7 @@ func (e *Engine) onIIKeying(now time.Time, src netip.AddrPort, ik wire.IIKeying)
 		e.C.CookieChanges.Add(1)
 		return
 	case err != nil:
-		e.C.DropCookie.Add(1)
+		e.dropErr(&e.C.DropCookie, "IIKeying cookie", src, err)
 		return
 	}
 	// A retransmitted IIKeying for a session we already opened gets the
@@ -709,7 +723,7 @@ func (e *Engine) onIIKeying(now time.Time, src netip.AddrPort, ik wire.IIKeying)
 		return
 	}
 	if e.cfg.AllowKeying != nil && !e.cfg.AllowKeying(src) {
-		e.C.DropLimited.Add(1)
+		e.drop(&e.C.DropLimited, "keying refused by the application's limits", src)
 		return
 	}
 	// Glare: we are opening a session to this same address ourselves.
@@ -733,7 +747,7 @@ func (e *Engine) onIIKeying(now time.Time, src netip.AddrPort, ik wire.IIKeying)
 	case e.keying <- job:
 		e.inKeying[src] = ik.ISID
 	default:
-		e.C.DropLimited.Add(1) // too much keying queued; the initiator retransmits
+		e.drop(&e.C.DropLimited, "keying queue full", src) // the initiator retransmits
 	}
 }
 
@@ -783,11 +797,10 @@ func (e *Engine) completeKeying(now time.Time, src netip.AddrPort, ik wire.IIKey
 	if err != nil {
 		e.C.HandshakesFailed.Add(1)
 		if errors.Is(err, handshake.ErrCertificate) {
-			e.C.DropCertificate.Add(1)
+			e.dropErr(&e.C.DropCertificate, "IIKeying certificate", src, err)
 		} else {
-			e.C.DropKeying.Add(1)
+			e.dropErr(&e.C.DropKeying, "IIKeying refused", src, err)
 		}
-		e.log.Debug("keying refused", "src", src, "err", err)
 		return
 	}
 	if s := e.byAddr[src]; s != nil && s.isid == ik.ISID && s.skicHash == sha256.Sum256(ik.SKIC) {

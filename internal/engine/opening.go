@@ -180,7 +180,7 @@ func (e *Engine) onRHello(now time.Time, src netip.AddrPort, rh wire.RHello) {
 	raw := append([]byte(nil), rh.Certificate...)
 	cert, err := handshake.ParseCertificate(raw)
 	if err != nil {
-		e.C.DropCertificate.Add(1)
+		e.drop(&e.C.DropCertificate, "RHello certificate", src)
 		return
 	}
 	if !o.epd.Selects(cert) {
@@ -192,7 +192,7 @@ func (e *Engine) onRHello(now time.Time, src netip.AddrPort, rh wire.RHello) {
 	}
 	p, err := e.initiator.Start(cert)
 	if err != nil {
-		e.C.DropKeying.Add(1)
+		e.dropErr(&e.C.DropKeying, "RHello", src, err)
 		return
 	}
 	o.isid = e.newSID()
@@ -246,7 +246,7 @@ func (e *Engine) openingPacket(now time.Time, src netip.AddrPort, o *opening, d 
 	}
 	h, n, err := wire.ParseHeader(pt)
 	if err != nil || h.Mode() != wire.ModeStartup {
-		e.C.DropMode.Add(1)
+		e.drop(&e.C.DropMode, "opening packet in the wrong mode", src)
 		return
 	}
 	for b := pt[n:]; ; {
@@ -259,7 +259,7 @@ func (e *Engine) openingPacket(now time.Time, src netip.AddrPort, o *opening, d 
 		case wire.ChunkRIKeying:
 			rk, err := wire.ParseRIKeying(c.Payload)
 			if err != nil {
-				e.C.DropKeying.Add(1)
+				e.drop(&e.C.DropKeying, "malformed RIKeying", src)
 				return
 			}
 			e.completeOpening(now, src, o, rk)
@@ -282,8 +282,7 @@ func (e *Engine) completeOpening(now time.Time, src netip.AddrPort, o *opening, 
 	keys, err := o.pending.Finish(rk.SKRC)
 	if err != nil {
 		e.C.HandshakesFailed.Add(1)
-		e.C.DropKeying.Add(1)
-		e.log.Debug("RIKeying refused", "src", src, "err", err)
+		e.dropErr(&e.C.DropKeying, "RIKeying refused", src, err)
 		return
 	}
 	o.remove()
