@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/http/pprof"
 	"net/netip"
 	"sort"
 	"time"
@@ -26,6 +27,9 @@ type PacketStats struct {
 	HandshakesOK, HandshakesFailed, CookieChanges        uint64
 	RHellosSent, RedirectsSent, FIHellosSent             uint64
 	SessionsOpen                                         int64
+	// HandlerPanics counts server event handlers that panicked (a bug:
+	// each aborted its session, the server carried on).
+	HandlerPanics uint64
 }
 
 // engineStats adds up the engines' counters.
@@ -53,6 +57,7 @@ func (s *Server) engineStats() PacketStats {
 		t.RedirectsSent += st.RedirectsSent
 		t.FIHellosSent += st.FIHellosSent
 		t.SessionsOpen += st.SessionsOpen
+		t.HandlerPanics += st.EventPanics
 	}
 	return t
 }
@@ -115,11 +120,22 @@ func (s *Server) Sessions() []SessionInfo {
 //	GET  /api/info                  fingerprint, listeners, public addresses
 //	GET  /api/groups                NetGroups per developer key (groupRoutes)
 //	GET  /api/groups/{id}           one group's members
+//	GET  /debug/pprof/...           Go's profiler (net/http/pprof)
 //
-// It has no authentication: listen on loopback (the default) or put it
-// behind something that authenticates.
-func (s *Server) Admin() http.Handler {
+// Everything but /healthz needs o.Token as a bearer token, writes to /api/
+// need a JSON content type, and every request a Host header naming the
+// listener (see AdminOptions).
+func (s *Server) Admin(o AdminOptions) http.Handler {
+	return newAdminGuard(s.adminRoutes(), o)
+}
+
+func (s *Server) adminRoutes() http.Handler {
 	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		draining := s.draining || s.closed

@@ -148,10 +148,14 @@ func (ev *events) SessionClosed(sess *engine.Session, err error) {
 	}
 	c.state = leaving
 	c.gone = true
+	forget := s.byPeer[c.peerID] == nil // no newer session of the same identity
 	s.mu.Unlock()
 	c.leaveAllGroups()
 	s.metrics.sessions.Dec()
 	if wasConnected {
+		if forget {
+			s.exchange.Forget(hexID(c.peerID))
+		}
 		s.metrics.clients.Dec()
 		s.keys.usage(c.key, store.Usage{SessionSeconds: uint64(time.Since(c.opened) / time.Second), LastSeen: time.Now()})
 	}
@@ -228,8 +232,10 @@ func (ev *events) Message(f *engine.RecvFlow, msg []byte) {
 	switch {
 	case f == c.ctrlIn:
 		c.onControl(m)
-	case f.Value != nil:
-		c.onStream(f.Value.(uint64), m)
+	default:
+		if id, ok := f.Value.(uint64); ok {
+			c.onStream(id, m)
+		}
 	}
 }
 
@@ -267,10 +273,22 @@ func (c *client) command(name string, tx float64, obj any, args ...any) {
 	c.send(msg)
 }
 
+// openControl opens the server's NetConnection flow, the return flow of
+// the client's. Without it no answer can reach the client, so a session
+// where it cannot be opened (closing, or out of flows) is aborted rather
+// than left to time out in silence.
 func (c *client) openControl() {
-	if c.ctrlOut == nil && c.ctrlIn != nil {
-		c.ctrlOut, _ = c.sess.OpenFlow(flash.TCMetadata(0, false), c.ctrlIn)
+	if c.ctrlOut != nil || c.ctrlIn == nil {
+		return
 	}
+	f, err := c.sess.OpenFlow(flash.TCMetadata(0, false), c.ctrlIn)
+	if err != nil {
+		c.srv.log.Warn("cannot answer a client: opening the NetConnection flow failed", "peer", hexID(c.peerID), "err", err)
+		c.srv.metrics.drops.WithLabelValues("control_flow").Inc()
+		c.sess.Abort()
+		return
+	}
+	c.ctrlOut = f
 }
 
 func (c *client) onControl(m flash.Message) {
@@ -341,7 +359,9 @@ func (c *client) onCommand(cmd flash.Command) {
 			c.command("_result", cmd.TxID, nil, amf.Undefined{})
 		}
 	default:
-		c.callFailed(cmd, "no such method: "+cmd.Name)
+		if !s.exchangeCall(c, cmd) {
+			c.callFailed(cmd, "no such method: "+cmd.Name)
+		}
 	}
 }
 
@@ -477,7 +497,7 @@ func (s *Server) pickKey(keys []string) (string, keyStatus) {
 		switch {
 		case st == keyValid && s.keys.stored(k):
 			return k, st
-		case st == keyRevoked:
+		case st == keyRevoked || st == keySuspended:
 			rank = 2
 		case st == keyValid:
 			rank = 1
@@ -510,9 +530,18 @@ func (c *client) onConnect(cmd flash.Command) {
 		s.keys.usage(key, store.Usage{Rejected: 1, LastSeen: time.Now()})
 		c.refuse(cmd.TxID, flash.ConnectRejected, "developer key revoked")
 		return
+	case keySuspended:
+		s.metrics.connect(s.keyLabel(key), "suspended_key")
+		s.keys.usage(key, store.Usage{Rejected: 1, LastSeen: time.Now()})
+		c.refuse(cmd.TxID, flash.ConnectRejected, "developer account suspended")
+		return
+	}
+	limit := s.cfg.MaxSessionsPerKey
+	if own := s.keys.limit(key); own > 0 {
+		limit = own // the key's own quota (store.Key.MaxSessions)
 	}
 	s.mu.Lock()
-	if s.cfg.MaxSessionsPerKey > 0 && s.perKey[key] >= s.cfg.MaxSessionsPerKey {
+	if limit > 0 && s.perKey[key] >= limit {
 		s.mu.Unlock()
 		s.metrics.connect(s.keyLabel(key), "key_limit")
 		c.refuse(cmd.TxID, flash.ConnectRejected, "too many sessions for this developer key")

@@ -77,6 +77,12 @@ type Config struct {
 	MaxGroupsPerSession int
 	GroupMessageRate    float64
 
+	// The peer-ID exchange (Server.Exchange and the stratus.exchange.*
+	// calls) holds at most this many names per developer key (default
+	// 10000) and per peer (default 8).
+	ExchangeMaxNamesPerKey  int
+	ExchangeMaxNamesPerPeer int
+
 	// PublicAddresses are the addresses clients reach this server at, when
 	// it sits behind a NAT or load balancer; they are shown in URLs and the
 	// admin API.

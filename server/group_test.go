@@ -6,9 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"net"
-	"net/http/httptest"
 	"net/netip"
 	"strings"
 	"sync"
@@ -397,17 +395,8 @@ func TestGroupAdminAPI(t *testing.T) {
 	a := newGroupClient(t, h, srv.Addr, "app")
 	a.join(testGroupID)
 	waitMembers(t, srv, testGroupID, "app", 1)
-	web := httptest.NewServer(srv.Admin())
-	defer web.Close()
-	get := func(path string) (int, string) {
-		resp, err := web.Client().Get(web.URL + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
+	_, web := adminServer(t, srv)
+	get := func(path string) (int, string) { return web.do("GET", path, "") }
 	id := hex.EncodeToString(testGroupID[:])
 	for _, c := range []struct {
 		path string

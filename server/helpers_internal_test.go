@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"errors"
 	"net"
 	"sync"
 	"testing"
@@ -100,15 +99,4 @@ func connect(t *testing.T, url string) *rtmfp.NetConnection {
 	}
 	t.Cleanup(func() { nc.Close() })
 	return nc
-}
-
-func statusCode(err error) string {
-	var se *rtmfp.StatusError
-	if errors.As(err, &se) {
-		return se.Status.Code
-	}
-	if err == nil {
-		return "no error"
-	}
-	return "not a status: " + err.Error()
 }

@@ -86,6 +86,10 @@ func (s *Server) introduce(e *engine.Engine, src netip.AddrPort, epd handshake.E
 		fwd = handshake.FingerprintEPD(id)
 	}
 
+	// Counted first: once the Redirect is out, the peers may be talking
+	// before this function returns.
+	s.metrics.intro(s.keyLabel(key), "ok")
+	s.keys.usage(key, store.Usage{Introductions: 1})
 	// The Redirect goes first so that the initiator's IHellos towards the
 	// target leave its NAT before the target's RHello arrives (rtmfp-cpp).
 	e.Redirect(src, tag, redirect)
@@ -95,9 +99,7 @@ func (s *Server) introduce(e *engine.Engine, src netip.AddrPort, epd handshake.E
 			tsess.ForwardIHello(fwd, wire.Address{AddrPort: a, Origin: wire.OriginReported}, tag)
 		}
 	}
-	s.metrics.intro(s.keyLabel(key), "ok")
 	s.metrics.introLatency.Observe(time.Since(start).Seconds())
-	s.keys.usage(key, store.Usage{Introductions: 1})
 }
 
 func keyOf(c *client) string {

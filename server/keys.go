@@ -14,6 +14,7 @@ const (
 	keyValid keyStatus = iota
 	keyUnknown
 	keyRevoked
+	keySuspended // its account is suspended
 )
 
 // keyCache answers "is this developer key valid" without a database read
@@ -26,6 +27,7 @@ type keyCache struct {
 
 	mu      sync.Mutex
 	known   map[string]keyStatus
+	limits  map[string]int // Key.MaxSessions, for keys that have one
 	missing map[string]time.Time
 	pending map[string]store.Usage
 }
@@ -36,7 +38,7 @@ const (
 )
 
 func newKeyCache(st store.Store, open bool) *keyCache {
-	return &keyCache{st: st, open: open, known: map[string]keyStatus{}, missing: map[string]time.Time{}, pending: map[string]store.Usage{}}
+	return &keyCache{st: st, open: open, known: map[string]keyStatus{}, limits: map[string]int{}, missing: map[string]time.Time{}, pending: map[string]store.Usage{}}
 }
 
 func (k *keyCache) check(id string) keyStatus {
@@ -56,13 +58,8 @@ func (k *keyCache) check(id string) keyStatus {
 	key, err := k.st.GetKey(id)
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	switch {
-	case err == nil && key.Revoked:
-		k.known[id] = keyRevoked
-		return keyRevoked
-	case err == nil:
-		k.known[id] = keyValid
-		return keyValid
+	if err == nil {
+		return k.remember(key)
 	}
 	if len(k.missing) >= maxMissing {
 		for x := range k.missing { // forget an arbitrary one
@@ -75,6 +72,46 @@ func (k *keyCache) check(id string) keyStatus {
 		return keyValid // open mode: any key goes, and is counted
 	}
 	return keyUnknown
+}
+
+// remember caches a key read from the store; k.mu held.
+func (k *keyCache) remember(key store.Key) keyStatus {
+	st := keyValid
+	switch {
+	case key.Revoked:
+		st = keyRevoked
+	case key.Suspended:
+		st = keySuspended
+	}
+	k.known[key.ID] = st
+	delete(k.missing, key.ID)
+	if key.MaxSessions > 0 {
+		k.limits[key.ID] = key.MaxSessions
+	} else {
+		delete(k.limits, key.ID)
+	}
+	return st
+}
+
+// limit is a key's own connected-session quota, 0 if it has none.
+func (k *keyCache) limit(id string) int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.limits[id]
+}
+
+// reload forgets what the cache knows of a key and reads it again.
+func (k *keyCache) reload(id string) (keyStatus, error) {
+	key, err := k.st.GetKey(id)
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if err != nil {
+		delete(k.known, id)
+		delete(k.limits, id)
+		delete(k.missing, id)
+		return keyUnknown, err
+	}
+	return k.remember(key), nil
 }
 
 // stored reports whether id is a key in the store (not an open-mode key
@@ -116,12 +153,14 @@ func (k *keyCache) usage(id string, u store.Usage) {
 }
 
 // flush writes pending usage for keys the store knows (open-mode keys that
-// were never created are counted in metrics only).
-func (k *keyCache) flush() {
+// were never created are counted in metrics only). A batch the store
+// fails to write goes back to pending, to be written with the next one
+// (AddUsage applies a batch whole or not at all, so nothing counts twice).
+func (k *keyCache) flush() error {
 	k.mu.Lock()
 	batch := map[string]store.Usage{}
 	for id, u := range k.pending {
-		if k.known[id] == keyValid || k.known[id] == keyRevoked {
+		if _, ok := k.known[id]; ok {
 			if _, isMissing := k.missing[id]; !isMissing {
 				batch[id] = u
 			}
@@ -129,9 +168,20 @@ func (k *keyCache) flush() {
 	}
 	k.pending = map[string]store.Usage{}
 	k.mu.Unlock()
-	if len(batch) > 0 {
-		_ = k.st.AddUsage(batch)
+	if len(batch) == 0 {
+		return nil
 	}
+	err := k.st.AddUsage(batch)
+	if err != nil {
+		k.mu.Lock()
+		for id, u := range batch {
+			p := k.pending[id]
+			p.Add(u)
+			k.pending[id] = p
+		}
+		k.mu.Unlock()
+	}
+	return err
 }
 
 // pendingUsage returns what is not flushed yet for one key.
@@ -158,6 +208,28 @@ func (s *Server) RevokeKey(id string) (store.Key, error) {
 		return key, err
 	}
 	s.keys.set(id, keyRevoked)
+	s.closeKeySessions(id, "developer key revoked")
+	return key, nil
+}
+
+// KeyChanged tells the server that the store's record of a key changed
+// outside it (a key created, renamed, given a session quota, rotated, or
+// its account suspended or reinstated, through store.Accounts): the key
+// is read again, and the live sessions of a key that is no longer usable
+// are closed with NetConnection.Connect.Rejected.
+func (s *Server) KeyChanged(id string) error {
+	st, err := s.keys.reload(id)
+	switch st {
+	case keyRevoked:
+		s.closeKeySessions(id, "developer key revoked")
+	case keySuspended:
+		s.closeKeySessions(id, "developer account suspended")
+	}
+	return err
+}
+
+// closeKeySessions refuses the connected clients of a key.
+func (s *Server) closeKeySessions(id, why string) {
 	// Never call into an engine while holding s.mu: the engine calls
 	// allowKeying (which takes s.mu) with its own lock held.
 	var live []*client
@@ -173,13 +245,35 @@ func (s *Server) RevokeKey(id string) (store.Key, error) {
 		}
 	}
 	for _, c := range live {
-		c.refuse(1, "NetConnection.Connect.Rejected", "developer key revoked")
+		// Client state belongs to the event dispatcher: refuse there.
+		c.e.Run(func() { c.refuse(1, "NetConnection.Connect.Rejected", why) })
 	}
-	return key, nil
+}
+
+// LiveSessions returns how many clients are connected with a key now.
+func (s *Server) LiveSessions(key string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.perKey[key]
 }
 
 // Keys lists the developer keys.
 func (s *Server) Keys() ([]store.Key, error) { return s.cfg.Store.ListKeys() }
+
+// FlushUsage writes the usage counters gathered since the last write to
+// the store now (the server does every 5 s), so that what the store says
+// (store.Accounts.UsageHistory) is up to date. On an error they stay
+// pending for the next write.
+func (s *Server) FlushUsage() error { return s.flushUsage() }
+
+func (s *Server) flushUsage() error {
+	err := s.keys.flush()
+	if err != nil {
+		s.metrics.usageErrors.Inc()
+		s.log.Error("writing usage counters (kept for the next try)", "err", err)
+	}
+	return err
+}
 
 // KeyUsage returns a key's counters, including what is not yet flushed.
 func (s *Server) KeyUsage(id string) (store.Key, store.Usage, error) {

@@ -20,6 +20,7 @@ type metrics struct {
 	calls        *prometheus.CounterVec
 	relays       prometheus.Counter
 	keyBytes     *prometheus.CounterVec
+	usageErrors  prometheus.Counter
 	*groupMetrics
 }
 
@@ -33,7 +34,7 @@ func newMetrics(s *Server, reg prometheus.Registerer, g prometheus.Gatherer) *me
 		sessions: prometheus.NewGauge(prometheus.GaugeOpts{Name: "stratus_sessions", Help: "Open RTMFP sessions."}),
 		clients:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "stratus_clients", Help: "Clients that completed connect."}),
 		connects: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stratus_connects_total",
-			Help: "connect commands by result (success, unknown_key, revoked_key, key_limit, session_limit, ip_session_limit, draining, bad_request)."}, []string{"result"}),
+			Help: "connect commands by result (success, unknown_key, revoked_key, suspended_key, key_limit, session_limit, ip_session_limit, draining, bad_request)."}, []string{"result"}),
 		keyConnects: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stratus_key_connects_total",
 			Help: "connect commands per developer key and result."}, []string{"key", "result"}),
 		intros: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stratus_introductions_total",
@@ -50,7 +51,9 @@ func newMetrics(s *Server, reg prometheus.Registerer, g prometheus.Gatherer) *me
 		keyBytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stratus_key_control_bytes_total",
 			Help: "Bytes of NetConnection messages (commands, not media) per developer key and direction."}, []string{"key", "dir"}),
 	}
-	reg.MustRegister(m.sessions, m.clients, m.connects, m.keyConnects, m.intros, m.keyIntros, m.introLatency, m.drops, m.calls, m.relays, m.keyBytes,
+	m.usageErrors = prometheus.NewCounter(prometheus.CounterOpts{Name: "stratus_usage_write_errors_total",
+		Help: "Failed writes of per-key usage counters to the store (the counters are kept and written with the next batch)."})
+	reg.MustRegister(m.usageErrors, m.sessions, m.clients, m.connects, m.keyConnects, m.intros, m.keyIntros, m.introLatency, m.drops, m.calls, m.relays, m.keyBytes,
 		&engineCollector{s: s})
 	var groupCollectors []prometheus.Collector
 	m.groupMetrics, groupCollectors = newGroupMetrics(s)
@@ -93,10 +96,11 @@ var (
 	descHandshakes = prometheus.NewDesc("stratus_handshakes_total", "Keying handshakes by result.", []string{"result"}, nil)
 	descDrops      = prometheus.NewDesc("stratus_drops_total", "Datagrams dropped by the engines, by reason.", []string{"reason"}, nil)
 	descHellos     = prometheus.NewDesc("stratus_startup_replies_total", "Startup replies sent, by kind.", []string{"kind"}, nil)
+	descPanics     = prometheus.NewDesc("stratus_handler_panics_total", "Server event handlers that panicked (each aborted its session; a bug to report).", nil, nil)
 )
 
 func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descPackets, descBytes, descHandshakes, descDrops, descHellos} {
+	for _, d := range []*prometheus.Desc{descPackets, descBytes, descHandshakes, descDrops, descHellos, descPanics} {
 		ch <- d
 	}
 }
@@ -125,4 +129,5 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descHellos, st.RedirectsSent, "redirect")
 	counter(descHellos, st.FIHellosSent, "fihello")
 	counter(descHellos, st.CookieChanges, "cookie_change")
+	ch <- prometheus.MustNewConstMetric(descPanics, prometheus.CounterValue, float64(st.HandlerPanics))
 }

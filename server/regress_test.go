@@ -80,10 +80,13 @@ func TestOpenModeKeyLabels(t *testing.T) {
 	for i := range 3 {
 		connect(t, base+"/made-up-"+string(rune('a'+i)))
 	}
-	h := srv.Admin()
+	h := srv.Admin(AdminOptions{Token: "t"})
 	rec := &strings.Builder{}
 	w := &recorder{b: rec}
-	h.ServeHTTP(w, mustGet("/metrics"))
+	req := mustGet("/metrics")
+	req.Host = "127.0.0.1"
+	req.Header.Set("Authorization", "Bearer t")
+	h.ServeHTTP(w, req)
 	out := rec.String()
 	if strings.Contains(out, "made-up-") || !strings.Contains(out, `stratus_key_connects_total{key="unregistered",result="success"} 3`) {
 		t.Fatalf("metrics:\n%s", grepLines(out, "stratus_key_connects_total"))

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/stratus-rtmfp/stratus/internal/engine"
+	"github.com/stratus-rtmfp/stratus/internal/exchange"
 	"github.com/stratus-rtmfp/stratus/internal/flash"
 	"github.com/stratus-rtmfp/stratus/internal/handshake"
 	"github.com/stratus-rtmfp/stratus/internal/membership"
@@ -28,11 +29,12 @@ var (
 // Server is a running rendezvous service. Its methods are safe for
 // concurrent use.
 type Server struct {
-	cfg     Config
-	id      *handshake.Identity
-	log     *slog.Logger
-	metrics *metrics
-	keys    *keyCache
+	cfg      Config
+	id       *handshake.Identity
+	log      *slog.Logger
+	metrics  *metrics
+	keys     *keyCache
+	exchange *exchange.Registry
 	// groups holds NetGroup membership, beside the peer registry rather
 	// than under s.mu: joins lock only their own group.
 	groups membership.Directory
@@ -78,6 +80,7 @@ func New(cfg Config) (*Server, error) {
 		groups: membership.NewLocal(membership.DefaultPolicy), dead: newDeadPeers(),
 	}
 	s.keys = newKeyCache(cfg.Store, cfg.Open)
+	s.exchange = newExchange(s)
 	s.metrics = newMetrics(s, cfg.Registerer, cfg.Gatherer)
 	s.bg.Add(1)
 	go s.housekeeping()
@@ -184,14 +187,19 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		e.Refuse()
 	}
 	for _, e := range engines {
+		var mine []*client
 		for _, sess := range e.Sessions() {
 			if c, ok := sess.Value().(*client); ok {
-				clients = append(clients, c)
+				mine = append(mine, c)
 			}
 		}
-	}
-	for _, c := range clients {
-		c.shutdown()
+		// Client state belongs to the engine's event dispatcher.
+		e.Run(func() {
+			for _, c := range mine {
+				c.shutdown()
+			}
+		})
+		clients = append(clients, mine...)
 	}
 	var err error
 	for _, c := range clients {
@@ -223,8 +231,7 @@ func (s *Server) Close() error {
 	}
 	s.stopOnce.Do(func() { close(s.done) })
 	s.bg.Wait()
-	s.keys.flush()
-	return nil
+	return s.flushUsage()
 }
 
 // housekeeping flushes usage counters and forgets idle rate limiters.
@@ -237,7 +244,7 @@ func (s *Server) housekeeping() {
 		case <-s.done:
 			return
 		case now := <-t.C:
-			s.keys.flush()
+			s.flushUsage()
 			s.mu.Lock()
 			for ip, l := range s.limiters {
 				if now.Sub(l.last) > time.Minute {

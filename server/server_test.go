@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"strings"
@@ -278,34 +279,84 @@ func TestShutdownDrains(t *testing.T) {
 	}
 }
 
+// adminServer serves srv's admin API on a loopback listener with a token
+// and returns its base URL and a client that sends the token.
+func adminServer(t *testing.T, srv *servertest.Server) (string, *adminClient) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &httptest.Server{Listener: ln, Config: &http.Server{Handler: srv.Admin(server.AdminOptions{Token: testToken, Addr: ln.Addr().String()})}}
+	h.Start()
+	t.Cleanup(h.Close)
+	return h.URL, &adminClient{t: t, base: h.URL}
+}
+
+const testToken = "0123456789abcdef0123456789abcdef"
+
+type adminClient struct {
+	t    *testing.T
+	base string
+}
+
+// do sends a request with the bearer token (and a JSON content type when
+// there is a body) and returns the status code and body.
+func (c *adminClient) do(method, path, body string, hdr ...string) (int, string) {
+	c.t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, c.base+path, rd)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		if hdr[i] == "Host" {
+			req.Host = hdr[i+1]
+		} else if hdr[i+1] == "" {
+			req.Header.Del(hdr[i])
+		} else {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
 func TestAdminAPI(t *testing.T) {
 	st := store.NewMemory()
 	srv, base := testServer(t, st, nil)
-	h := httptest.NewServer(srv.Admin())
-	defer h.Close()
-	get := func(path string) string {
-		resp, err := h.Client().Get(h.URL + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.Status + " " + string(b)
-	}
-	resp, err := h.Client().Post(h.URL+"/api/keys", "application/json", strings.NewReader(`{"name":"from api"}`))
-	if err != nil || resp.StatusCode != 201 {
-		t.Fatalf("create: %v %v", resp.Status, err)
+	_, c := adminServer(t, srv)
+	if code, body := c.do("POST", "/api/keys", `{"name":"from api"}`); code != 201 {
+		t.Fatalf("create: %d %s", code, body)
 	}
 	keys, _ := srv.Keys()
 	connect(t, base+"/"+keys[0].ID)
+	get := func(path string) string {
+		code, body := c.do("GET", path, "")
+		return fmt.Sprint(code) + " " + body
+	}
 	for path, want := range map[string]string{
-		"/healthz":                "200 OK ok",
+		"/healthz":                "200 ok",
 		"/api/keys":               `"name": "from api"`,
 		"/api/keys/" + keys[0].ID: `"connects": 1`,
 		"/api/sessions":           `"state": "connected"`,
 		"/api/keys/nope":          "404",
 		"/metrics":                `stratus_connects_total{result="success"} 1`,
 		"/api/info":               `"fingerprint"`,
+		"/debug/pprof/":           "200 ",
+		"/debug/pprof/goroutine":  "200 ",
 	} {
 		if got := get(path); !strings.Contains(got, want) {
 			t.Errorf("%s: %q does not contain %q", path, got[:min(len(got), 300)], want)
@@ -313,6 +364,61 @@ func TestAdminAPI(t *testing.T) {
 	}
 	if !strings.Contains(get("/metrics"), `stratus_key_connects_total{key="`+keys[0].ID+`",result="success"} 1`) {
 		t.Error("no per-key connect metric")
+	}
+}
+
+// The admin API refuses requests without the token, with a Host that does
+// not name the listener (DNS rebinding) and writes that are not JSON
+// (cross-site forms); a server without a token refuses everything.
+func TestAdminGuard(t *testing.T) {
+	srv, _ := testServer(t, store.NewMemory(), nil)
+	base, c := adminServer(t, srv)
+	port := base[strings.LastIndexByte(base, ':')+1:]
+	for _, tc := range []struct {
+		name         string
+		method, path string
+		body         string
+		hdr          []string
+		want         int
+	}{
+		{"healthz needs no token", "GET", "/healthz", "", []string{"Authorization", ""}, 200},
+		{"no token", "GET", "/api/keys", "", []string{"Authorization", ""}, 401},
+		{"wrong token", "GET", "/api/keys", "", []string{"Authorization", "Bearer nope"}, 401},
+		{"basic auth is not a bearer token", "GET", "/api/keys", "", []string{"Authorization", "Basic " + testToken}, 401},
+		{"metrics need the token", "GET", "/metrics", "", []string{"Authorization", ""}, 401},
+		{"pprof needs the token", "GET", "/debug/pprof/", "", []string{"Authorization", ""}, 401},
+		{"create without token", "POST", "/api/keys", `{"name":"x"}`, []string{"Authorization", ""}, 401},
+		{"form post", "POST", "/api/keys", `name=x`, []string{"Content-Type", "application/x-www-form-urlencoded"}, 415},
+		{"text/plain post (no preflight)", "POST", "/api/keys", `{"name":"x"}`, []string{"Content-Type", "text/plain"}, 415},
+		{"revoke without content type", "POST", "/api/keys/" + strings.Repeat("0", 24) + "-" + strings.Repeat("0", 12) + "/revoke", "", nil, 415},
+		{"rebinding host", "GET", "/api/keys", "", []string{"Host", "evil.example:" + port}, 421},
+		{"rebinding host on healthz", "GET", "/healthz", "", []string{"Host", "evil.example:" + port}, 421},
+		{"other port", "GET", "/api/keys", "", []string{"Host", "127.0.0.1:1"}, 421},
+		{"other address", "GET", "/api/keys", "", []string{"Host", "10.1.2.3:" + port}, 421},
+		{"no port", "GET", "/api/keys", "", []string{"Host", "127.0.0.1"}, 421},
+		{"localhost", "GET", "/api/keys", "", []string{"Host", "localhost:" + port}, 200},
+		{"json with charset", "POST", "/api/keys", `{"name":"y"}`, []string{"Content-Type", "application/json; charset=utf-8"}, 201},
+	} {
+		if code, body := c.do(tc.method, tc.path, tc.body, tc.hdr...); code != tc.want {
+			t.Errorf("%s: %d %s, want %d", tc.name, code, body, tc.want)
+		}
+	}
+	keys, _ := srv.Keys()
+	if len(keys) != 1 || keys[0].Name != "y" {
+		t.Errorf("keys after the refused writes: %+v", keys)
+	}
+	// No token configured: nothing but /healthz.
+	h := httptest.NewServer(srv.Admin(server.AdminOptions{}))
+	defer h.Close()
+	req, _ := http.NewRequest("GET", h.URL+"/api/keys", nil)
+	req.Header.Set("Authorization", "Bearer ")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 401 {
+		t.Errorf("empty token: %s", resp.Status)
 	}
 }
 

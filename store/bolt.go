@@ -19,15 +19,21 @@ const fileName = "stratus.db"
 
 // schemaVersion is the layout this code reads and writes; it is stored in
 // the meta bucket so that an older binary refuses a file a newer one wrote.
-const schemaVersion = 1
+// Version 2 added the accounts and history buckets and the Key fields
+// Account, Suspended and MaxSessions; a version 1 file is upgraded in
+// place when opened (its keys become operator keys). Version 1 binaries
+// refuse a version 2 file: they would let a suspended account's keys in.
+const schemaVersion = 2
 
 // Bucket and meta key names. Values in keys and usage are JSON, so the file
 // stays inspectable with bbolt's own tools and fields can be added freely.
 var (
-	bucketKeys    = []byte("keys")  // ID -> JSON Key
-	bucketUsage   = []byte("usage") // ID -> JSON Usage
-	bucketMeta    = []byte("meta")
-	metaSchemaKey = []byte("schema_version") // decimal ASCII
+	bucketKeys     = []byte("keys")     // ID -> JSON Key
+	bucketUsage    = []byte("usage")    // ID -> JSON Usage
+	bucketAccounts = []byte("accounts") // account ID -> JSON Account (since version 2)
+	bucketHistory  = []byte("history")  // key ID -> JSON []UsageSample (since version 2)
+	bucketMeta     = []byte("meta")
+	metaSchemaKey  = []byte("schema_version") // decimal ASCII
 )
 
 // Bolt is a Store persisted in DIR/stratus.db. bbolt holds an exclusive
@@ -74,25 +80,29 @@ func OpenBolt(dir string, lockTimeout time.Duration) (*Bolt, error) {
 }
 
 // initSchema checks the schema version and, for a new file, creates the
-// buckets. It reads first so that opening an up-to-date file writes nothing
-// and a file from a newer version is never touched.
+// buckets, or upgrades an older file. It reads first so that opening an
+// up-to-date file writes nothing and a file from a newer version is never
+// touched.
 func initSchema(db *bolt.DB) error {
-	var fresh bool
+	var from uint64
 	err := db.View(func(tx *bolt.Tx) error {
 		var err error
-		fresh, err = checkSchema(tx)
+		from, err = checkSchema(tx)
 		return err
 	})
-	if err != nil || !fresh {
+	if err != nil || from == schemaVersion {
 		return err
 	}
 	return db.Update(func(tx *bolt.Tx) error {
 		// Re-check: the View above and this Update are separate transactions.
-		if fresh, err := checkSchema(tx); err != nil || !fresh {
+		from, err := checkSchema(tx)
+		if err != nil || from == schemaVersion {
 			return err
 		}
-		for _, name := range [][]byte{bucketKeys, bucketUsage, bucketMeta} {
-			if _, err := tx.CreateBucket(name); err != nil {
+		// Version 0 is an empty file; every step only adds buckets, so
+		// creating the missing ones upgrades any older version.
+		for _, name := range [][]byte{bucketKeys, bucketUsage, bucketMeta, bucketAccounts, bucketHistory} {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
 		}
@@ -100,29 +110,31 @@ func initSchema(db *bolt.DB) error {
 	})
 }
 
-// checkSchema reports whether tx sees an empty file that needs initialising,
-// or an error if the file is not one this version can use. A file with
-// buckets but no meta bucket is someone else's bbolt database.
-func checkSchema(tx *bolt.Tx) (fresh bool, err error) {
+// checkSchema returns the version of the file tx sees (0 for an empty
+// file that needs initialising), or an error if the file is not one this
+// version can use. A file with buckets but no meta bucket is someone
+// else's bbolt database.
+func checkSchema(tx *bolt.Tx) (version uint64, err error) {
 	meta := tx.Bucket(bucketMeta)
 	if meta == nil {
 		if name, _ := tx.Cursor().First(); name != nil {
-			return false, fmt.Errorf("%w: it has no schema version, so it is not a stratus database", ErrIncompatible)
+			return 0, fmt.Errorf("%w: it has no schema version, so it is not a stratus database", ErrIncompatible)
 		}
-		return true, nil
+		return 0, nil
 	}
 	raw := meta.Get(metaSchemaKey)
 	v, err := strconv.ParseUint(string(raw), 10, 32)
 	if err != nil || v == 0 {
-		return false, fmt.Errorf("%w: unreadable schema version %q", ErrIncompatible, raw)
+		return 0, fmt.Errorf("%w: unreadable schema version %q", ErrIncompatible, raw)
 	}
 	if v > schemaVersion {
-		return false, fmt.Errorf("%w: schema version %d is newer than the %d this stratus supports; upgrade stratus", ErrIncompatible, v, schemaVersion)
+		return 0, fmt.Errorf("%w: schema version %d is newer than the %d this stratus supports; upgrade stratus", ErrIncompatible, v, schemaVersion)
 	}
-	if tx.Bucket(bucketKeys) == nil || tx.Bucket(bucketUsage) == nil {
-		return false, fmt.Errorf("%w: schema version %d but buckets are missing", ErrIncompatible, v)
+	if tx.Bucket(bucketKeys) == nil || tx.Bucket(bucketUsage) == nil ||
+		v >= 2 && (tx.Bucket(bucketAccounts) == nil || tx.Bucket(bucketHistory) == nil) {
+		return 0, fmt.Errorf("%w: schema version %d but buckets are missing", ErrIncompatible, v)
 	}
-	return false, nil
+	return v, nil
 }
 
 // Path returns the database file's path, for messages and the CLI.
@@ -136,15 +148,9 @@ func (b *Bolt) CreateKey(name string) (Key, error) {
 	}
 	var k Key
 	err := b.db.Update(func(tx *bolt.Tx) error {
-		keys := tx.Bucket(bucketKeys)
-		id, err := b.hooks.uniqueID(func(id string) bool {
-			return keys.Get([]byte(id)) != nil
-		})
-		if err != nil {
-			return err
-		}
-		k = Key{ID: id, Name: name, Created: b.hooks.now()}
-		return putJSON(keys, id, k)
+		var err error
+		k, err = b.newKey(tx, Key{Name: name})
+		return err
 	})
 	if err != nil {
 		return Key{}, mapErr(err)
@@ -152,13 +158,23 @@ func (b *Bolt) CreateKey(name string) (Key, error) {
 	return k, nil
 }
 
+// newKey stores k with a fresh ID and creation time in tx.
+func (b *Bolt) newKey(tx *bolt.Tx, k Key) (Key, error) {
+	keys := tx.Bucket(bucketKeys)
+	id, err := b.hooks.uniqueID(func(id string) bool {
+		return keys.Get([]byte(id)) != nil
+	})
+	if err != nil {
+		return Key{}, err
+	}
+	k.ID, k.Created = id, b.hooks.now()
+	return k, putJSON(keys, id, k)
+}
+
 // GetKey implements Store. Malformed IDs are answered without a transaction.
 func (b *Bolt) GetKey(id string) (Key, error) {
 	if !ValidKeyFormat(id) {
-		if err := b.checkOpen(); err != nil {
-			return Key{}, err
-		}
-		return Key{}, ErrNotFound
+		return Key{}, b.refuse(ErrNotFound)
 	}
 	var k Key
 	err := b.db.View(func(tx *bolt.Tx) error {
@@ -193,22 +209,27 @@ func (b *Bolt) ListKeys() ([]Key, error) {
 
 // RevokeKey implements Store.
 func (b *Bolt) RevokeKey(id string) (Key, error) {
+	return b.updateKey(id, func(k *Key) error {
+		revoke(k, b.hooks.now())
+		return nil
+	})
+}
+
+// updateKey applies fn to a stored key in one transaction. Malformed IDs
+// are answered without a transaction.
+func (b *Bolt) updateKey(id string, fn func(*Key) error) (Key, error) {
 	if !ValidKeyFormat(id) {
-		if err := b.checkOpen(); err != nil {
-			return Key{}, err
-		}
-		return Key{}, ErrNotFound
+		return Key{}, b.refuse(ErrNotFound)
 	}
 	var k Key
 	err := b.db.Update(func(tx *bolt.Tx) error {
 		if err := getKey(tx, id, &k); err != nil {
 			return err
 		}
-		if k.Revoked {
-			return nil
+		before := k
+		if err := fn(&k); err != nil || k == before {
+			return err
 		}
-		k.Revoked = true
-		k.RevokedAt = b.hooks.now()
 		return putJSON(tx.Bucket(bucketKeys), id, k)
 	})
 	if err != nil {
@@ -223,6 +244,7 @@ func (b *Bolt) AddUsage(batch map[string]Usage) error {
 	if len(batch) == 0 {
 		return b.checkOpen()
 	}
+	now := b.hooks.now()
 	err := b.db.Update(func(tx *bolt.Tx) error {
 		keys, usage := tx.Bucket(bucketKeys), tx.Bucket(bucketUsage)
 		for id, d := range batch {
@@ -239,6 +261,9 @@ func (b *Bolt) AddUsage(batch map[string]Usage) error {
 			if err := putJSON(usage, id, u); err != nil {
 				return err
 			}
+			if err := addBoltHistory(tx, id, now, d); err != nil {
+				return err
+			}
 		}
 		return nil
 	})
@@ -248,10 +273,7 @@ func (b *Bolt) AddUsage(batch map[string]Usage) error {
 // Usage implements Store.
 func (b *Bolt) Usage(id string) (Usage, error) {
 	if !ValidKeyFormat(id) {
-		if err := b.checkOpen(); err != nil {
-			return Usage{}, err
-		}
-		return Usage{}, ErrNotFound
+		return Usage{}, b.refuse(ErrNotFound)
 	}
 	var u Usage
 	err := b.db.View(func(tx *bolt.Tx) error {
@@ -277,6 +299,15 @@ func (b *Bolt) Usage(id string) (Usage, error) {
 func (b *Bolt) Close() error {
 	b.closed.Store(true)
 	return b.db.Close()
+}
+
+// refuse answers a malformed ID without a transaction: ErrClosed after
+// Close, else notFound.
+func (b *Bolt) refuse(notFound error) error {
+	if err := b.checkOpen(); err != nil {
+		return err
+	}
+	return notFound
 }
 
 // checkOpen gives paths that skip the database the same ErrClosed as the

@@ -193,14 +193,14 @@ func TestBoltSchemaVersion(t *testing.T) {
 	b.Close()
 
 	rawUpdate(t, dir, func(tx *bolt.Tx) error {
-		if got := string(tx.Bucket([]byte("meta")).Get([]byte("schema_version"))); got != "1" {
-			t.Errorf("stored schema version = %q, want 1", got)
+		if got := string(tx.Bucket([]byte("meta")).Get([]byte("schema_version"))); got != "2" {
+			t.Errorf("stored schema version = %q, want 2", got)
 		}
-		return tx.Bucket([]byte("meta")).Put([]byte("schema_version"), []byte("2"))
+		return tx.Bucket([]byte("meta")).Put([]byte("schema_version"), []byte("3"))
 	})
 	_, err := OpenBolt(dir, time.Second)
-	if !errors.Is(err, ErrIncompatible) || !strings.Contains(err.Error(), "schema version 2") {
-		t.Fatalf("OpenBolt of a newer schema: err = %v, want ErrIncompatible naming version 2", err)
+	if !errors.Is(err, ErrIncompatible) || !strings.Contains(err.Error(), "schema version 3") {
+		t.Fatalf("OpenBolt of a newer schema: err = %v, want ErrIncompatible naming version 3", err)
 	}
 	if errors.Is(err, ErrLocked) {
 		t.Fatalf("schema error also claims ErrLocked: %v", err)
@@ -215,9 +215,9 @@ func TestBoltSchemaVersion(t *testing.T) {
 		}
 	}
 
-	// Back to version 1: the refused opens must not have touched the data.
+	// Back to version 2: the refused opens must not have touched the data.
 	rawUpdate(t, dir, func(tx *bolt.Tx) error {
-		return tx.Bucket([]byte("meta")).Put([]byte("schema_version"), []byte("1"))
+		return tx.Bucket([]byte("meta")).Put([]byte("schema_version"), []byte("2"))
 	})
 	b = openBolt(t, dir)
 	defer b.Close()
@@ -265,5 +265,67 @@ func TestBoltNotADatabase(t *testing.T) {
 	}
 	if errors.Is(err, ErrLocked) {
 		t.Fatalf("junk file reported as locked: %v", err)
+	}
+}
+
+// A database written by the first version of stratus (schema 1: keys,
+// usage and meta only, keys without the account fields) is upgraded in
+// place: its keys and usage stay, they become operator keys, and accounts
+// and history work afterwards.
+func TestBoltUpgradesVersion1(t *testing.T) {
+	dir := t.TempDir()
+	const id = "7d8e660a6cbf71bab35a0781-c086fb40c6fb"
+	rawUpdate(t, dir, func(tx *bolt.Tx) error {
+		for _, name := range []string{"keys", "usage", "meta"} {
+			if _, err := tx.CreateBucket([]byte(name)); err != nil {
+				return err
+			}
+		}
+		tx.Bucket([]byte("meta")).Put([]byte("schema_version"), []byte("1"))
+		tx.Bucket([]byte("keys")).Put([]byte(id), []byte(`{"key":"`+id+`","name":"old","created":"2024-01-02T03:04:05Z","revoked":false}`))
+		return tx.Bucket([]byte("usage")).Put([]byte(id), []byte(`{"connects":7,"rejected":0,"introductions":3,"lookups_missed":0,"relays":0,"bytes_in":0,"bytes_out":0,"session_seconds":60}`))
+	})
+	b := openBolt(t, dir)
+	k, err := b.GetKey(id)
+	if err != nil || k.Name != "old" || k.Account != "" || k.Suspended || k.MaxSessions != 0 {
+		t.Fatalf("old key after the upgrade: %+v %v", k, err)
+	}
+	if u := mustUsage(t, b, id); u.Connects != 7 || u.Introductions != 3 {
+		t.Fatalf("old usage after the upgrade: %+v", u)
+	}
+	a, err := b.CreateAccount("dev", "dev@example.com", []byte("hash"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.CreateAccountKey(a.ID, "new"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.AddUsage(map[string]Usage{id: {Connects: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if h, err := b.UsageHistory(id); err != nil || len(h) != 1 || h[0].Connects != 1 {
+		t.Fatalf("history after the upgrade: %+v %v", h, err)
+	}
+	b.Close()
+	rawUpdate(t, dir, func(tx *bolt.Tx) error {
+		if got := string(tx.Bucket([]byte("meta")).Get([]byte("schema_version"))); got != "2" {
+			t.Errorf("schema version after the upgrade = %q, want 2", got)
+		}
+		return nil
+	})
+	// Reopening an upgraded file writes nothing and keeps everything.
+	b = openBolt(t, dir)
+	defer b.Close()
+	if accts, err := b.ListAccounts(); err != nil || len(accts) != 1 {
+		t.Fatalf("accounts after reopening: %+v %v", accts, err)
+	}
+}
+
+func TestBoltRefusesVersion2WithoutAccounts(t *testing.T) {
+	dir := t.TempDir()
+	openBolt(t, dir).Close()
+	rawUpdate(t, dir, func(tx *bolt.Tx) error { return tx.DeleteBucket([]byte("accounts")) })
+	if _, err := OpenBolt(dir, time.Second); !errors.Is(err, ErrIncompatible) {
+		t.Fatalf("err = %v, want ErrIncompatible", err)
 	}
 }

@@ -6,19 +6,23 @@ import "sync"
 // It behaves like Bolt except that nothing survives the process. A read-write
 // mutex keeps GetKey, the hot path, from serialising behind other readers.
 type Memory struct {
-	mu     sync.RWMutex
-	keys   map[string]Key
-	usage  map[string]Usage
-	closed bool
-	hooks  hooks
+	mu       sync.RWMutex
+	keys     map[string]Key
+	usage    map[string]Usage
+	history  map[string][]UsageSample
+	accounts map[string]Account
+	closed   bool
+	hooks    hooks
 }
 
 // NewMemory returns an empty Memory store.
 func NewMemory() *Memory {
 	return &Memory{
-		keys:  make(map[string]Key),
-		usage: make(map[string]Usage),
-		hooks: defaultHooks(),
+		keys:     make(map[string]Key),
+		usage:    make(map[string]Usage),
+		history:  make(map[string][]UsageSample),
+		accounts: make(map[string]Account),
+		hooks:    defaultHooks(),
 	}
 }
 
@@ -32,6 +36,11 @@ func (m *Memory) CreateKey(name string) (Key, error) {
 	if m.closed {
 		return Key{}, ErrClosed
 	}
+	return m.newKey(Key{Name: name})
+}
+
+// newKey stores k with a fresh ID and creation time; m.mu held.
+func (m *Memory) newKey(k Key) (Key, error) {
 	id, err := m.hooks.uniqueID(func(id string) bool {
 		_, ok := m.keys[id]
 		return ok
@@ -39,7 +48,7 @@ func (m *Memory) CreateKey(name string) (Key, error) {
 	if err != nil {
 		return Key{}, err
 	}
-	k := Key{ID: id, Name: name, Created: m.hooks.now()}
+	k.ID, k.Created = id, m.hooks.now()
 	m.keys[id] = k
 	return k, nil
 }
@@ -99,6 +108,7 @@ func (m *Memory) AddUsage(batch map[string]Usage) error {
 	if m.closed {
 		return ErrClosed
 	}
+	now := m.hooks.now()
 	for id, d := range batch {
 		if _, ok := m.keys[id]; !ok || d.IsZero() {
 			continue
@@ -106,6 +116,7 @@ func (m *Memory) AddUsage(batch map[string]Usage) error {
 		u := m.usage[id]
 		u.Add(d)
 		m.usage[id] = u
+		m.history[id] = addHistory(m.history[id], now, d)
 	}
 	return nil
 }
@@ -130,5 +141,7 @@ func (m *Memory) Close() error {
 	m.closed = true
 	m.keys = nil
 	m.usage = nil
+	m.history = nil
+	m.accounts = nil
 	return nil
 }

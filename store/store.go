@@ -1,6 +1,7 @@
 // Package store keeps the rendezvous server's developer keys and their
 // cumulative usage counters, behind the Store interface the server uses
-// (implement it to keep keys anywhere else). Bolt persists them in one
+// (implement it to keep keys anywhere else), and the developer accounts and
+// usage history of the web portal, behind the optional Accounts interface. Bolt persists them in one
 // bbolt file in the data directory, which the server and the offline
 // `stratus keys` CLI share; Memory holds them in memory for tests and for
 // embedding without a disk.
@@ -53,6 +54,15 @@ type Key struct {
 	Created   time.Time `json:"created"`
 	Revoked   bool      `json:"revoked"`
 	RevokedAt time.Time `json:"revoked_at,omitzero"`
+	// Account is the ID of the developer account that owns the key
+	// (Accounts); empty for keys the operator made.
+	Account string `json:"account,omitempty"`
+	// Suspended: the owning account is suspended; the key is refused like
+	// a revoked one until the account is reinstated.
+	Suspended bool `json:"suspended,omitempty"`
+	// MaxSessions is the key's connected-session quota; 0 means the
+	// server's default.
+	MaxSessions int `json:"max_sessions,omitempty"`
 }
 
 // Usage is cumulative per-key counters. The server accumulates deltas in

@@ -17,7 +17,7 @@ import (
 	"github.com/stratus-rtmfp/stratus/store"
 )
 
-const keysUsage = `usage: stratus keys <create [--name N] | list | revoke KEY | show KEY> [--data DIR] [--admin ADDR:PORT] [--config FILE]
+const keysUsage = `usage: stratus keys <create [--name N] | list | revoke KEY | show KEY> [--data DIR] [--admin ADDR:PORT] [--admin-token-file FILE] [--config FILE]
 
 Works on the data directory; while the server runs (and holds it locked)
 the same commands go through its admin API.
@@ -39,7 +39,8 @@ func runKeys(args []string) error {
 	admin := fs.String("admin", "", "admin API of a running server, used when the data directory is locked (default: what the server recorded in the data directory, else "+defaultAdmin+")")
 	name := fs.String("name", "", "name of the new key (create)")
 	jsonOut := fs.Bool("json", false, "print JSON")
-	config := fs.String("config", "", "the server's config file (for data and admin)")
+	config := fs.String("config", "", "the server's config file (for data, admin and admin-token-file)")
+	tokenFile := fs.String("admin-token-file", "", "the admin API's token (default DATA/admin.token)")
 	fs.Usage = func() { fmt.Fprint(fs.Output(), keysUsage); fs.PrintDefaults() }
 	// Accept KEY before or after the flags.
 	var rest []string
@@ -81,7 +82,11 @@ func runKeys(args []string) error {
 				addr = strings.TrimSpace(string(b))
 			}
 		}
-		c = remoteKeys{"http://" + addr}
+		tok, err := readToken(adminTokenPath(*data, *tokenFile))
+		if err != nil {
+			return fmt.Errorf("the data directory is in use by a running server, and its admin API token cannot be read (set --admin-token-file): %w", err)
+		}
+		c = remoteKeys{base: "http://" + addr, token: tok}
 	default:
 		return err
 	}
@@ -189,7 +194,7 @@ func (l localKeys) revoke(id string) (keyView, error) {
 }
 
 // remoteKeys talks to a running server's admin API.
-type remoteKeys struct{ base string }
+type remoteKeys struct{ base, token string }
 
 func (r remoteKeys) do(method, path string, body any, out any) error {
 	var rd io.Reader
@@ -200,6 +205,10 @@ func (r remoteKeys) do(method, path string, body any, out any) error {
 	req, err := http.NewRequest(method, r.base+path, rd)
 	if err != nil {
 		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+r.token)
+	if method == http.MethodPost {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	cl := &http.Client{Timeout: 10 * time.Second}
 	resp, err := cl.Do(req)

@@ -17,14 +17,17 @@ import (
 )
 
 const peerUsage = `usage:
-  stratus peer publish --url rtmfp://HOST/KEY --name NAME [--loop] [--max-peers N] [--allow PEERID]... [--wait N] FILE.flv
-  stratus peer play    --url rtmfp://HOST/KEY --peer PEERID --name NAME --out OUT.flv [--duration D]
-  stratus peer send    --url rtmfp://HOST/KEY --name NAME [--handler H] [--wait N] [MESSAGE...]
-  stratus peer listen  --url rtmfp://HOST/KEY --peer PEERID --name NAME [--handler H] [--duration D]
+  stratus peer publish --url rtmfp://HOST/KEY --name NAME [--register USER] [--loop] [--max-peers N] [--allow PEERID]... [--wait N] FILE.flv
+  stratus peer play    --url rtmfp://HOST/KEY (--peer PEERID | --lookup USER) --name NAME --out OUT.flv [--duration D]
+  stratus peer send    --url rtmfp://HOST/KEY --name NAME [--register USER] [--handler H] [--wait N] [MESSAGE...]
+  stratus peer listen  --url rtmfp://HOST/KEY (--peer PEERID | --lookup USER) --name NAME [--handler H] [--duration D]
 
 publish and send print this peer's ID (64 hex digits) on a line of its own;
-give it to play / listen as --peer. Media and messages go peer to peer:
-the server only introduces the peers.
+give it to play / listen as --peer, or register it in the server's peer-ID
+exchange with --register USER and find it with --lookup USER (through the
+NetConnection, or with --exchange URL through a VideoPhone-style web
+service such as http://HOST:8080/exchange/KEY). Media and messages go peer
+to peer: the server only introduces the peers.
 `
 
 func runPeer(args []string) error {
@@ -46,6 +49,9 @@ func runPeer(args []string) error {
 	wait := fs.Int("wait", 1, "subscribers to wait for before starting (publish, send)")
 	handler := fs.String("handler", "onMessage", "handler name of the send() calls (send, listen)")
 	timeout := fs.Duration("timeout", 20*time.Second, "how long to wait for the server and the peer")
+	register := fs.String("register", "", "register this peer's ID under this user name in the peer-ID exchange (publish, send)")
+	lookup := fs.String("lookup", "", "find the publisher's peer ID under this user name in the peer-ID exchange (play, listen)")
+	exchangeURL := fs.String("exchange", "", "peer-ID exchange web service (VideoPhone protocol, e.g. http://HOST:8080/exchange/KEY); default: the server's NetConnection calls")
 	fs.Usage = func() { fmt.Fprint(fs.Output(), peerUsage); fs.PrintDefaults() }
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
@@ -61,6 +67,25 @@ func runPeer(args []string) error {
 		return err
 	}
 	defer nc.Close()
+	ex := peerExchange{nc: nc, web: *exchangeURL}
+	if *register != "" {
+		if err := ex.register(ctx, *register); err != nil {
+			return fmt.Errorf("registering %q: %w", *register, err)
+		}
+		fmt.Fprintf(os.Stderr, "registered as %q in the peer-ID exchange\n", *register)
+		defer ex.unregister(*register)
+	}
+	if *lookup != "" {
+		id, err := ex.lookup(ctx, *lookup)
+		if err != nil {
+			return fmt.Errorf("looking up %q: %w", *lookup, err)
+		}
+		if id == "" {
+			return fmt.Errorf("%q is not available in the peer-ID exchange", *lookup)
+		}
+		fmt.Fprintf(os.Stderr, "%q is %s\n", *lookup, id)
+		*peer = id
+	}
 	switch cmd {
 	case "publish":
 		if fs.NArg() != 1 {
@@ -77,7 +102,7 @@ func runPeer(args []string) error {
 	case "play":
 		if *peer == "" || *out == "" {
 			fs.Usage()
-			return errors.New("--peer and --out are required")
+			return errors.New("--peer (or --lookup) and --out are required")
 		}
 		f, err := os.Create(*out)
 		if err != nil {
@@ -97,7 +122,7 @@ func runPeer(args []string) error {
 	case "listen":
 		if *peer == "" {
 			fs.Usage()
-			return errors.New("--peer is required")
+			return errors.New("--peer or --lookup is required")
 		}
 		return peerListen(ctx, nc, *peer, *name, *handler, *duration)
 	}
@@ -177,4 +202,36 @@ func peerListen(ctx context.Context, nc *rtmfp.NetConnection, peer, name, handle
 			return nil
 		}
 	}
+}
+
+// peerExchange registers and looks up peer IDs through the server's
+// NetConnection calls, or through a VideoPhone-style web service.
+type peerExchange struct {
+	nc  *rtmfp.NetConnection
+	web string
+}
+
+func (p peerExchange) register(ctx context.Context, user string) error {
+	if p.web != "" {
+		return (&rtmfp.HTTPExchange{URL: p.web}).Register(ctx, user, p.nc.NearID())
+	}
+	return p.nc.RegisterName(ctx, user)
+}
+
+// unregister is best effort: the name goes with the session anyway.
+func (p peerExchange) unregister(user string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if p.web != "" {
+		(&rtmfp.HTTPExchange{URL: p.web}).Unregister(ctx, user)
+		return
+	}
+	p.nc.UnregisterName(ctx, user)
+}
+
+func (p peerExchange) lookup(ctx context.Context, user string) (string, error) {
+	if p.web != "" {
+		return (&rtmfp.HTTPExchange{URL: p.web}).Lookup(ctx, user)
+	}
+	return p.nc.LookupName(ctx, user)
 }

@@ -33,7 +33,8 @@ func serverFlags(fs *flag.FlagSet) (*server.Config, *serveOpts) {
 	o := &serveOpts{}
 	fs.Var(&o.listen, "listen", "UDP address to listen on, repeatable (default 0.0.0.0:1935 and [::]:1935)")
 	fs.StringVar(&o.data, "data", defaultData, "data directory (bbolt database of developer keys and usage)")
-	fs.StringVar(&o.admin, "admin", defaultAdmin, "admin HTTP listener (metrics, health, JSON API); \"off\" disables it")
+	fs.StringVar(&o.admin, "admin", defaultAdmin, "admin HTTP listener (metrics, health, JSON API, pprof); \"off\" disables it")
+	fs.StringVar(&o.adminToken, "admin-token-file", "", "file holding the admin API's bearer token (default DATA/admin.token, created at first start)")
 	fs.BoolVar(&cfg.Open, "open", false, "accept any developer key")
 	fs.Var(&o.public, "public-address", "address:port clients reach this server at (behind NAT or a load balancer), repeatable")
 	fs.DurationVar(&cfg.ClientKeepalive, "client-keepalive", 15*time.Second, "keepalive period clients use towards the server (sent in set-keepalive 0x29; at least 5s)")
@@ -54,6 +55,7 @@ func serverFlags(fs *flag.FlagSet) (*server.Config, *serveOpts) {
 	fs.Float64Var(&cfg.GroupMessageRate, "group-message-rate", 5, "NetGroup server channel messages per second per GC flow, burst twice that (-1: no limit)")
 	fs.DurationVar(&o.drain, "drain-timeout", 10*time.Second, "on SIGTERM, how long to wait for clients to close")
 	o.policy = policyFlags(fs)
+	webFlags(fs, cfg, &o.web)
 	fs.StringVar(&o.level, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&o.format, "log-format", "text", "log format: text or json")
 	fs.StringVar(&o.config, "config", "", "config file of \"name = value\" lines, names as the flags")
@@ -63,9 +65,11 @@ func serverFlags(fs *flag.FlagSet) (*server.Config, *serveOpts) {
 type serveOpts struct {
 	listen, public             listFlag
 	data, admin, level, format string
+	adminToken                 string
 	config                     string
 	drain                      time.Duration
 	policy                     policyOpts
+	web                        webOpts
 }
 
 func runServer(args []string) error {
@@ -140,6 +144,15 @@ func runServer(args []string) error {
 			return fmt.Errorf("serving %s: %w", c.LocalAddr(), err)
 		}
 	}
+	tokenPath := adminTokenPath(o.data, o.adminToken)
+	token, created, err := loadOrCreateToken(tokenPath)
+	if err != nil {
+		srv.Close()
+		return fmt.Errorf("admin token: %w", err)
+	}
+	if created {
+		log.Info("created the admin API token", "file", tokenPath)
+	}
 	var admin *http.Server
 	if o.admin != "" && o.admin != "off" {
 		ln, err := net.Listen("tcp", o.admin)
@@ -147,13 +160,25 @@ func runServer(args []string) error {
 			srv.Close()
 			return fmt.Errorf("admin listener: %w", err)
 		}
-		admin = &http.Server{Handler: srv.Admin(), ReadHeaderTimeout: 10 * time.Second}
+		admin = &http.Server{Handler: srv.Admin(server.AdminOptions{Token: token, Addr: ln.Addr().String()}), ReadHeaderTimeout: 10 * time.Second}
 		go admin.Serve(ln)
-		log.Info("admin API", "http", "http://"+ln.Addr().String())
+		log.Info("admin API", "http", "http://"+ln.Addr().String(), "token_file", tokenPath)
+		if ap, err := netip.ParseAddrPort(ln.Addr().String()); err == nil && !ap.Addr().IsLoopback() {
+			log.Warn("THE ADMIN API IS NOT ON LOOPBACK: anyone who reaches " + ln.Addr().String() +
+				" and holds the token can create and revoke keys and read every session; keep --admin on 127.0.0.1 or firewall it")
+		}
 		// Tell "stratus keys" where to find us while we hold the database.
 		adminFile := filepath.Join(o.data, adminAddrFile)
 		_ = os.WriteFile(adminFile, []byte(ln.Addr().String()+"\n"), 0o600)
 		defer os.Remove(adminFile)
+	}
+	web, err := startWeb(&o.web, srv, st, cfg, conns[0], token, log)
+	if err != nil {
+		if admin != nil {
+			admin.Close()
+		}
+		srv.Close()
+		return err
 	}
 	sig := make(chan os.Signal, 2)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
@@ -172,6 +197,9 @@ func runServer(args []string) error {
 	}
 	if admin != nil {
 		admin.Close()
+	}
+	if web != nil {
+		web.Close()
 	}
 	log.Info("stopped")
 	return nil

@@ -13,11 +13,13 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/netip"
 	"runtime"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -137,6 +139,7 @@ type Counters struct {
 	HandshakesOK, HandshakesFailed, CookieChanges        atomic.Uint64
 	RHellosSent, RedirectsSent, FIHellosSent             atomic.Uint64
 	SessionsOpen                                         atomic.Int64
+	EventPanics                                          atomic.Uint64
 }
 
 // Stats is a snapshot of Counters.
@@ -148,6 +151,7 @@ type Stats struct {
 	HandshakesOK, HandshakesFailed, CookieChanges        uint64
 	RHellosSent, RedirectsSent, FIHellosSent             uint64
 	SessionsOpen                                         int64
+	EventPanics                                          uint64
 }
 
 // Engine is one RTMFP endpoint on one socket.
@@ -268,10 +272,12 @@ func New(conn net.PacketConn, cfg Config) (*Engine, error) {
 }
 
 // event is a callback queued for the dispatcher; cost is what a message
-// event counts against MaxEventBytes.
+// event counts against MaxEventBytes; s is the session it concerns (a
+// callback that panics aborts that session, not the process).
 type event struct {
 	fn   func()
 	cost int
+	s    *Session
 }
 
 // eventCharge is what one queued message costs beyond its bytes (the
@@ -279,8 +285,43 @@ type event struct {
 // too.
 const eventCharge = 96
 
-// event queues a callback for the dispatcher; e.mu held.
-func (e *Engine) event(fn func()) { e.queueEvent(event{fn: fn}) }
+// event queues a callback about session s for the dispatcher; e.mu held.
+func (e *Engine) event(s *Session, fn func()) { e.queueEvent(event{fn: fn, s: s}) }
+
+// Run runs fn on the event dispatcher, in order with the events, and
+// returns once it ran (or at once if the engine is closed or not in event
+// mode): code outside the callbacks uses it to touch the state that only
+// the callbacks otherwise touch, without locks. fn must not call Run.
+func (e *Engine) Run(fn func()) {
+	e.mu.Lock()
+	if e.closed || e.cfg.Events == nil {
+		e.mu.Unlock()
+		return
+	}
+	done := make(chan struct{})
+	e.queueEvent(event{fn: func() { defer close(done); fn() }})
+	e.mu.Unlock()
+	select {
+	case <-done:
+	case <-e.done:
+	}
+}
+
+// runEvent runs one callback. A panic in it is the application's bug about
+// one session: it is logged with its stack, counted, and that session is
+// aborted; the dispatcher and every other session carry on.
+func (e *Engine) runEvent(ev event) {
+	defer func() {
+		if r := recover(); r != nil {
+			e.C.EventPanics.Add(1)
+			e.log.Error("event handler panicked; aborting its session", "panic", r, "stack", string(debug.Stack()))
+			if ev.s != nil {
+				ev.s.Abort()
+			}
+		}
+	}()
+	ev.fn()
+}
 
 func (e *Engine) queueEvent(ev event) {
 	e.evq = append(e.evq, ev)
@@ -303,7 +344,7 @@ func (e *Engine) dispatch() {
 			e.evq = nil
 			e.mu.Unlock()
 			for _, ev := range q {
-				ev.fn()
+				e.runEvent(ev)
 			}
 			return
 		}
@@ -317,7 +358,7 @@ func (e *Engine) dispatch() {
 			}
 			cost := 0
 			for _, ev := range q {
-				ev.fn()
+				e.runEvent(ev)
 				cost += ev.cost
 			}
 			if cost > 0 {
@@ -410,7 +451,7 @@ func (e *Engine) Stats() Stats {
 		DropOversize: c.DropOversize.Load(),
 		HandshakesOK: c.HandshakesOK.Load(), HandshakesFailed: c.HandshakesFailed.Load(), CookieChanges: c.CookieChanges.Load(),
 		RHellosSent: c.RHellosSent.Load(), RedirectsSent: c.RedirectsSent.Load(), FIHellosSent: c.FIHellosSent.Load(),
-		SessionsOpen: c.SessionsOpen.Load(),
+		SessionsOpen: c.SessionsOpen.Load(), EventPanics: c.EventPanics.Load(),
 	}
 }
 
@@ -485,6 +526,7 @@ func (e *Engine) sendTo(b []byte, to netip.AddrPort) {
 func (e *Engine) readLoop() {
 	defer e.wg.Done()
 	buf := make([]byte, wire.MaxRecvSize+1)
+	failures := 0 // read errors in a row
 	for {
 		var n int
 		var src netip.AddrPort
@@ -511,9 +553,23 @@ func (e *Engine) readLoop() {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
-			e.log.Debug("read error", "err", err)
+			// Some errors are one datagram's (an ICMP error reported on
+			// a later read, a truncated datagram); a socket that keeps
+			// failing must not spin a core: back off up to a second.
+			failures++
+			if failures == 1 || failures%100 == 0 {
+				e.log.Warn("UDP read error", "err", err, "in_a_row", failures)
+			}
+			if failures > 3 {
+				select {
+				case <-time.After(min(time.Duration(1<<min(failures-3, 10))*time.Millisecond, time.Second)):
+				case <-e.done:
+					return
+				}
+			}
 			continue
 		}
+		failures = 0
 		src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
 		e.C.PacketsIn.Add(1)
 		e.C.BytesIn.Add(uint64(n))
@@ -812,8 +868,14 @@ func (e *Engine) completeKeying(now time.Time, src netip.AddrPort, ik wire.IIKey
 		}
 		old.core.Abort(now, e.sendTo) // the peer restarted
 	}
+	sid, err := e.newSID()
+	if err != nil {
+		e.log.Error("no session ID for a new session", "err", err)
+		e.dropErr(&e.C.DropKeying, "no session ID", src, err)
+		return
+	}
 	sealer, opener := acc.Keys.Ciphers()
-	s := e.newSession(now, false, ik.ISID, src, sealer, opener, acc.Keys, acc.Certificate, ik.Certificate, false)
+	s := e.newSessionSID(now, false, sid, ik.ISID, src, sealer, opener, acc.Keys, acc.Certificate, ik.Certificate, false)
 	s.isid, s.skicHash = ik.ISID, sha256.Sum256(ik.SKIC)
 	s.rikeying = wire.RIKeying{RSID: s.core.NearSID(), SKRC: acc.SKRC, Signature: handshake.Signature}.Append(nil)
 	e.byAddr[src] = s
@@ -826,7 +888,7 @@ func (e *Engine) completeKeying(now time.Time, src netip.AddrPort, ik wire.IIKey
 		}
 	}
 	if ev := e.cfg.Events; ev != nil {
-		e.event(func() { ev.SessionOpened(s) })
+		e.event(s, func() { ev.SessionOpened(s) })
 		return
 	}
 	e.accepted = append(e.accepted, s)
@@ -838,22 +900,26 @@ func (e *Engine) signalAccept() {
 	e.acceptCh = make(chan struct{})
 }
 
-// newSID picks an unused random non-zero session ID.
-func (e *Engine) newSID() uint32 {
+// ErrRandom is returned when the random source fails (or keeps repeating
+// itself) while picking a session ID.
+var ErrRandom = errors.New("engine: random source failed")
+
+// newSID picks an unused random non-zero session ID. With 32-bit IDs and
+// far fewer sessions a few draws always suffice; a random source that
+// fails, or that gives taken IDs 64 times in a row, is broken, and the
+// handshake is dropped rather than the engine spinning under its lock.
+func (e *Engine) newSID() (uint32, error) {
 	var b [4]byte
-	for {
-		_, _ = io.ReadFull(e.rnd, b[:])
+	for range 64 {
+		if _, err := io.ReadFull(e.rnd, b[:]); err != nil {
+			return 0, fmt.Errorf("%w: %v", ErrRandom, err)
+		}
 		sid := binary.BigEndian.Uint32(b[:])
 		if sid != 0 && e.sessions[sid] == nil && e.openSID[sid] == nil {
-			return sid
+			return sid, nil
 		}
 	}
-}
-
-// newSession creates and registers a session; e.mu held.
-func (e *Engine) newSession(now time.Time, initiator bool, farSID uint32, dest netip.AddrPort, sealer *wire.Sealer, opener *wire.Opener,
-	keys handshake.Keys, farCert *handshake.Certificate, farCertRaw []byte, introducer bool) *Session {
-	return e.newSessionSID(now, initiator, e.newSID(), farSID, dest, sealer, opener, keys, farCert, farCertRaw, introducer)
+	return 0, ErrRandom
 }
 
 func (e *Engine) newSessionSID(now time.Time, initiator bool, nearSID, farSID uint32, dest netip.AddrPort, sealer *wire.Sealer, opener *wire.Opener,
@@ -929,7 +995,7 @@ func (e *Engine) sessionGone(s *Session) {
 		e.drainFlow(rf, true)
 	}
 	s.drain = nil
-	e.event(func() { ev.SessionClosed(s, err) })
+	e.event(s, func() { ev.SessionClosed(s, err) })
 }
 
 // drainFlow hands a flow's complete messages (and its end) to the
@@ -943,12 +1009,12 @@ func (e *Engine) drainFlow(rf *RecvFlow, force bool) bool {
 		}
 		msg, ok, eof := rf.core.Read()
 		if ok {
-			e.queueEvent(event{fn: func() { ev.Message(rf, msg) }, cost: len(msg) + eventCharge})
+			e.queueEvent(event{fn: func() { ev.Message(rf, msg) }, cost: len(msg) + eventCharge, s: rf.s})
 			continue
 		}
 		if (eof || rf.s.core.IsClosed()) && !rf.closedSent {
 			rf.closedSent = true
-			e.event(func() { ev.FlowClosed(rf) })
+			e.event(rf.s, func() { ev.FlowClosed(rf) })
 		}
 		rf.queued = false
 		return true

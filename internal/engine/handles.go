@@ -68,7 +68,7 @@ func (h *handler) RecvFlow(f *session.RecvFlow) {
 	rf := &RecvFlow{s: s, core: f}
 	f.Value = rf
 	if ev := s.e.cfg.Events; ev != nil {
-		s.e.event(func() { ev.FlowOpened(rf) })
+		s.e.event(s, func() { ev.FlowOpened(rf) })
 		return
 	}
 	s.recvQ = append(s.recvQ, rf)
@@ -115,7 +115,7 @@ func (h *handler) AddressChanged(_ *session.Session, addr netip.AddrPort) {
 	}
 	s.notifyPending = true
 	if ev := s.e.cfg.Events; ev != nil {
-		s.e.event(func() { ev.AddressChanged(s, addr) })
+		s.e.event(s, func() { ev.AddressChanged(s, addr) })
 	}
 }
 

@@ -195,7 +195,13 @@ func (e *Engine) onRHello(now time.Time, src netip.AddrPort, rh wire.RHello) {
 		e.dropErr(&e.C.DropKeying, "RHello", src, err)
 		return
 	}
-	o.isid = e.newSID()
+	sid, err := e.newSID()
+	if err != nil {
+		e.log.Error("no session ID for a new session", "err", err)
+		e.dropErr(&e.C.DropKeying, "no session ID", src, err)
+		return
+	}
+	o.isid = sid
 	e.openSID[o.isid] = o
 	o.state, o.dest, o.cookie = openKeyingSent, src, append([]byte(nil), rh.Cookie...)
 	o.respCertRaw, o.respCert, o.pending = raw, cert, p

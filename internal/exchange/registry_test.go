@@ -1,0 +1,148 @@
+package exchange
+
+import (
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// fakeLive is a set of connected (peer, key) pairs.
+type fakeLive struct {
+	mu  sync.Mutex
+	set map[[2]string]bool
+}
+
+func (f *fakeLive) live(peer, key string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.set[[2]string{peer, key}]
+}
+
+func (f *fakeLive) connect(peer, key string) {
+	f.mu.Lock()
+	f.set[[2]string{peer, key}] = true
+	f.mu.Unlock()
+}
+
+func (f *fakeLive) disconnect(peer, key string) {
+	f.mu.Lock()
+	delete(f.set, [2]string{peer, key})
+	f.mu.Unlock()
+}
+
+func newTestRegistry(perKey, perPeer int) (*Registry, *fakeLive) {
+	f := &fakeLive{set: map[[2]string]bool{}}
+	return New(Config{Live: f.live, MaxNamesPerKey: perKey, MaxNamesPerPeer: perPeer}), f
+}
+
+func peerID(c byte) string { return strings.Repeat(string(c), 64) }
+
+func TestRegistryRules(t *testing.T) {
+	r, f := newTestRegistry(0, 0)
+	a, b := peerID('a'), peerID('b')
+	if err := r.Register("k", "alice", a); !errors.Is(err, ErrNotConnected) {
+		t.Fatalf("unconnected peer: %v", err)
+	}
+	f.connect(a, "k")
+	f.connect(b, "k")
+	f.connect(b, "other")
+	if err := r.Register("k", "alice", a); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Register("k", "alice", strings.ToUpper(a)); err != nil {
+		t.Fatalf("refresh in upper case: %v", err)
+	}
+	if err := r.Register("k", "alice", b); !errors.Is(err, ErrTaken) {
+		t.Fatalf("takeover of a live name: %v", err)
+	}
+	if got, ok := r.Lookup("k", "alice"); !ok || got != a {
+		t.Fatalf("Lookup = %q %v", got, ok)
+	}
+	if _, ok := r.Lookup("other", "alice"); ok {
+		t.Fatal("a name leaked to another key")
+	}
+	// A peer connected with another key cannot register under this one.
+	f.disconnect(b, "k")
+	if err := r.Register("k", "bob", b); !errors.Is(err, ErrNotConnected) {
+		t.Fatalf("peer of another key: %v", err)
+	}
+	// Anonymous unregister cannot free a live holder's name; the holder can.
+	if err := r.Unregister("k", "alice", ""); !errors.Is(err, ErrHeld) {
+		t.Fatalf("anonymous unregister of a live name: %v", err)
+	}
+	if err := r.Unregister("k", "alice", b); !errors.Is(err, ErrTaken) {
+		t.Fatalf("unregister by another peer: %v", err)
+	}
+	if err := r.Unregister("k", "alice", a); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := r.Lookup("k", "alice"); ok {
+		t.Fatal("still there after unregister")
+	}
+	// Session ended: lookups miss at once, the name can be taken over.
+	r.Register("k", "alice", a)
+	f.disconnect(a, "k")
+	if _, ok := r.Lookup("k", "alice"); ok {
+		t.Fatal("a disconnected peer is still found")
+	}
+	f.connect(b, "k")
+	if err := r.Register("k", "alice", b); err != nil {
+		t.Fatalf("takeover after the holder left: %v", err)
+	}
+	if err := r.Unregister("k", "nobody", ""); err != nil {
+		t.Fatalf("unregistering a free name: %v", err)
+	}
+}
+
+func TestRegistryForgetAndBounds(t *testing.T) {
+	r, f := newTestRegistry(3, 2)
+	a, b, c := peerID('a'), peerID('b'), peerID('c')
+	for _, p := range []string{a, b, c} {
+		f.connect(p, "k")
+	}
+	r.Register("k", "a1", a)
+	r.Register("k", "a2", a)
+	if err := r.Register("k", "a3", a); !errors.Is(err, ErrPeerFull) {
+		t.Fatalf("third name of a peer: %v", err)
+	}
+	r.Register("k", "b1", b)
+	if err := r.Register("k", "c1", c); !errors.Is(err, ErrKeyFull) {
+		t.Fatalf("fourth name of a key: %v", err)
+	}
+	r.Forget(a)
+	if r.Count("k") != 1 || len(r.byPeer) != 1 {
+		t.Fatalf("after Forget: %d names, %d peers", r.Count("k"), len(r.byPeer))
+	}
+	r.Forget(b)
+	if len(r.keys) != 0 || len(r.byPeer) != 0 {
+		t.Fatalf("empty maps stay: %v %v", r.keys, r.byPeer)
+	}
+	// Takeover moves the name between the peers' lists.
+	r.Register("k", "n", a)
+	f.disconnect(a, "k")
+	r.Register("k", "n", c)
+	if len(r.byPeer[a]) != 0 || len(r.byPeer[c]) != 1 {
+		t.Fatalf("after takeover: %v", r.byPeer)
+	}
+}
+
+func TestRegistryInput(t *testing.T) {
+	r, f := newTestRegistry(0, 0)
+	f.connect(peerID('a'), "k")
+	for _, tc := range []struct{ name, peer string }{
+		{"", peerID('a')},
+		{strings.Repeat("x", MaxNameLen+1), peerID('a')},
+		{"tab\there", peerID('a')},
+		{"\xff", peerID('a')},
+		{"ok", "short"},
+		{"ok", strings.Repeat("g", 64)},
+	} {
+		if err := r.Register("k", tc.name, tc.peer); err == nil {
+			t.Errorf("Register(%q, %q) accepted", tc.name, tc.peer)
+		}
+	}
+	if err := r.Register("k", "Zoë ☎", peerID('a')); err != nil {
+		t.Fatalf("unicode name: %v", err)
+	}
+}

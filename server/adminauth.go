@@ -1,0 +1,120 @@
+package server
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"mime"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+)
+
+// AdminOptions secure the admin API (Server.Admin).
+type AdminOptions struct {
+	// Token is the bearer token every request but GET /healthz must carry
+	// ("Authorization: Bearer TOKEN"). An empty Token refuses them all:
+	// the API fails closed.
+	Token string
+	// Addr is the address the handler is served on ("127.0.0.1:8935").
+	// A request whose Host header names anything else is refused, so that
+	// a web page cannot reach the API through DNS rebinding: the host must
+	// be "localhost" (on a loopback or wildcard listener) or an IP literal
+	// (the listener's own, or any on a wildcard listener), and the port
+	// Addr's. Empty Addr: any IP literal or localhost, any port.
+	Addr string
+}
+
+// adminGuard applies AdminOptions in front of the admin routes: Host
+// check, then the bearer token (except /healthz), then a JSON content
+// type on writes to /api/ (a cross-site form cannot send one without a
+// CORS preflight, which this API never grants).
+type adminGuard struct {
+	next   http.Handler
+	token  [32]byte // SHA-256 of the token, compared in constant time
+	noAuth bool     // no token configured: refuse
+	listen netip.AddrPort
+	anyIP  bool // no Addr given
+}
+
+func newAdminGuard(next http.Handler, o AdminOptions) *adminGuard {
+	g := &adminGuard{next: next, token: sha256.Sum256([]byte(o.Token)), noAuth: o.Token == ""}
+	if o.Addr == "" {
+		g.anyIP = true
+	} else if ap, err := netip.ParseAddrPort(o.Addr); err == nil {
+		g.listen = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	} else if host, port, err := net.SplitHostPort(o.Addr); err == nil && host == "localhost" {
+		p, _ := strconv.ParseUint(port, 10, 16)
+		g.listen = netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(p))
+	}
+	return g
+}
+
+func (g *adminGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !g.hostAllowed(r.Host) {
+		http.Error(w, "admin API: the Host header must name this listener (an IP address or localhost)", http.StatusMisdirectedRequest)
+		return
+	}
+	if r.URL.Path == "/healthz" {
+		g.next.ServeHTTP(w, r)
+		return
+	}
+	if !g.authorized(r) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="stratus admin"`)
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "admin API: missing or wrong bearer token (see admin.token in the data directory)"})
+		return
+	}
+	if r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodPatch {
+		if strings.HasPrefix(r.URL.Path, "/api/") && !isJSON(r.Header.Get("Content-Type")) {
+			writeJSON(w, http.StatusUnsupportedMediaType, map[string]string{"error": "admin API: writes need Content-Type: application/json"})
+			return
+		}
+	}
+	g.next.ServeHTTP(w, r)
+}
+
+func (g *adminGuard) authorized(r *http.Request) bool {
+	if g.noAuth {
+		return false
+	}
+	scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return false
+	}
+	sum := sha256.Sum256([]byte(strings.TrimSpace(tok)))
+	return subtle.ConstantTimeCompare(sum[:], g.token[:]) == 1
+}
+
+func isJSON(ct string) bool {
+	mt, _, err := mime.ParseMediaType(ct)
+	return err == nil && mt == "application/json"
+}
+
+// hostAllowed reports whether a Host header names the listener.
+func (g *adminGuard) hostAllowed(hostport string) bool {
+	host, port := hostport, "80"
+	if h, p, err := net.SplitHostPort(hostport); err == nil {
+		host, port = h, p
+	}
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil {
+		return false
+	}
+	if g.anyIP {
+		_, err := netip.ParseAddr(host)
+		return err == nil || strings.EqualFold(host, "localhost")
+	}
+	if uint16(p) != g.listen.Port() {
+		return false
+	}
+	la := g.listen.Addr()
+	if strings.EqualFold(host, "localhost") {
+		return la.IsLoopback() || la.IsUnspecified()
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil || ip.Zone() != "" {
+		return false
+	}
+	return la.IsUnspecified() || ip.Unmap() == la
+}
