@@ -16,6 +16,7 @@ import (
 	"github.com/stratus-rtmfp/stratus/internal/exchange"
 	"github.com/stratus-rtmfp/stratus/internal/flash"
 	"github.com/stratus-rtmfp/stratus/internal/handshake"
+	"github.com/stratus-rtmfp/stratus/internal/membership"
 	"github.com/stratus-rtmfp/stratus/internal/ratelimit"
 )
 
@@ -34,6 +35,10 @@ type Server struct {
 	metrics  *metrics
 	keys     *keyCache
 	exchange *exchange.Registry
+	// groups holds NetGroup membership, beside the peer registry rather
+	// than under s.mu: joins lock only their own group.
+	groups membership.Directory
+	dead   *deadPeers
 
 	mu       sync.Mutex
 	engines  []*engine.Engine
@@ -72,6 +77,7 @@ func New(cfg Config) (*Server, error) {
 		hello: limiter(cfg.HelloRate), lookups: limiter(cfg.LookupRate),
 		prefix: ratelimit.NewPrefix(cfg.HelloRatePerPrefix, int(2*cfg.HelloRatePerPrefix), prefixBuckets),
 		done:   make(chan struct{}),
+		groups: membership.NewLocal(membership.DefaultPolicy), dead: newDeadPeers(),
 	}
 	s.keys = newKeyCache(cfg.Store, cfg.Open)
 	s.exchange = newExchange(s)
