@@ -142,12 +142,12 @@ type groupOpts struct {
 	spec         string
 	maxNeighbors int
 	loss         float64 // per datagram, each way, on every member's socket
-	bootstrap    bool    // each member asks an earlier one to be its neighbour
+	bootstrap    bool    // each member also asks an earlier one to be its neighbour (AddNeighbor)
 }
 
 // startMembers connects n members to the server at url (in parallel) and
-// joins them to a group. Without a server that introduces group members,
-// each member is given an earlier member as its first neighbour.
+// joins them to a group, one after the other; the server introduces each
+// to members already there.
 func startMembers(t *testing.T, url string, n int, o groupOpts) ([]*member, *hub) {
 	t.Helper()
 	h := &hub{changed: make(chan struct{})}

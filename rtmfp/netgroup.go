@@ -222,7 +222,7 @@ func (ng *NetGroup) unregister() {
 func (ng *NetGroup) join() {
 	ctx, cancel := untilClosed(ng.quit) // the loop closes quit when the connection closes
 	defer cancel()
-	r, err := ng.gcOut.WriteMessage(ctx, group.AppendJoin(nil, ng.ident.ID), time.Time{})
+	r, err := ng.gcOut.WriteMessage(ctx, flash.AppendGroupJoin(nil, ng.ident.ID), time.Time{})
 	if err != nil {
 		ng.emitConnect(flash.LevelError, GroupConnectFailed, "cannot join: "+err.Error())
 		return
@@ -505,7 +505,7 @@ func (ng *NetGroup) onMember(id [32]byte) {
 // readServer reads the server's GC flow: member announcements.
 func (ng *NetGroup) readServer(f *engine.RecvFlow) {
 	ng.readFlow(f, func(m []byte) {
-		if id, err := group.ParseMember(m); err == nil {
+		if id, ok := flash.ParseGroupMember(m); ok {
 			ng.onMember(id)
 		}
 	})
@@ -553,7 +553,10 @@ func (ng *NetGroup) NeighborCount() int { return int(ng.neighbors.Load()) }
 
 // EstimatedMemberCount estimates the group's size (this member included)
 // from how densely the members nearest on the ring are packed.
-func (ng *NetGroup) EstimatedMemberCount() float64 { return bitsFloat(ng.estimate.Load()) }
+func (ng *NetGroup) EstimatedMemberCount() float64 {
+	ng.call(func() { ng.estimate.Store(floatBits(ng.mesh.EstimatedMemberCount())) })
+	return bitsFloat(ng.estimate.Load()) // the last one once the group is closed
+}
 
 // Neighbor is a current neighbour.
 type Neighbor struct {

@@ -19,7 +19,7 @@ func TestGroupOverlayOf20(t *testing.T) {
 	url := startServer(t)
 	noLeaks(t)
 	const n, maxNeighbors = 20, 8
-	ms, h := startMembers(t, url, n, groupOpts{spec: testSpec, maxNeighbors: maxNeighbors, bootstrap: true})
+	ms, h := startMembers(t, url, n, groupOpts{spec: testSpec, maxNeighbors: maxNeighbors})
 	took := h.waitAll(t, "one connected overlay", 30*time.Second, func(*string) bool { return overlayConnected(ms) })
 	t.Logf("%d members: connected overlay after %v", n, took)
 	took = h.waitAll(t, "the ring closed", 30*time.Second, func(why *string) bool { return ringClosed(ms, 3, why) })
@@ -162,7 +162,7 @@ func TestGroupPostsUnderLoss(t *testing.T) {
 	noLeaks(t)
 	const n = 10
 	start := time.Now()
-	ms, h := startMembers(t, url, n, groupOpts{spec: testSpec, loss: 0.10, bootstrap: true})
+	ms, h := startMembers(t, url, n, groupOpts{spec: testSpec, loss: 0.10})
 	t.Logf("connected and joined in %v", time.Since(start))
 	took := h.waitAll(t, "one connected overlay", 60*time.Second, func(*string) bool { return overlayConnected(ms) })
 	t.Logf("overlay after %v more", took)

@@ -37,8 +37,6 @@ func FuzzParseGroupMessages(f *testing.F) {
 	f.Add(AppendInit(nil, Init{GroupHex: "c3ab09fc9d3fd2fe3f4f82762c530b96f2eb1c49d9fe615f48f250545b731dc9"}))
 	f.Add(AppendReport(nil, Report{Peers: []ReportPeer{{Age: 3}}}))
 	f.Add([]byte{0x0a, 0x01, 0x05, 0x08, 0x0d, 0x02, 1, 2, 3, 4, 0, 1, 0x82, 0x0a, 0, 0})
-	f.Add(AppendJoin(nil, [32]byte{1}))
-	f.Add(AppendMember(nil, [32]byte{2}))
 	f.Add(AppendData(nil, CapabilityNote))
 	f.Add([]byte{0x02, 0x00, 0x02, 'h', 'i', 1, 2, 3})
 	f.Add(AppendRouted(nil, Routed{Mode: ModeNearest, Body: []byte{0x05}}))
@@ -54,12 +52,6 @@ func FuzzParseGroupMessages(f *testing.F) {
 				t.Fatalf("report round trip: %v (%d vs %d peers)", err, len(back.Peers), len(rep.Peers))
 			}
 		}
-		if id, spec, err := ParseJoin(m); err == nil && spec == nil {
-			if back, _, err := ParseJoin(AppendJoin(nil, id)); err != nil || back != id {
-				t.Fatal("join round trip")
-			}
-		}
-		ParseMember(m)
 		if note, err := ParseData(m); err == nil && note != "" {
 			if back, err := ParseData(AppendData(nil, note)); err != nil || back != note {
 				t.Fatal("data round trip")

@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"math/big"
+
+	"github.com/stratus-rtmfp/stratus/internal/flash"
 )
 
 // RawIDPrefix is the option header that turns a peer ID into the 34-byte
@@ -16,12 +18,7 @@ type Addr [32]byte
 
 // AddressOf is a peer's group address: SHA-256(21 0f ‖ peer ID), what
 // NetGroup.convertPeerIDToGroupAddress() returns.
-func AddressOf(peerID [32]byte) Addr {
-	h := sha256.New()
-	h.Write(RawIDPrefix[:])
-	h.Write(peerID[:])
-	return Addr(h.Sum(nil))
-}
+func AddressOf(peerID [32]byte) Addr { return Addr(flash.GroupAddress(peerID)) }
 
 // String is the address as 64 lower-case hex digits.
 func (a Addr) String() string { return hex.EncodeToString(a[:]) }

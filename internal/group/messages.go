@@ -7,13 +7,14 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/stratus-rtmfp/stratus/internal/flash"
 	"github.com/stratus-rtmfp/stratus/internal/wire"
 )
 
 // Flow metadata of the group flows (docs/netgroup.md §2, §3): "GC" between
 // a client and its server, "GR" and a kind byte between members.
 var (
-	MetaServerChannel = []byte("GC")
+	MetaServerChannel = flash.GroupMetadata
 	MetaSession       = []byte{'G', 'R', 0x1c} // group init, begin, reports, disconnect requests
 	MetaRouting       = []byte{'G', 'R', 0x1d} // sendToNearest / sendToNeighbor (Stratus layout)
 	MetaMediaControl  = []byte{'G', 'R', 0x11} // multicast: announcements, maps, push, pull
@@ -41,13 +42,10 @@ const (
 	TypeInit        = 0x01 // group init (handshake)
 	TypeData        = 0x02 // "group data", sent before begin
 	TypeReport      = 0x0a
-	TypeMember      = 0x0b // server → member: connect to this peer
+	TypeMember      = 0x0b // server → member on the GC flow (internal/flash has that codec)
 	TypeAskClose    = 0x0c // disconnect request
 	TypeBegin       = 0x0e
 	TypeBeginNear   = 0x0f // begin, receive mode "nearest"
-	TypeJoin        = 0x01 // member → server on the GC flow
-	joinKindID      = 0x15 // the group ID, already hashed
-	joinKindSpec    = 0x10 // the groupspec text, the server hashes it once
 	initLen         = 137
 	maxDataString   = 256
 	peerIDHexLen    = 64
@@ -64,53 +62,6 @@ var (
 	ErrFormat  = errors.New("group: malformed message")
 	ErrTooLong = errors.New("group: message too long")
 )
-
-// AppendJoin appends the join message a member sends on its GC flow:
-// 01 21 15 ‖ group ID.
-func AppendJoin(b []byte, id [32]byte) []byte {
-	b = append(b, TypeJoin, 0x21, joinKindID)
-	return append(b, id[:]...)
-}
-
-// ParseJoin decodes a join message. The old form carries the groupspec
-// text, which the server hashes once with SHA-256; that is returned in
-// spec with ok false for id.
-func ParseJoin(m []byte) (id [32]byte, spec []byte, err error) {
-	r := wire.Reader{B: m}
-	if r.Byte() != TypeJoin {
-		return id, nil, ErrType
-	}
-	l := r.VLU()
-	body := r.Bytes(l)
-	if r.Err != nil || len(body) < 1 {
-		return id, nil, ErrShort
-	}
-	switch body[0] {
-	case joinKindSpec:
-		return id, body[1:], nil
-	default:
-		if len(body) != 33 {
-			return id, nil, ErrFormat
-		}
-		return [32]byte(body[1:]), nil, nil
-	}
-}
-
-// AppendMember appends the server's announcement of a member: 0b ‖ peer ID.
-func AppendMember(b []byte, peerID [32]byte) []byte {
-	return append(append(b, TypeMember), peerID[:]...)
-}
-
-// ParseMember decodes a member announcement.
-func ParseMember(m []byte) ([32]byte, error) {
-	if len(m) < 1 || m[0] != TypeMember {
-		return [32]byte{}, ErrType
-	}
-	if len(m) < 33 {
-		return [32]byte{}, ErrShort
-	}
-	return [32]byte(m[1:33]), nil
-}
 
 // Init is the group init a member sends on its GR 1c flow first: which
 // group, the HMAC proving it knows the groupspec, and whom it is for.

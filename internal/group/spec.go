@@ -1,7 +1,9 @@
-// Package group holds the NetGroup wire codecs: the groupspec text and the
-// group ID derived from it, group addresses, the server channel ("GC")
-// messages, the peer-to-peer group messages (group init and its HMAC,
-// begin, report, disconnect request) and the posting and routing messages.
+// Package group holds the NetGroup wire codecs between members: the
+// groupspec text and the group ID derived from it, group addresses and
+// ring distance, the peer-to-peer group messages (group init and its
+// HMAC, begin, report, disconnect request) and the posting and routing
+// messages. (The server channel's join and member announcement are in
+// internal/flash, which the server shares.)
 // Everything is a pure function over bytes; parsers are defensive and
 // bounded. docs/netgroup.md describes the layouts.
 package group
