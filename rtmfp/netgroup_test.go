@@ -40,16 +40,16 @@ func TestGroupTwoMembersPost(t *testing.T) {
 	noLeaks(t)
 	a, b := dial(t, url), dial(t, url)
 	ga, gb := join(t, a, testSpec), join(t, b, testSpec)
-	groupEvent(t, ga, rtmfp.GroupConnectSuccess, 5*time.Second)
-	groupEvent(t, gb, rtmfp.GroupConnectSuccess, 5*time.Second)
+	groupEvent(t, ga, rtmfp.GroupConnectSuccess, 20*time.Second)
+	groupEvent(t, gb, rtmfp.GroupConnectSuccess, 20*time.Second)
 	if !ga.AddNeighbor(b.NearID()) {
 		t.Fatal("AddNeighbor")
 	}
-	st := groupEvent(t, ga, rtmfp.GroupNeighborConnect, 10*time.Second)
+	st := groupEvent(t, ga, rtmfp.GroupNeighborConnect, 30*time.Second)
 	if p, _ := st.Info.GetString("peerID"); p != b.NearID() {
 		t.Fatalf("neighbour %s", p)
 	}
-	groupEvent(t, gb, rtmfp.GroupNeighborConnect, 10*time.Second)
+	groupEvent(t, gb, rtmfp.GroupNeighborConnect, 30*time.Second)
 	id, err := ga.Post("hello")
 	if err != nil {
 		t.Fatal(err)
