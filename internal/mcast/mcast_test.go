@@ -1,0 +1,373 @@
+package mcast
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/stratus-rtmfp/stratus/internal/groupmedia"
+)
+
+// sim runs streams against each other on simulated time: every Sink call
+// becomes a message on a queue (through the real codecs), delivered in
+// order, some of them lost.
+type sim struct {
+	t     *testing.T
+	now   time.Time
+	nodes map[PeerID]*node
+	queue []msg
+	rnd   *rand.Rand
+	loss  float64 // of fragments sent
+	drop  func(m msg) bool
+}
+
+type node struct {
+	id  PeerID
+	s   *Stream
+	sim *sim
+	got []Message
+}
+
+type msg struct {
+	from, to PeerID
+	b        []byte
+}
+
+func newSim(t *testing.T) *sim {
+	return &sim{t: t, now: time.Unix(1000, 0), nodes: map[PeerID]*node{}, rnd: rand.New(rand.NewPCG(1, 2))}
+}
+
+func pid(i int) PeerID { return PeerID{byte(i), byte(i >> 8), 0xaa} }
+
+func (x *sim) add(i int, cfg Config) *node {
+	cfg.Rand = rand.New(rand.NewPCG(uint64(i), 9))
+	n := &node{id: pid(i), s: New(cfg), sim: x}
+	x.nodes[n.id] = n
+	return n
+}
+
+// link makes two nodes neighbours in the stream.
+func (x *sim) link(a, b *node) {
+	a.s.AddPeer(b.id)
+	b.s.AddPeer(a.id)
+}
+
+func (n *node) SendFragment(to PeerID, f *groupmedia.Fragment, pulled bool) {
+	n.sim.queue = append(n.sim.queue, msg{n.id, to, groupmedia.AppendFragment(nil, *f)})
+}
+func (n *node) SendMap(to PeerID, m []byte) { n.sim.queue = append(n.sim.queue, msg{n.id, to, m}) }
+func (n *node) SendPush(to PeerID, mask byte) {
+	n.sim.queue = append(n.sim.queue, msg{n.id, to, groupmedia.AppendPush(nil, mask)})
+}
+func (n *node) SendPull(to PeerID, id uint64) {
+	n.sim.queue = append(n.sim.queue, msg{n.id, to, groupmedia.AppendPull(nil, id)})
+}
+func (n *node) Deliver(m Message) { n.got = append(n.got, m) }
+
+// flush delivers the queue until it is empty.
+func (x *sim) flush() {
+	for len(x.queue) > 0 {
+		m := x.queue[0]
+		x.queue = x.queue[1:]
+		to := x.nodes[m.to]
+		if to == nil || x.drop != nil && x.drop(m) {
+			continue
+		}
+		switch m.b[0] {
+		case groupmedia.TypeMap:
+			mp, err := groupmedia.ParseMap(m.b)
+			if err != nil {
+				x.t.Fatal(err)
+			}
+			to.s.OnMap(x.now, m.from, mp)
+		case groupmedia.TypePush:
+			mask, _ := groupmedia.ParsePush(m.b)
+			to.s.OnPush(m.from, mask)
+		case groupmedia.TypePull:
+			id, _ := groupmedia.ParsePull(m.b)
+			to.s.OnPull(x.now, m.from, id, to)
+		default:
+			if x.loss > 0 && x.rnd.Float64() < x.loss {
+				continue
+			}
+			f, err := groupmedia.ParseFragment(m.b)
+			if err != nil {
+				x.t.Fatal(err)
+			}
+			to.s.OnFragment(x.now, m.from, f, to)
+		}
+	}
+}
+
+// run advances time in steps of d for total, ticking every node.
+func (x *sim) run(total, d time.Duration, each func()) {
+	for end := x.now.Add(total); x.now.Before(end); x.now = x.now.Add(d) {
+		if each != nil {
+			each()
+		}
+		for _, n := range x.nodes {
+			n.s.Tick(x.now, n)
+		}
+		x.flush()
+	}
+}
+
+// source publishes a message every 40 ms: every 25th a keyframe-sized
+// one (3 fragments), the rest one fragment each.
+type source struct {
+	pub *node
+	k   int
+	out []Message
+}
+
+func (src *source) step() {
+	size := 300
+	if src.k%25 == 0 {
+		size = 2500
+	}
+	payload := bytes.Repeat([]byte{byte(src.k)}, size)
+	payload[0] = byte(src.k >> 8)
+	if err := src.pub.s.Publish(src.pub.sim.now, 0x09, uint32(src.k*40), payload, src.pub); err != nil {
+		panic(err)
+	}
+	src.out = append(src.out, Message{Type: 0x09, Time: uint32(src.k * 40), Payload: payload})
+	src.k++
+}
+
+// checkInOrder: the source's messages in got are intact and in order,
+// and at least minFrac of those sent; it returns how many messages in got
+// were not sent at all (a hostile member's).
+func checkInOrder(t *testing.T, who string, got, sent []Message, minFrac float64) (foreign int) {
+	t.Helper()
+	idx := map[string]int{}
+	for i, m := range sent {
+		idx[string(m.Payload)] = i
+	}
+	prev, real := -1, 0
+	for _, m := range got {
+		i, ok := idx[string(m.Payload)]
+		if !ok {
+			foreign++
+			continue
+		}
+		if i <= prev || m.Time != sent[i].Time {
+			t.Fatalf("%s: message %d after %d", who, i, prev)
+		}
+		prev = i
+		real++
+	}
+	if frac := float64(real) / float64(len(sent)); frac < minFrac {
+		t.Fatalf("%s got %d of %d messages (%.2f)", who, real, len(sent), frac)
+	}
+	return foreign
+}
+
+func TestPublisherToPlayers(t *testing.T) {
+	x := newSim(t)
+	pub := x.add(0, Config{Publisher: true})
+	var players []*node
+	for i := 1; i <= 6; i++ {
+		players = append(players, x.add(i, Config{}))
+	}
+	// A mesh: the publisher knows 2 players; every player knows 3 others.
+	x.link(pub, players[0])
+	x.link(pub, players[1])
+	for i, p := range players {
+		x.link(p, players[(i+1)%6])
+		x.link(p, players[(i+3)%6])
+	}
+	src := &source{pub: pub}
+	x.run(8*time.Second, 20*time.Millisecond, func() {
+		if x.now.UnixMilli()%40 == 0 {
+			src.step()
+		}
+	})
+	x.run(3*time.Second, 20*time.Millisecond, nil) // drain
+	for i, p := range players {
+		checkInOrder(t, fmt.Sprint("player ", i), p.got, src.out, 0.97)
+	}
+	ps := pub.s.Stats()
+	if ps.FragmentsPushedOut == 0 {
+		t.Fatal("publisher pushed nothing")
+	}
+	// Each fragment left the publisher at most PushLimit (2) times by push.
+	if frags := pub.s.NextID() - 1; ps.FragmentsPushedOut > 2*frags {
+		t.Fatalf("publisher pushed %d times for %d fragments", ps.FragmentsPushedOut, frags)
+	}
+}
+
+func TestLossIsRepaired(t *testing.T) {
+	x := newSim(t)
+	pub := x.add(0, Config{Publisher: true})
+	a, b, c := x.add(1, Config{FetchPeriod: 500 * time.Millisecond}), x.add(2, Config{FetchPeriod: 500 * time.Millisecond}), x.add(3, Config{FetchPeriod: 500 * time.Millisecond})
+	x.link(pub, a)
+	x.link(pub, b)
+	x.link(a, b)
+	x.link(b, c)
+	x.link(a, c)
+	x.loss = 0.10
+	src := &source{pub: pub}
+	x.run(6*time.Second, 20*time.Millisecond, func() {
+		if x.now.UnixMilli()%40 == 0 {
+			src.step()
+		}
+	})
+	x.run(4*time.Second, 20*time.Millisecond, nil)
+	for i, n := range []*node{a, b, c} {
+		checkInOrder(t, fmt.Sprint("player ", i), n.got, src.out, 0.97)
+		if n.s.Stats().FragmentsPulledIn == 0 {
+			t.Errorf("player %d pulled nothing despite losses", i)
+		}
+	}
+}
+
+// A relay leaves: the players it pushed to reassign its classes and pull
+// what it owed at once, so delivery never stops for long.
+func TestRelayLeaves(t *testing.T) {
+	x := newSim(t)
+	pub := x.add(0, Config{Publisher: true})
+	relay, a, b := x.add(1, Config{}), x.add(2, Config{}), x.add(3, Config{})
+	x.link(pub, relay)
+	x.link(relay, a)
+	x.link(relay, b)
+	x.link(pub, a)
+	x.link(a, b)
+	src := &source{pub: pub}
+	gap := map[*node]time.Duration{}
+	last := map[*node]int{}
+	lastAt := map[*node]time.Time{}
+	watch := func() {
+		for _, n := range []*node{a, b} {
+			if len(n.got) != last[n] {
+				last[n], lastAt[n] = len(n.got), x.now
+			} else if !lastAt[n].IsZero() {
+				gap[n] = max(gap[n], x.now.Sub(lastAt[n]))
+			}
+		}
+	}
+	x.run(3*time.Second, 20*time.Millisecond, func() {
+		if x.now.UnixMilli()%40 == 0 {
+			src.step()
+		}
+		watch()
+	})
+	// The relay goes.
+	delete(x.nodes, relay.id)
+	for _, n := range []*node{pub, a, b} {
+		n.s.RemovePeer(x.now, relay.id)
+	}
+	x.run(4*time.Second, 20*time.Millisecond, func() {
+		if x.now.UnixMilli()%40 == 0 {
+			src.step()
+		}
+		watch()
+	})
+	for _, n := range []*node{a, b} {
+		if gap[n] > 2*time.Second {
+			t.Errorf("delivery stalled %v", gap[n])
+		}
+		checkInOrder(t, "player", n.got, src.out, 0.9)
+	}
+}
+
+// A late joiner starts near the live point (not from the oldest
+// fragment its neighbours hold), within moments of joining.
+func TestLateJoiner(t *testing.T) {
+	x := newSim(t)
+	pub := x.add(0, Config{Publisher: true})
+	a := x.add(1, Config{})
+	x.link(pub, a)
+	src := &source{pub: pub}
+	tick := func() {
+		if x.now.UnixMilli()%40 == 0 {
+			src.step()
+		}
+	}
+	x.run(4*time.Second, 20*time.Millisecond, tick)
+	late := x.add(2, Config{})
+	x.link(a, late)
+	live := uint32(src.k * 40)
+	var firstAt time.Duration
+	start := x.now
+	x.run(3*time.Second, 20*time.Millisecond, func() {
+		tick()
+		if firstAt == 0 && len(late.got) > 0 {
+			firstAt = x.now.Sub(start)
+		}
+	})
+	if len(late.got) == 0 || late.got[0].Time+200 < live {
+		t.Fatalf("the late joiner started at %d ms, live was %d ms", late.got[0].Time, live)
+	}
+	if firstAt > time.Second {
+		t.Fatalf("first message %v after joining", firstAt)
+	}
+	checkInOrder(t, "late joiner", late.got, src.out[len(src.out)-len(late.got):], 0.95)
+}
+
+// Bounds: a stream never holds more fragments or bytes than configured.
+func TestBounds(t *testing.T) {
+	x := newSim(t)
+	pub := x.add(0, Config{Publisher: true, MaxFragments: 100, MaxBytes: 50000})
+	src := &source{pub: pub}
+	for range 500 {
+		src.step()
+		if st := pub.s.Stats(); st.Held > 100 || st.HeldBytes > 50000 {
+			t.Fatalf("%+v", st)
+		}
+	}
+}
+
+// hostile is a member that sends garbage: bogus fragment IDs, fragments
+// nobody asked for, huge and never-ending maps, floods of pulls.
+func TestHostileMember(t *testing.T) {
+	x := newSim(t)
+	pub := x.add(0, Config{Publisher: true})
+	a, b := x.add(1, Config{}), x.add(2, Config{})
+	evil := x.add(66, Config{})
+	x.link(pub, a)
+	x.link(pub, b)
+	x.link(a, b)
+	x.link(evil, a)
+	x.link(evil, b)
+	x.link(evil, pub)
+	src := &source{pub: pub}
+	r := rand.New(rand.NewPCG(5, 5))
+	x.run(6*time.Second, 20*time.Millisecond, func() {
+		if x.now.UnixMilli()%40 == 0 {
+			src.step()
+		}
+		for _, v := range []*node{a, b, pub} {
+			// Bogus fragments, pushed whether asked or not.
+			for range 20 {
+				id := r.Uint64()>>r.IntN(64) + 1
+				f := groupmedia.Fragment{Marker: groupmedia.MarkerWhole, ID: id, Type: 9, Payload: []byte("garbage")}
+				v.s.OnFragment(x.now, evil.id, f, v)
+			}
+			// A map claiming a huge horizon, and an oversized one.
+			v.s.OnMap(x.now, evil.id, groupmedia.Map{Last: 1 << 50, Bits: bytes.Repeat([]byte{0xff}, 64)})
+			v.s.OnMap(x.now, evil.id, groupmedia.Map{Last: 1<<50 + 1, Bits: make([]byte, 1<<20)})
+			// A flood of pulls.
+			for range 200 {
+				v.s.OnPull(x.now, evil.id, r.Uint64N(2000)+1, v)
+			}
+		}
+	})
+	x.run(3*time.Second, 20*time.Millisecond, nil)
+	// A member that sends garbage can put garbage in the stream (nothing
+	// in the protocol authenticates content), but not stop it, nor make
+	// the others hold more than their bounds.
+	for i, n := range []*node{a, b} {
+		foreign := checkInOrder(t, fmt.Sprint("player ", i), n.got, src.out, 0.95)
+		st := n.s.Stats()
+		if st.Held > n.s.cfg.MaxFragments || st.MapsRejected == 0 || st.Unrequested+st.OutOfRange == 0 {
+			t.Fatalf("player %d: %+v", i, st)
+		}
+		t.Logf("player %d: %d foreign messages delivered; %d fragments refused as unrequested, %d out of range; %d maps rejected",
+			i, foreign, st.Unrequested, st.OutOfRange, st.MapsRejected)
+	}
+	if st := pub.s.Stats(); st.PullsRefused == 0 {
+		t.Fatalf("the pull flood was not limited: %+v", st)
+	}
+}
