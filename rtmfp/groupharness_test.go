@@ -141,8 +141,9 @@ func (m *member) waitFor(t *testing.T, what string, within time.Duration, cond f
 type groupOpts struct {
 	spec         string
 	maxNeighbors int
-	loss         float64 // per datagram, each way, on every member's socket
-	bootstrap    bool    // each member also asks an earlier one to be its neighbour (AddNeighbor)
+	loss         float64                                      // per datagram, each way, on every member's socket
+	bootstrap    bool                                         // each member also asks an earlier one to be its neighbour (AddNeighbor)
+	wrap         func(i int, c net.PacketConn) net.PacketConn // wraps member i's socket
 }
 
 // startMembers connects n members to the server at url (in parallel) and
@@ -157,13 +158,19 @@ func startMembers(t *testing.T, url string, n int, o groupOpts) ([]*member, *hub
 	for i := range ms {
 		wg.Go(func() {
 			cfg := &rtmfp.Config{LocalAddr: "127.0.0.1:0", PeerTimeout: 5 * time.Second, MaxGroupNeighbors: o.maxNeighbors, Logger: testLogger}
-			if o.loss > 0 {
+			if o.loss > 0 || o.wrap != nil {
 				c, err := net.ListenPacket("udp4", "127.0.0.1:0")
 				if err != nil {
 					errs[i] = err
 					return
 				}
-				cfg.PacketConn = newLossyConn(c, o.loss, uint64(i))
+				if o.loss > 0 {
+					c = newLossyConn(c, o.loss, uint64(i))
+				}
+				if o.wrap != nil {
+					c = o.wrap(i, c)
+				}
+				cfg.PacketConn = c
 			}
 			nc, err := rtmfp.Connect(context.Background(), url, cfg)
 			if err != nil {

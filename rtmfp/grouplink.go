@@ -213,8 +213,13 @@ func (ng *NetGroup) readSession(l *groupLink, f *engine.RecvFlow) {
 func (nc *NetConnection) attachGroupFlow(pc *peerConn, f *engine.RecvFlow, kind byte) {
 	switch kind {
 	case group.FlowKind(group.MetaPosts), group.FlowKind(group.MetaPostKeys), group.FlowKind(group.MetaRouting):
+	case group.FlowKind(group.MetaMediaControl), group.FlowKind(group.MetaMediaData):
+		if !nc.attachMediaFlow(pc, f, kind) {
+			f.Reject(0)
+		}
+		return
 	default:
-		f.Reject(0) // multicast flows: not handled here
+		f.Reject(0)
 		return
 	}
 	var ng *NetGroup
@@ -265,6 +270,7 @@ func (ng *NetGroup) maybeConnected(l *groupLink, now time.Time) {
 	if ng.sp.Posting {
 		ng.replayPosts(l, now)
 	}
+	ng.mediaLinkUp(l)
 }
 
 // onSessionMsg handles the peer's group messages after its init.
@@ -426,6 +432,7 @@ func (ng *NetGroup) closeLink(l *groupLink, byPeer bool, why string) {
 				"neighbor", group.AddressOf(l.id).String(), "peerID", hex.EncodeToString(l.id[:]))
 		}
 	}
+	ng.mediaLinkDown(l)
 	for _, f := range []*engine.SendFlow{l.out, l.postOut, l.routeOut} {
 		if f != nil {
 			f.Close()

@@ -137,6 +137,10 @@ type NetGroup struct {
 	reportAt   time.Time
 	cleanAt    time.Time
 	newsAt     time.Time
+	media      map[[32]byte]*mediaStream // multicast streams we publish or play (and relay)
+	players    map[string][]*groupStream // group NetStreams playing each name
+	seenKeys   map[[32]byte]bool         // streams reported by PublishNotify
+	pending    []*pendingAnnounce        // streams announced that nobody plays here yet
 	neighbors  atomic.Int32
 	estimate   atomic.Uint64 // float64 bits
 	closedLoop bool
@@ -168,7 +172,8 @@ func NewNetGroup(nc *NetConnection, groupspec string) (*NetGroup, error) {
 	}
 	ng := &NetGroup{nc: nc, spec: groupspec, ident: ident, sp: sp, self: nc.id.PeerID, selfAddr: group.AddressOf(nc.id.PeerID),
 		log: nc.log.With("group", sp.Name, "self", groupLog(nc.id.PeerID)), status: make(chan Status, groupStatusBuffer), mail: make(chan func(), 256),
-		quit: make(chan struct{}), loopDone: make(chan struct{}), links: map[[32]byte]*groupLink{}, seen: map[string]time.Time{}}
+		quit: make(chan struct{}), loopDone: make(chan struct{}), links: map[[32]byte]*groupLink{}, seen: map[string]time.Time{},
+		media: map[[32]byte]*mediaStream{}, players: map[string][]*groupStream{}, seenKeys: map[[32]byte]bool{}}
 	maxN := nc.cfg.MaxGroupNeighbors
 	ng.mesh = mesh.New(ng.self, mesh.Config{MaxNeighbors: maxN})
 	nc.mu.Lock()
@@ -403,6 +408,7 @@ func (ng *NetGroup) manage(now time.Time) {
 		ng.cleanAt = now.Add(groupCleanPeriod)
 		ng.mesh.Clean(now)
 	}
+	ng.mediaTick(now)
 	for len(ng.seenQ) > 0 && (now.Sub(ng.seenQ[0].at) > groupPostMemory || len(ng.seenQ) > groupMaxSeen) {
 		delete(ng.seen, ng.seenQ[0].id)
 		ng.seenQ = ng.seenQ[1:]
@@ -802,6 +808,9 @@ func (ng *NetGroup) shutdown() {
 	}
 	ng.closedLoop = true
 	close(ng.quit)
+	for _, m := range ng.media {
+		m.close(m.local != nil && m.local.publisher)
+	}
 	for _, l := range ng.links {
 		ng.closeLink(l, false, "")
 	}

@@ -55,6 +55,7 @@ const (
 	rolePublisher  streamRole = iota // NewNetStream(nc, DirectConnections)
 	roleSubscriber                   // NewNetStream(nc, publisherPeerID)
 	rolePeer                         // a subscriber as its publisher sees it (peerStreams)
+	roleGroup                        // NewGroupStream: multicast in a NetGroup
 )
 
 // firstPeerStreamID is where Flash numbers peer NetStreams from.
@@ -88,6 +89,7 @@ type NetStream struct {
 	playOut  *engine.SendFlow
 	playIn   *engine.RecvFlow
 	parent   *NetStream
+	grp      *groupStream // roleGroup
 	cmdOut   *engine.SendFlow
 	audioOut *engine.SendFlow
 	videoOut *engine.SendFlow
@@ -181,6 +183,9 @@ func (ns *NetStream) PeerStreams() []*NetStream {
 // Publish starts publishing under name (DirectConnections streams only).
 // Subscribers already waiting for that name are offered to OnPeerConnect.
 func (ns *NetStream) Publish(name string) error {
+	if ns.grp != nil {
+		return ns.grp.publish(name)
+	}
 	if ns.role != rolePublisher {
 		return errors.New("rtmfp: Publish needs a NetStream made with DirectConnections")
 	}
@@ -280,6 +285,9 @@ func (ns *NetStream) Send(handler string, args ...any) error {
 	if err != nil {
 		return err
 	}
+	if ns.grp != nil {
+		return ns.grp.groupWrite(KindData, 0, msg[5:])
+	}
 	return ns.write(KindData, msg, time.Time{})
 }
 
@@ -287,16 +295,25 @@ func (ns *NetStream) Send(handler string, args ...any) error {
 // timestamp (milliseconds) to the subscribers. WriteData takes an AMF0
 // data body (handler name and values, as in an FLV script tag).
 func (ns *NetStream) WriteAudio(ts uint32, data []byte) error {
+	if ns.grp != nil {
+		return ns.grp.groupWrite(KindAudio, ts, data)
+	}
 	return ns.write(KindAudio, append(flash.AppendMessageHeader(nil, flash.TypeAudio, ts), data...), ns.deadline())
 }
 
 // WriteVideo sends a video message.
 func (ns *NetStream) WriteVideo(ts uint32, data []byte) error {
+	if ns.grp != nil {
+		return ns.grp.groupWrite(KindVideo, ts, data)
+	}
 	return ns.write(KindVideo, append(flash.AppendMessageHeader(nil, flash.TypeVideo, ts), data...), ns.deadline())
 }
 
 // WriteData sends a data message whose body is already AMF0 encoded.
 func (ns *NetStream) WriteData(ts uint32, body []byte) error {
+	if ns.grp != nil {
+		return ns.grp.groupWrite(KindData, ts, body)
+	}
 	return ns.write(KindData, append(flash.AppendMessageHeader(nil, flash.TypeData, ts), body...), time.Time{})
 }
 
@@ -353,6 +370,9 @@ func (ns *NetStream) write(kind byte, msg []byte, deadline time.Time) error {
 // NetStream.Connect.Rejected, an unreachable publisher
 // NetStream.Connect.Failed (within Config.PeerTimeout).
 func (ns *NetStream) Play(ctx context.Context, name string) error {
+	if ns.grp != nil {
+		return ns.grp.play(name)
+	}
 	if ns.role != roleSubscriber {
 		return errors.New("rtmfp: Play needs a NetStream made with the publisher's peer ID")
 	}
@@ -542,6 +562,8 @@ func (ns *NetStream) finish() {
 // and finishes their flows; a stream from PeerStreams drops that subscriber.
 func (ns *NetStream) Close() error {
 	switch ns.role {
+	case roleGroup:
+		ns.grp.groupClose()
 	case roleSubscriber:
 		ns.mu.Lock()
 		out, pc := ns.playOut, ns.pc

@@ -43,7 +43,10 @@ type peerConn struct {
 	plays  int                   // play flows the peer has open (read or not)
 	groups map[*NetGroup]*groupLink
 	byFlow map[uint64]*groupLink // group links by our GR 1c flow ID
-	gone   bool
+	// byMedia: multicast streams by our GR 11 flow ID (the far side's
+	// GR 12 flows are associated with it)
+	byMedia map[uint64]mediaRef
+	gone    bool
 }
 
 func newPeerConn(nc *NetConnection, ps *PeerSession) *peerConn {

@@ -16,6 +16,14 @@ import (
 	"github.com/stratus-rtmfp/stratus/internal/groupmedia"
 )
 
+// A publisher's pull answers: what it may save up, and what it starts
+// with (early players pull the first fragments from it).
+const (
+	maxPullBudget   = 256 << 10
+	startPullBudget = 32 << 10
+	mapRefresh      = time.Second // every neighbour gets a changed map at least this often
+)
+
 // PeerID names a neighbour.
 type PeerID = [32]byte
 
@@ -36,6 +44,14 @@ type Config struct {
 	// PushLimit bounds the neighbours a fragment is pushed to
 	// (multicastPushNeighborLimit; default 4, 2 for a publisher).
 	PushLimit int
+	// PullBudget bounds what a publisher answers to pulls, as a fraction
+	// of what it publishes (default 0.35): its upload stays near
+	// PushLimit + PullBudget times the stream however many ask. Pulls
+	// beyond go unanswered and are retried elsewhere.
+	PullBudget float64
+	// SendToAll sends maps to every neighbour each update period rather
+	// than to one in turn (multicastAvailabilitySendToAll).
+	SendToAll bool
 	// PushTimeout: a neighbour pushing a class that brings nothing useful
 	// for this long while the class goes on elsewhere loses it
 	// (default 1 s).
@@ -43,6 +59,11 @@ type Config struct {
 	// HoleTimeout: a missing fragment blocks delivery at most this long
 	// once later messages are there (default FetchPeriod + 2 s).
 	HoleTimeout time.Duration
+	// StartBacklog: a player whose first map shows at most this many
+	// fragments since the stream's start takes the stream from its
+	// start (it was there early); otherwise it starts live, at the first
+	// message pushed to it (default 256).
+	StartBacklog int
 	// Bounds: fragments and bytes held, pulls in flight, pulls answered
 	// per neighbour and second, bitmap bytes kept per neighbour.
 	MaxFragments, MaxBytes, MaxPending, PullRate, MaxMapBytes int
@@ -61,14 +82,17 @@ func (c *Config) defaults() {
 	def(&c.FetchPeriod, 2500*time.Millisecond)
 	def(&c.PushTimeout, time.Second)
 	def(&c.HoleTimeout, c.FetchPeriod+2*time.Second)
+	if c.PullBudget <= 0 {
+		c.PullBudget = 0.35
+	}
 	if c.PushLimit <= 0 {
 		c.PushLimit = 4
 		if c.Publisher {
 			c.PushLimit = 2
 		}
 	}
-	ints := []*int{&c.MaxFragments, &c.MaxBytes, &c.MaxPending, &c.PullRate, &c.MaxMapBytes}
-	for i, v := range []int{1 << 14, 32 << 20, 512, 500, 4 << 10} {
+	ints := []*int{&c.MaxFragments, &c.MaxBytes, &c.MaxPending, &c.PullRate, &c.MaxMapBytes, &c.StartBacklog}
+	for i, v := range []int{1 << 14, 32 << 20, 512, 500, 4 << 10, 256} {
 		if *ints[i] <= 0 {
 			*ints[i] = v
 		}
@@ -100,7 +124,8 @@ type Message struct {
 type Stats struct {
 	FragmentsIn, FragmentsPushedIn, FragmentsPulledIn    uint64
 	FragmentsOut, FragmentsPushedOut, FragmentsPulledOut uint64
-	BytesIn, BytesOut                                    uint64
+	BytesIn, BytesPushedIn, BytesPulledIn                uint64
+	BytesOut, BytesPushedOut, BytesPulledOut             uint64
 	Duplicates, Unrequested, OutOfRange, Evicted         uint64
 	PullsSent, PullsAnswered, PullsRefused, PullsTimeout uint64
 	MapsIn, MapsOut, MapsRejected                        uint64
@@ -122,12 +147,14 @@ type peer struct {
 	pushOut   byte // classes it asked us to push
 	pushIn    byte // classes we asked it to push (last sent)
 	sentMap   uint64
+	mapSentAt time.Time
 	tokens    float64
 	tokensAt  time.Time
 	pending   int
 	banned    [8]time.Time // not asked for this class again before
 	fromPeer  uint64       // useful fragments it sent
 	bytesFrom uint64
+	budget    float64 // publisher: bytes it may still send this neighbour in answer to pulls
 }
 
 func (p *peer) has(id uint64) bool {
@@ -143,8 +170,9 @@ type class struct {
 }
 
 type pull struct {
-	from PeerID
-	at   time.Time
+	from  PeerID
+	at    time.Time
+	tries int // pulls of this fragment before this one
 }
 
 type known struct {
@@ -162,25 +190,30 @@ type Stream struct {
 	peers map[PeerID]*peer
 	seq   int
 
-	next uint64 // publisher: next fragment ID
+	next      uint64  // publisher: next fragment ID
+	startPool float64 // publisher: pull answers any neighbour may use, at first
 
 	cur       uint64 // player: last fragment delivered (0: not started)
 	started   bool
+	floor     uint64 // player: where it starts if it came early (0: live)
 	holeSince time.Time
 	pulls     map[uint64]*pull
+	asked     map[uint64]int  // fragments pulled and not received yet: how many times (answers count from anyone)
 	urgent    map[uint64]bool // missing fragments to pull without waiting
 	classes   [8]class
 	knownQ    []known
 	end       uint64
 	lastIn    time.Time
 	mapAt     time.Time
+	mapTurn   int // order of the neighbour that got the last map
 	st        Stats
 }
 
 // New makes a stream's state.
 func New(cfg Config) *Stream {
 	cfg.defaults()
-	s := &Stream{cfg: cfg, frags: map[uint64]*entry{}, peers: map[PeerID]*peer{}, pulls: map[uint64]*pull{}, urgent: map[uint64]bool{}, next: 1}
+	s := &Stream{cfg: cfg, frags: map[uint64]*entry{}, peers: map[PeerID]*peer{}, pulls: map[uint64]*pull{}, urgent: map[uint64]bool{}, asked: map[uint64]int{}, next: 1,
+		startPool: startPullBudget}
 	return s
 }
 
@@ -207,6 +240,16 @@ func (s *Stream) LastReceived() time.Time { return s.lastIn }
 // Ended reports the end counter of a stream its publisher closed (0 if
 // open).
 func (s *Stream) Ended() uint64 { return s.end }
+
+// BytesFrom returns the media bytes each neighbour gave us (new
+// fragments only, pushed or pulled).
+func (s *Stream) BytesFrom() map[PeerID]uint64 {
+	out := make(map[PeerID]uint64, len(s.peers))
+	for id, p := range s.peers {
+		out[id] = p.bytesFrom
+	}
+	return out
+}
 
 // AddPeer takes a neighbour into the stream (both announcements
 // exchanged). It gets our map at the next update.
@@ -243,7 +286,7 @@ func (s *Stream) RemovePeer(now time.Time, id PeerID) {
 	for fid, pl := range s.pulls {
 		if pl.from == id {
 			delete(s.pulls, fid)
-			s.urgent[fid] = true
+			s.markUrgent(fid)
 		}
 	}
 }
@@ -255,7 +298,7 @@ func (s *Stream) dropClass(c int) {
 	from := max(s.cur+1, s.classes[c].lastID+1)
 	for id := from; id <= s.horizon() && id < from+uint64(s.cfg.MaxPending)*8; id++ {
 		if int(id%8) == c && s.frags[id] == nil {
-			s.urgent[id] = true
+			s.markUrgent(id)
 		}
 	}
 }
@@ -282,6 +325,14 @@ func (s *Stream) OnMap(now time.Time, id PeerID, m groupmedia.Map) {
 	s.st.MapsIn++
 	p.last, p.mapAt = m.Last, now
 	p.bits = append(p.bits[:0], m.Bits...)
+	if !s.started && s.floor == 0 && len(s.frags) == 0 && m.Has(1) && m.Last <= uint64(s.cfg.StartBacklog) {
+		// The stream has just begun: take it from its first fragment,
+		// pulling what was published before we were pushed anything.
+		s.floor = 1
+		for id := uint64(1); id <= m.Last; id++ {
+			s.markUrgent(id)
+		}
+	}
 	if h := s.horizon(); len(s.knownQ) == 0 || h > s.knownQ[len(s.knownQ)-1].last {
 		s.knownQ = append(s.knownQ, known{now, h})
 	}
@@ -295,9 +346,10 @@ func (s *Stream) OnEnd(end uint64) {
 }
 
 // horizon is the highest fragment ID the stream is believed to have
-// reached: our own highest, or what neighbours advertise, leaving out a
-// neighbour that claims much more than the others (a broken or hostile
-// member cannot drag the window far ahead).
+// reached, from what neighbours advertise: the highest claim that is not
+// far above the median one (with fewer than three, the lowest), so that a
+// broken or hostile member cannot drag the window ahead. Without any map
+// it is our own highest.
 func (s *Stream) horizon() uint64 {
 	var lasts []uint64
 	for _, p := range s.peers {
@@ -305,24 +357,32 @@ func (s *Stream) horizon() uint64 {
 			lasts = append(lasts, p.last)
 		}
 	}
-	h := s.high
 	if len(lasts) == 0 {
-		return h
+		return s.high
 	}
 	slices.Sort(lasts)
-	limit := uint64(s.cfg.MaxFragments)
-	// The reference is the median claim (the lower one of two), or with
-	// fewer than three, the lowest claim or our own highest.
 	ref := lasts[(len(lasts)-1)/2]
 	if len(lasts) < 3 {
-		ref = max(lasts[0], s.high)
+		ref = lasts[0]
 	}
+	var h uint64
 	for _, l := range lasts {
-		if l <= ref+limit && l > h {
-			h = l
+		if l <= ref+uint64(s.cfg.MaxFragments) {
+			h = max(h, l)
 		}
 	}
 	return h
+}
+
+// slack is how far beyond the horizon a fragment may be: pushes arrive
+// before the maps that advertise them.
+func (s *Stream) slack() uint64 { return uint64(s.cfg.MaxFragments) / 16 }
+
+// markUrgent asks for a fragment to be pulled at once (a bounded set).
+func (s *Stream) markUrgent(id uint64) {
+	if len(s.urgent) < 4*s.cfg.MaxPending {
+		s.urgent[id] = true
+	}
 }
 
 // OnPull answers a neighbour's pull if the fragment is held (within the
@@ -344,17 +404,32 @@ func (s *Stream) OnPull(now time.Time, id PeerID, fid uint64, sink Sink) {
 	if e == nil {
 		return
 	}
+	if s.cfg.Publisher {
+		n := float64(len(e.f.Payload))
+		switch {
+		case p.budget >= n:
+			p.budget -= n
+		case s.startPool >= n: // early players pull the first fragments
+			s.startPool -= n
+		default:
+			s.st.PullsRefused++
+			return
+		}
+	}
 	s.st.PullsAnswered++
 	s.send(sink, id, &e.f, true)
 }
 
 func (s *Stream) send(sink Sink, to PeerID, f *groupmedia.Fragment, pulled bool) {
+	n := uint64(len(f.Payload))
 	s.st.FragmentsOut++
-	s.st.BytesOut += uint64(len(f.Payload))
+	s.st.BytesOut += n
 	if pulled {
 		s.st.FragmentsPulledOut++
+		s.st.BytesPulledOut += n
 	} else {
 		s.st.FragmentsPushedOut++
+		s.st.BytesPushedOut += n
 	}
 	sink.SendFragment(to, f, pulled)
 }
@@ -367,6 +442,14 @@ func (s *Stream) Publish(now time.Time, typ byte, t uint32, payload []byte, sink
 		return err
 	}
 	s.next += uint64(len(frags))
+	// Each neighbour's share of the pull budget (one that pulls without
+	// end cannot starve the others).
+	if n := float64(len(s.peers)); n > 0 {
+		add, top := s.cfg.PullBudget*float64(len(payload))/n, maxPullBudget/n
+		for _, p := range s.peers {
+			p.budget = min(p.budget+add, top)
+		}
+	}
 	for i := range frags {
 		f := frags[i]
 		f.Payload = append([]byte(nil), f.Payload...)
@@ -434,17 +517,22 @@ func (s *Stream) OnFragment(now time.Time, from PeerID, f groupmedia.Fragment, s
 		return false
 	}
 	c := int(f.ID % 8)
-	pl := s.pulls[f.ID]
-	pulled := pl != nil && pl.from == from
-	if !pulled && p.pushIn&(1<<c) == 0 {
+	_, asked := s.asked[f.ID]
+	// A pull answer counts from whoever it comes: an earlier pull that
+	// timed out may be answered late, by another neighbour.
+	pulled := asked && p.pushIn&(1<<c) == 0
+	if !asked && p.pushIn&(1<<c) == 0 {
 		s.st.Unrequested++
 		return false
 	}
-	if pulled {
+	if pl := s.pulls[f.ID]; pl != nil {
 		delete(s.pulls, f.ID)
-		p.pending--
+		if q := s.peers[pl.from]; q != nil {
+			q.pending--
+		}
 	}
-	slack := uint64(s.cfg.MaxFragments) / 16
+	delete(s.asked, f.ID)
+	slack := s.slack()
 	if f.ID > s.horizon()+slack || !pulled && p.last > 0 && f.ID > p.last+slack || f.ID == 0 || s.started && f.ID <= s.cur {
 		s.st.OutOfRange++
 		return false
@@ -460,8 +548,10 @@ func (s *Stream) OnFragment(now time.Time, from PeerID, f groupmedia.Fragment, s
 	p.bytesFrom += uint64(len(f.Payload))
 	if pulled {
 		s.st.FragmentsPulledIn++
+		s.st.BytesPulledIn += uint64(len(f.Payload))
 	} else {
 		s.st.FragmentsPushedIn++
+		s.st.BytesPushedIn += uint64(len(f.Payload))
 		cl := &s.classes[c]
 		if cl.assigned && cl.pusher == from {
 			cl.useful = now
@@ -481,7 +571,7 @@ func (s *Stream) OnFragment(now time.Time, from PeerID, f groupmedia.Fragment, s
 				break
 			}
 			if s.pulls[id] == nil {
-				s.urgent[id] = true
+				s.markUrgent(id)
 			}
 		}
 	}
@@ -498,7 +588,7 @@ func (s *Stream) Tick(now time.Time, sink Sink) {
 	s.retain(now)
 	if now.Sub(s.mapAt) >= s.cfg.UpdatePeriod {
 		s.mapAt = now
-		s.sendMaps(sink)
+		s.sendMaps(now, sink)
 	}
 	if !s.cfg.Publisher {
 		s.managePush(now, sink)
@@ -525,10 +615,16 @@ func (s *Stream) retain(now time.Time) {
 	for len(s.knownQ) > 1 && now.Sub(s.knownQ[0].at) > keep {
 		s.knownQ = s.knownQ[1:]
 	}
+	h := s.horizon() + s.slack()
 	for id := range s.urgent {
-		if s.started && id <= s.cur {
+		if s.started && id <= s.cur || id > h {
 			delete(s.urgent, id)
 		}
+	}
+	if s.started && s.cur > h && !s.cfg.Publisher {
+		// We started on something beyond what the group has reached:
+		// start again from what is plausible.
+		s.started, s.cur, s.floor = false, 0, 0
 	}
 }
 
@@ -536,6 +632,16 @@ func (s *Stream) retain(now time.Time) {
 // highest, bounded so that a bitmap stays small.
 func (s *Stream) mapRange() (first, last uint64) {
 	last = s.high
+	if h := s.horizon() + s.slack(); last > h && !s.cfg.Publisher {
+		// Do not advertise what lies beyond the group's horizon (a
+		// bogus fragment we took before we knew better).
+		last = 0
+		for id := range s.frags {
+			if id <= h {
+				last = max(last, id)
+			}
+		}
+	}
 	if s.end > 0 && s.end > last {
 		last = s.end - 1
 	}
@@ -551,20 +657,43 @@ func (s *Stream) mapRange() (first, last uint64) {
 	return first, last
 }
 
-func (s *Stream) sendMaps(sink Sink) {
+// sendMaps sends our map, when it changed, to every neighbour with
+// SendToAll, else to the next neighbour in turn (what Flash does by
+// default: one map per update period).
+func (s *Stream) sendMaps(now time.Time, sink Sink) {
 	first, last := s.mapRange()
-	if last == 0 {
+	if last == 0 || len(s.peers) == 0 {
 		return
 	}
-	var m []byte
+	peers := make([]*peer, 0, len(s.peers))
 	for _, p := range s.peers {
-		if p.sentMap == last {
-			continue
+		if p.sentMap != last {
+			peers = append(peers, p)
 		}
-		if m == nil {
-			m = groupmedia.AppendMap(nil, first, last, func(id uint64) bool { return s.frags[id] != nil })
+	}
+	if len(peers) == 0 {
+		return
+	}
+	sort.Slice(peers, func(i, j int) bool { return peers[i].order < peers[j].order })
+	if !s.cfg.SendToAll {
+		// The next one after the last served, in subscription order;
+		// and any that never had a map (a new neighbour learns at once
+		// what we hold) or had none for a second (so that neighbours
+		// know where to pull from).
+		k := sort.Search(len(peers), func(i int) bool { return peers[i].order > s.mapTurn })
+		turn := peers[k%len(peers)]
+		s.mapTurn = turn.order
+		var to []*peer
+		for _, p := range peers {
+			if p == turn || p.sentMap == 0 || now.Sub(p.mapSentAt) >= mapRefresh {
+				to = append(to, p)
+			}
 		}
-		p.sentMap = last
+		peers = to
+	}
+	m := groupmedia.AppendMap(nil, first, last, func(id uint64) bool { return s.frags[id] != nil })
+	for _, p := range peers {
+		p.sentMap, p.mapSentAt = last, now
 		s.st.MapsOut++
 		sink.SendMap(p.id, m)
 	}
@@ -580,6 +709,7 @@ func (s *Stream) managePush(now time.Time, sink Sink) {
 	if h == 0 {
 		return
 	}
+	reach := max(h, min(s.high, h+s.slack())) // what the group has reached, our pushes included
 	for c := range s.classes {
 		cl := &s.classes[c]
 		if !cl.assigned {
@@ -589,9 +719,11 @@ func (s *Stream) managePush(now time.Time, sink Sink) {
 			s.dropClass(c)
 			continue
 		}
+		// Silent while the class went on elsewhere: four rounds of it
+		// missed in half of PushTimeout, or one round in PushTimeout.
 		quiet := now.Sub(maxTime(cl.since, cl.useful))
-		slack := uint64(s.cfg.MaxFragments) / 16
-		if quiet > s.cfg.PushTimeout && h > cl.lastID+8 || s.peers[cl.pusher].last > h+slack {
+		silent := quiet > s.cfg.PushTimeout && reach > cl.lastID+8 || quiet > s.cfg.PushTimeout/2 && reach > cl.lastID+32
+		if silent || s.peers[cl.pusher].last > h+s.slack() {
 			s.peers[cl.pusher].banned[c] = now.Add(10 * s.cfg.PushTimeout)
 			s.dropClass(c)
 		}
@@ -609,7 +741,7 @@ func (s *Stream) managePush(now time.Time, sink Sink) {
 		}
 		var cands []*peer
 		least := 9
-		slack := uint64(s.cfg.MaxFragments) / 16
+		slack := s.slack()
 		for _, p := range s.peers {
 			// A pusher's map must be current and plausible: neither
 			// behind the group nor claiming far more than it.
@@ -657,18 +789,27 @@ func maxTime(a, b time.Time) time.Time {
 // whose map has them, spreading the requests; a request unanswered for a
 // second goes to another neighbour.
 func (s *Stream) managePulls(now time.Time, sink Sink) {
-	timeout := max(s.cfg.FetchPeriod/2, time.Second)
+	// An unanswered pull goes to another neighbour after a second,
+	// then after twice as long each time (a loaded member answers late,
+	// and late answers are still taken).
+	base := max(s.cfg.FetchPeriod/2, time.Second)
 	for fid, pl := range s.pulls {
-		if now.Sub(pl.at) > timeout {
+		if now.Sub(pl.at) > min(base<<min(pl.tries, 3), 8*time.Second) {
 			delete(s.pulls, fid)
 			if p := s.peers[pl.from]; p != nil {
 				p.pending--
 			}
 			s.st.PullsTimeout++
-			s.urgent[fid] = true
+			s.markUrgent(fid)
 		}
 	}
-	if !s.started && len(s.frags) == 0 {
+	low := s.startID()
+	for fid := range s.asked {
+		if s.frags[fid] != nil || fid < low && s.started {
+			delete(s.asked, fid)
+		}
+	}
+	if !s.started && len(s.frags) == 0 && s.floor == 0 {
 		return // pull nothing before the first fragment sets where we start
 	}
 	var ripe uint64 // highest ID known for FetchPeriod
@@ -677,7 +818,6 @@ func (s *Stream) managePulls(now time.Time, sink Sink) {
 			ripe = max(ripe, k.last)
 		}
 	}
-	low := s.startID()
 	want := func(id uint64) bool { return id >= low && s.frags[id] == nil && s.pulls[id] == nil }
 	var ids []uint64
 	for id := range s.urgent {
@@ -704,15 +844,32 @@ func (s *Stream) managePulls(now time.Time, sink Sink) {
 		if len(s.pulls) >= s.cfg.MaxPending {
 			break
 		}
-		for k := range peers {
-			p := peers[(rot+k)%len(peers)]
-			if p.has(id) && p.pending < s.cfg.MaxPending/4 {
-				s.pulls[id] = &pull{from: p.id, at: now}
+		// Spread the pulls over the neighbours that have the fragment;
+		// one that failed to push its class (the publisher serving
+		// others first, say) is asked only if no other has it.
+		c := int(id % 8)
+		for pass := 0; pass < 2; pass++ {
+			sent := false
+			for k := range peers {
+				p := peers[(rot+k)%len(peers)]
+				if !p.has(id) || p.pending >= s.cfg.MaxPending/4 || pass == 0 && now.Before(p.banned[c]) {
+					continue
+				}
+				if len(s.asked) >= 4*s.cfg.MaxPending {
+					break
+				}
+				tries := s.asked[id]
+				s.asked[id] = tries + 1
+				s.pulls[id] = &pull{from: p.id, at: now, tries: tries}
 				p.pending++
 				delete(s.urgent, id)
 				s.st.PullsSent++
 				sink.SendPull(p.id, id)
 				rot = (rot + k + 1) % len(peers)
+				sent = true
+				break
+			}
+			if sent {
 				break
 			}
 		}
@@ -725,9 +882,12 @@ func (s *Stream) startID() uint64 {
 	if s.started {
 		return s.cur + 1
 	}
-	first := uint64(0)
+	if s.floor > 0 {
+		return s.floor
+	}
+	first, h := uint64(0), s.horizon()+s.slack()
 	for id, e := range s.frags {
-		if e.f.Starts() && (first == 0 || id < first) {
+		if e.f.Starts() && id <= h && (first == 0 || id < first) {
 			first = id
 		}
 	}

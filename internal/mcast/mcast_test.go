@@ -273,7 +273,8 @@ func TestRelayLeaves(t *testing.T) {
 }
 
 // A late joiner starts near the live point (not from the oldest
-// fragment its neighbours hold), within moments of joining.
+// fragment its neighbours hold), within moments of joining; one that
+// comes while the stream has just begun gets it from the start.
 func TestLateJoiner(t *testing.T) {
 	x := newSim(t)
 	pub := x.add(0, Config{Publisher: true})
@@ -285,7 +286,7 @@ func TestLateJoiner(t *testing.T) {
 			src.step()
 		}
 	}
-	x.run(4*time.Second, 20*time.Millisecond, tick)
+	x.run(12*time.Second, 20*time.Millisecond, tick) // the stream's start has left the window
 	late := x.add(2, Config{})
 	x.link(a, late)
 	live := uint32(src.k * 40)
@@ -304,6 +305,20 @@ func TestLateJoiner(t *testing.T) {
 		t.Fatalf("first message %v after joining", firstAt)
 	}
 	checkInOrder(t, "late joiner", late.got, src.out[len(src.out)-len(late.got):], 0.95)
+
+	y := newSim(t)
+	pub2 := y.add(0, Config{Publisher: true})
+	src2 := &source{pub: pub2}
+	for range 5 {
+		src2.step() // published before anyone listens
+	}
+	early := y.add(1, Config{})
+	y.link(pub2, early)
+	y.run(2*time.Second, 20*time.Millisecond, nil)
+	if len(early.got) != 5 {
+		t.Fatalf("an early player got %d of the first 5 messages", len(early.got))
+	}
+	checkInOrder(t, "early player", early.got, src2.out, 1)
 }
 
 // Bounds: a stream never holds more fragments or bytes than configured.
