@@ -658,9 +658,17 @@ func (ng *NetGroup) onMediaControl(l *groupLink, f *engine.RecvFlow, fs *mediaFl
 	if ng.media[m.key] != m {
 		return // closed meanwhile
 	}
+	var bad error
+	defer func() {
+		if bad != nil {
+			m.st.Strike(now, peer)
+		}
+	}()
 	switch msg[0] {
 	case groupmedia.TypeMediaInfo:
-		if an, end, err := groupmedia.ParseMediaInfo(msg); err == nil && an == nil {
+		an, end, err := groupmedia.ParseMediaInfo(msg)
+		bad = err
+		if err == nil && an == nil {
 			m.st.OnEnd(end)
 			if !m.ended && (m.local == nil || !m.local.publisher) {
 				m.ended = true
@@ -668,17 +676,22 @@ func (ng *NetGroup) onMediaControl(l *groupLink, f *engine.RecvFlow, fs *mediaFl
 			}
 		}
 	case groupmedia.TypeMap:
-		if mp, err := groupmedia.ParseMap(msg); err == nil {
+		mp, err := groupmedia.ParseMap(msg)
+		if bad = err; err == nil {
 			m.st.OnMap(now, peer, mp)
 		}
 	case groupmedia.TypePush:
-		if mask, err := groupmedia.ParsePush(msg); err == nil {
+		mask, err := groupmedia.ParsePush(msg)
+		if bad = err; err == nil {
 			m.st.OnPush(peer, mask)
 		}
 	case groupmedia.TypePull:
-		if id, err := groupmedia.ParsePull(msg); err == nil {
+		id, err := groupmedia.ParsePull(msg)
+		if bad = err; err == nil {
 			m.st.OnPull(now, peer, id, m)
 		}
+	default:
+		bad = groupmedia.ErrType
 	}
 }
 
@@ -781,6 +794,7 @@ func (ng *NetGroup) onMediaData(key [32]byte, peer [32]byte, msg []byte) {
 	}
 	f, err := groupmedia.ParseFragment(msg)
 	if err != nil {
+		m.st.Strike(time.Now(), peer)
 		return
 	}
 	m.st.OnFragment(time.Now(), peer, f, m)
@@ -811,7 +825,21 @@ func (ng *NetGroup) notifyUnpublish(m *mediaStream) {
 }
 
 // mediaTick runs every stream's periodic work (on the loop).
+// misbehaviourBan is how long a neighbour that misbehaved in a stream is
+// refused.
+const misbehaviourBan = 10 * time.Minute
+
 func (ng *NetGroup) mediaTick(now time.Time) {
+	for _, m := range ng.media {
+		for _, id := range m.st.Misbehaving(now) {
+			ng.log.Info("neighbour dropped: it misbehaved in a multicast stream", "peer", groupLog(id), "stream", m.name)
+			ng.mesh.Ban(now, id, misbehaviourBan)
+			if l := ng.links[id]; l != nil {
+				ng.closeLink(l, false, "misbehaved in a multicast stream")
+			}
+			m.dropPeer(id)
+		}
+	}
 	if len(ng.pending) > 0 && now.Sub(ng.pending[0].at) > pendingAnnounceTTL {
 		ng.takePending("", now)
 	}

@@ -278,3 +278,151 @@ func TestGroupStreamTo20Players(t *testing.T) {
 		t.Fatalf("the publisher's upload is %.2fx the stream", ratio)
 	}
 }
+
+// gaps is the longest time between two messages a recorder got within
+// [from, to].
+func (r *recorder) longestGap(from, to time.Time) time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var gap time.Duration
+	prev := from
+	for _, at := range r.at {
+		if at.Before(from) {
+			continue
+		}
+		if at.After(to) {
+			break
+		}
+		gap = max(gap, at.Sub(prev))
+		prev = at
+	}
+	return max(gap, to.Sub(prev))
+}
+
+// multicast starts a group of n members, the first publishing "live"
+// (with settings) and the next playing it (all of them unless playing
+// says how many).
+func multicast(t *testing.T, n, playing int, settings rtmfp.MulticastSettings, o groupOpts) (pub *rtmfp.NetStream, players []*rtmfp.NetStream, recs []*recorder, ms []*member) {
+	t.Helper()
+	url := startServer(t)
+	ms, h := startMembers(t, url, n, o)
+	h.waitAll(t, "an overlay", 60*time.Second, func(*string) bool { return overlayConnected(ms) })
+	pub = groupStream(t, ms[0].nc)
+	pub.SetMulticast(settings)
+	if err := pub.Publish("live"); err != nil {
+		t.Fatal(err)
+	}
+	if playing == 0 {
+		playing = n - 1
+	}
+	for _, m := range ms[1 : 1+playing] {
+		p := groupStream(t, m.nc)
+		if err := p.Play(context.Background(), "live"); err != nil {
+			t.Fatal(err)
+		}
+		players = append(players, p)
+		recs = append(recs, record(p))
+	}
+	return pub, players, recs, ms
+}
+
+// With 10% of the datagrams lost in each direction on every member's
+// socket, players still record more than 95% of the video frames.
+func TestGroupStreamUnderLoss(t *testing.T) {
+	noLeaks(t)
+	pub, _, recs, _ := multicast(t, 9, 0, rtmfp.MulticastSettings{}, groupOpts{spec: testSpec, loss: 0.10})
+	tags := synthMedia(6, 300)
+	if err := publishReal(pub, tags); err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range recs {
+		r.waitHolds(t, fmt.Sprint("player ", i), tags, 0.95, 20*time.Second)
+	}
+	for i, r := range recs {
+		v, nv := r.holds(tags, rtmfp.KindVideo)
+		t.Logf("player %d: %d/%d video frames", i, v, nv)
+	}
+}
+
+// A player that starts while the stream runs gets video from the next
+// keyframe (after its AVC header), within 2 s.
+func TestGroupStreamLateJoiner(t *testing.T) {
+	noLeaks(t)
+	// A short window, so that the stream's beginning is soon gone.
+	pub, _, _, ms := multicast(t, 4, 2, rtmfp.MulticastSettings{WindowDuration: 2 * time.Second}, groupOpts{spec: testSpec})
+	tags := synthMedia(9, 300)
+	done := make(chan error, 1)
+	go func() { done <- publishReal(pub, tags) }()
+	time.Sleep(5 * time.Second)
+	late := groupStream(t, ms[3].nc)
+	start := time.Now()
+	if err := late.Play(context.Background(), "live"); err != nil {
+		t.Fatal(err)
+	}
+	var first rtmfp.Message
+	timeout := time.After(5 * time.Second)
+	for first.Payload == nil {
+		select {
+		case m := <-late.Messages():
+			if m.Kind == rtmfp.KindVideo {
+				first = m
+			}
+		case <-timeout:
+			t.Fatal("no video for the late player")
+		}
+	}
+	took := time.Since(start)
+	isHeader := first.Payload[0] == 0x17 && first.Payload[1] == 0
+	if !isHeader && first.Payload[0]>>4 != 1 {
+		t.Fatalf("the late player's first video is not a keyframe: %x", first.Payload[:2])
+	}
+	if first.Timestamp < 4000 {
+		t.Fatalf("the late player started at %d ms, from the stream's beginning", first.Timestamp)
+	}
+	if took > 2*time.Second {
+		t.Fatalf("first video after %v", took)
+	}
+	t.Logf("late player: first video (%s, at %d ms of the stream) %v after play", map[bool]string{true: "AVC header", false: "keyframe"}[isHeader], first.Timestamp, took.Round(time.Millisecond))
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A player that relays to others leaves mid-stream: the others do not
+// stall for more than 2 s and still record the stream.
+func TestGroupStreamRelayLeaves(t *testing.T) {
+	noLeaks(t)
+	pub, players, recs, ms := multicast(t, 10, 0, rtmfp.MulticastSettings{}, groupOpts{spec: testSpec})
+	tags := synthMedia(7, 300)
+	done := make(chan error, 1)
+	go func() { done <- publishReal(pub, tags) }()
+	time.Sleep(3 * time.Second)
+	relay, most := -1, uint64(0)
+	for i, p := range players {
+		if n := p.MulticastInfo().FragmentsPushedToPeers; n > most {
+			relay, most = i, n
+		}
+	}
+	if relay < 0 {
+		t.Fatal("no player relays")
+	}
+	left := time.Now()
+	players[relay].Close()
+	ms[relay+1].nc.Close()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	worst := time.Duration(0)
+	for i, r := range recs {
+		if i == relay {
+			continue
+		}
+		r.waitHolds(t, fmt.Sprint("player ", i), tags, 0.98, 20*time.Second)
+		gap := r.longestGap(left, left.Add(3*time.Second))
+		if gap > 2*time.Second {
+			t.Errorf("player %d stalled %v after the relay left", i, gap)
+		}
+		worst = max(worst, gap)
+	}
+	t.Logf("relay %d (%d fragments pushed on) left; the longest gap at another player in the next 3 s: %v", relay, most, worst.Round(time.Millisecond))
+}

@@ -8,12 +8,20 @@
 package mcast
 
 import (
+	"math"
 	"math/rand/v2"
 	"slices"
 	"sort"
 	"time"
 
 	"github.com/stratus-rtmfp/stratus/internal/groupmedia"
+)
+
+// Misbehaviour: what a neighbour did wrong decays with strikeDecay; past
+// strikeLimit it is reported by Misbehaving.
+const (
+	strikeDecay = 10 * time.Second
+	strikeLimit = 300
 )
 
 // A publisher's pull answers: what it may save up, and what it starts
@@ -155,6 +163,8 @@ type peer struct {
 	fromPeer  uint64       // useful fragments it sent
 	bytesFrom uint64
 	budget    float64 // publisher: bytes it may still send this neighbour in answer to pulls
+	strikes   float64 // misbehaviour, decaying (see Misbehaving)
+	strikesAt time.Time
 }
 
 func (p *peer) has(id uint64) bool {
@@ -241,6 +251,35 @@ func (s *Stream) LastReceived() time.Time { return s.lastIn }
 // open).
 func (s *Stream) Ended() uint64 { return s.end }
 
+// Strike counts one misbehaviour of a neighbour: a malformed message, an
+// oversized or implausible map, a fragment it was not asked for or that
+// cannot be right, pulls beyond its rate.
+func (s *Stream) Strike(now time.Time, id PeerID) {
+	if p := s.peers[id]; p != nil {
+		s.strike(now, p)
+	}
+}
+
+func (s *Stream) strike(now time.Time, p *peer) {
+	if !p.strikesAt.IsZero() {
+		p.strikes *= math.Exp(-now.Sub(p.strikesAt).Seconds() / strikeDecay.Seconds())
+	}
+	p.strikesAt = now
+	p.strikes++
+}
+
+// Misbehaving lists the neighbours whose recent misbehaviour passed the
+// limit (the caller ends its neighbourship with them).
+func (s *Stream) Misbehaving(now time.Time) []PeerID {
+	var out []PeerID
+	for id, p := range s.peers {
+		if p.strikes*math.Exp(-now.Sub(p.strikesAt).Seconds()/strikeDecay.Seconds()) > strikeLimit {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
 // BytesFrom returns the media bytes each neighbour gave us (new
 // fragments only, pushed or pulled).
 func (s *Stream) BytesFrom() map[PeerID]uint64 {
@@ -320,7 +359,13 @@ func (s *Stream) OnMap(now time.Time, id PeerID, m groupmedia.Map) {
 	}
 	if m.Last <= p.last || len(m.Bits) > s.cfg.MaxMapBytes {
 		s.st.MapsRejected++
+		if len(m.Bits) > s.cfg.MaxMapBytes {
+			s.strike(now, p)
+		}
 		return
+	}
+	if h := s.horizon(); h > 0 && m.Last > h+uint64(s.cfg.MaxFragments) {
+		s.strike(now, p) // claims far more than the others (taken, but it counts)
 	}
 	s.st.MapsIn++
 	p.last, p.mapAt = m.Last, now
@@ -392,11 +437,16 @@ func (s *Stream) OnPull(now time.Time, id PeerID, fid uint64, sink Sink) {
 	if p == nil {
 		return
 	}
-	rate := float64(s.cfg.PullRate)
+	// Pulls per second: twice the stream's fragment rate (what a
+	// neighbour catching up could need from us alone), at least 50, at
+	// most PullRate.
+	rate := float64(len(s.frags)) / (s.cfg.Window + s.cfg.RelayMargin).Seconds() * 2
+	rate = min(max(rate, 50), float64(s.cfg.PullRate))
 	p.tokens = min(p.tokens+now.Sub(p.tokensAt).Seconds()*rate, 2*rate)
 	p.tokensAt = now
 	if p.tokens < 1 {
 		s.st.PullsRefused++
+		s.strike(now, p)
 		return
 	}
 	p.tokens--
@@ -514,6 +564,9 @@ func (s *Stream) OnFragment(now time.Time, from PeerID, f groupmedia.Fragment, s
 	p := s.peers[from]
 	if p == nil || s.cfg.Publisher {
 		s.st.Unrequested++
+		if p != nil {
+			s.strike(now, p)
+		}
 		return false
 	}
 	c := int(f.ID % 8)
@@ -523,6 +576,7 @@ func (s *Stream) OnFragment(now time.Time, from PeerID, f groupmedia.Fragment, s
 	pulled := asked && p.pushIn&(1<<c) == 0
 	if !asked && p.pushIn&(1<<c) == 0 {
 		s.st.Unrequested++
+		s.strike(now, p)
 		return false
 	}
 	if pl := s.pulls[f.ID]; pl != nil {
@@ -535,6 +589,9 @@ func (s *Stream) OnFragment(now time.Time, from PeerID, f groupmedia.Fragment, s
 	slack := s.slack()
 	if f.ID > s.horizon()+slack || !pulled && p.last > 0 && f.ID > p.last+slack || f.ID == 0 || s.started && f.ID <= s.cur {
 		s.st.OutOfRange++
+		if f.ID > s.horizon()+slack || f.ID == 0 {
+			s.strike(now, p)
+		}
 		return false
 	}
 	if s.frags[f.ID] != nil {

@@ -75,6 +75,7 @@ type Peer struct {
 	askedAt  time.Time
 	failures int       // failed dials, refusals and drops since the last lasting neighbourship
 	retryAt  time.Time // no dial before
+	banned   time.Time // refused as a neighbour before
 }
 
 // Mesh is one member's view of its group.
@@ -227,6 +228,16 @@ func (m *Mesh) backOff(now time.Time, p *Peer) {
 	p.retryAt = now.Add(min(wait, m.cfg.RetryMax))
 }
 
+// Ban keeps a member out of the neighbour choice and refused as a
+// neighbour for d (it misbehaved).
+func (m *Mesh) Ban(now time.Time, id ID, d time.Duration) {
+	if p := m.peers[id]; p != nil {
+		p.Dialing = false
+		p.retryAt = now.Add(d)
+		p.banned = now.Add(d)
+	}
+}
+
 // Remove forgets a member (the server said it is gone).
 func (m *Mesh) Remove(id ID) {
 	if _, ok := m.peers[id]; ok {
@@ -283,6 +294,8 @@ func (m *Mesh) connectedCount() int {
 func (m *Mesh) CanAccept(now time.Time, id ID) (ok bool, evict *ID) {
 	if p := m.peers[id]; p != nil && p.Connected {
 		return true, nil
+	} else if p != nil && now.Before(p.banned) {
+		return false, nil
 	}
 	if m.connectedCount() < m.cfg.MaxNeighbors {
 		return true, nil
