@@ -121,12 +121,6 @@ func (r *recorder) waitHolds(t *testing.T, who string, src []tag, frac float64, 
 	}
 }
 
-func (r *recorder) count() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return len(r.got)
-}
-
 // holds reports how many of the source's tags of a kind the recording
 // holds in order (extra tags, such as headers the publisher repeats for
 // late joiners, are allowed between them).
