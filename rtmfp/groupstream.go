@@ -72,7 +72,6 @@ type groupStream struct {
 	gateAudio bool // player: AAC waits for its header
 	vHeader   []byte
 	aHeader   []byte
-	metadata  []byte
 	vHeadAt   time.Time
 	aHeadAt   time.Time
 	lastTime  uint32
@@ -365,7 +364,7 @@ func (m *mediaStream) maybeAdd(id [32]byte, mp *mediaPeer) {
 	if !mp.added && mp.out11 != nil && mp.in11 != nil {
 		m.ng.log.Debug("stream peer", "peer", groupLog(id), "name", m.name)
 		mp.added = true
-		m.st.AddPeer(id)
+		m.st.AddPeer(id, !mp.l.capable) // not a Stratus member: answer its pulls as it expects
 	}
 }
 
@@ -571,9 +570,6 @@ func (g *groupStream) write(kind byte, ts uint32, payload []byte) error {
 			g.vHeader, g.vHeadAt = append([]byte(nil), payload...), now
 		} else if len(payload) > 0 && payload[0]>>4 == 1 && g.vHeader != nil && now.Sub(g.vHeadAt) >= headerReinjectVideo {
 			g.vHeadAt = now
-			if g.metadata != nil {
-				publish(flash.TypeData, g.metadata)
-			}
 			publish(flash.TypeVideo, g.vHeader)
 		}
 		return publish(flash.TypeVideo, payload)
@@ -588,9 +584,6 @@ func (g *groupStream) write(kind byte, ts uint32, payload []byte) error {
 		}
 		return publish(flash.TypeAudio, payload)
 	default:
-		if d, err := flash.ParseData(flash.Message{Type: flash.TypeData, Payload: payload}); err == nil && d.Handler == "onMetaData" {
-			g.metadata = append([]byte(nil), payload...)
-		}
 		return publish(flash.TypeData, payload)
 	}
 }

@@ -24,6 +24,8 @@ const peerUsage = `usage:
 
   stratus peer post    --url rtmfp://HOST/KEY --group SPEC [--count N] [--interval D] [--stay D] [--neighbor PEERID]... MESSAGE
   stratus peer listen  --url rtmfp://HOST/KEY --group SPEC [--duration D] [--neighbor PEERID]...
+  stratus peer publish --url rtmfp://HOST/KEY --group SPEC --name NAME [--loop] [--wait N] FILE.flv
+  stratus peer play    --url rtmfp://HOST/KEY --group SPEC --name NAME --out FILE.flv [--duration D]
 
 publish and send print this peer's ID (64 hex digits) on a line of its own;
 give it to play / listen as --peer, or register it in the server's peer-ID
@@ -36,6 +38,10 @@ With --group, post and listen join a NetGroup (SPEC is a groupspec, G:...)
 and print one JSON line per event: "joining" (this peer's ID and group
 address), NetGroup.Neighbor.Connect/Disconnect, NetGroup.Posting.Notify
 (message, messageID), NetGroup.SendTo.Notify, and for post, "posted".
+publish and play with --group put a stream into the group and record it
+from there (multicast: members relay it to each other); publish waits for
+--wait neighbours (default 1), play records until --duration or, without
+one, until the stream is unpublished.
 `
 
 func runPeer(args []string) error {
@@ -54,13 +60,13 @@ func runPeer(args []string) error {
 	maxPeers := fs.Int("max-peers", 0, "subscribers to accept at most (publish; default: maxPeerConnections, 8)")
 	var allow listFlag
 	fs.Var(&allow, "allow", "accept only this subscriber peer ID, repeatable (publish)")
-	wait := fs.Int("wait", 1, "subscribers to wait for before starting (publish, send)")
+	wait := fs.Int("wait", 1, "subscribers (group: neighbours) to wait for before starting (publish, send)")
 	handler := fs.String("handler", "onMessage", "handler name of the send() calls (send, listen)")
 	timeout := fs.Duration("timeout", 20*time.Second, "how long to wait for the server and the peer (post: for a first neighbour)")
 	register := fs.String("register", "", "register this peer's ID under this user name in the peer-ID exchange (publish, send)")
 	lookup := fs.String("lookup", "", "find the publisher's peer ID under this user name in the peer-ID exchange (play, listen)")
 	exchangeURL := fs.String("exchange", "", "peer-ID exchange web service (VideoPhone protocol, e.g. http://HOST:8080/exchange/KEY); default: the server's NetConnection calls")
-	groupSpec := fs.String("group", "", "groupspec of a NetGroup (post, listen)")
+	groupSpec := fs.String("group", "", "groupspec of a NetGroup (post, listen, publish, play)")
 	count := fs.Int("count", 1, "posts to send, each a new message (post)")
 	interval := fs.Duration("interval", time.Second, "time between posts (post)")
 	stay := fs.Duration("stay", 5*time.Second, "time to stay in the group after the last post (post)")
@@ -98,9 +104,26 @@ func runPeer(args []string) error {
 			return peertool.GroupPost(ctx, nc, os.Stdout, fs.Arg(0), o)
 		case "listen":
 			return peertool.GroupListen(ctx, nc, os.Stdout, o)
+		case "publish":
+			if fs.NArg() != 1 || *name == "" {
+				fs.Usage()
+				return errors.New("--name and one FLV file expected")
+			}
+			fmt.Fprintf(os.Stderr, "publishing %s as %q in the group; waiting for %d neighbour(s)\n", fs.Arg(0), *name, *wait)
+			err := peertool.GroupPublish(ctx, nc, fs.Arg(0), peertool.GroupPublishOptions{Group: *groupSpec, Name: *name, Loop: *loop, Wait: *wait, Log: os.Stderr})
+			if errors.Is(err, context.Canceled) {
+				return nil
+			}
+			return err
+		case "play":
+			if *name == "" || *out == "" {
+				fs.Usage()
+				return errors.New("--name and --out are required")
+			}
+			return recordTo(ctx, nc, *out, peertool.PlayOptions{Group: *groupSpec, Name: *name, Duration: *duration, Log: os.Stderr})
 		}
 		fs.Usage()
-		return fmt.Errorf("--group works with post and listen, not %q", cmd)
+		return fmt.Errorf("--group works with post, listen, publish and play, not %q", cmd)
 	}
 	ex := peerExchange{nc: nc, web: *exchangeURL}
 	if *register != "" {
@@ -139,19 +162,7 @@ func runPeer(args []string) error {
 			fs.Usage()
 			return errors.New("--peer (or --lookup) and --out are required")
 		}
-		f, err := os.Create(*out)
-		if err != nil {
-			return err
-		}
-		st, err := peertool.Play(ctx, nc, f, peertool.PlayOptions{Peer: *peer, Name: *name, Duration: *duration, Log: os.Stderr})
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		fmt.Fprintf(os.Stderr, "recorded %d tags, %d bytes into %s\n", st.Tags, st.Bytes, *out)
-		if errors.Is(err, context.Canceled) {
-			return nil
-		}
-		return err
+		return recordTo(ctx, nc, *out, peertool.PlayOptions{Peer: *peer, Name: *name, Duration: *duration, Log: os.Stderr})
 	case "send":
 		return peerSend(ctx, nc, *name, *handler, *wait, fs.Args())
 	case "listen":
@@ -163,6 +174,23 @@ func runPeer(args []string) error {
 	}
 	fs.Usage()
 	return fmt.Errorf("unknown peer command %q", cmd)
+}
+
+// recordTo plays a stream into the FLV file out.
+func recordTo(ctx context.Context, nc *rtmfp.NetConnection, out string, o peertool.PlayOptions) error {
+	f, err := os.Create(out)
+	if err != nil {
+		return err
+	}
+	st, err := peertool.Play(ctx, nc, f, o)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	fmt.Fprintf(os.Stderr, "recorded %d tags, %d bytes into %s\n", st.Tags, st.Bytes, out)
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
 }
 
 // peerSend publishes name and sends each message (arguments, or stdin

@@ -37,7 +37,7 @@ func streamInputBody(in []byte) string {
 		sink := &nullSink{}
 		peers := []PeerID{{1}, {2}, {3}}
 		for _, p := range peers {
-			s.AddPeer(p)
+			s.AddPeer(p, false)
 			s.OnPush(p, 0xff)
 		}
 		now := time.Unix(0, 0)

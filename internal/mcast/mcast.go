@@ -163,7 +163,10 @@ type peer struct {
 	fromPeer  uint64       // useful fragments it sent
 	bytesFrom uint64
 	budget    float64 // publisher: bytes it may still send this neighbour in answer to pulls
-	strikes   float64 // misbehaviour, decaying (see Misbehaving)
+	// unbudgeted: pulls answered beyond the publisher's pull budget (a
+	// neighbour of another implementation, whose players rely on pulls)
+	unbudgeted bool
+	strikes    float64 // misbehaviour, decaying (see Misbehaving)
 	strikesAt time.Time
 }
 
@@ -291,13 +294,16 @@ func (s *Stream) BytesFrom() map[PeerID]uint64 {
 }
 
 // AddPeer takes a neighbour into the stream (both announcements
-// exchanged). It gets our map at the next update.
-func (s *Stream) AddPeer(id PeerID) {
+// exchanged). It gets our map at the next update. A publisher answers
+// the pulls of an unbudgeted neighbour beyond its pull budget: Flash and
+// librtmfp players get much of a stream by pulling (they ask for pushes
+// one class every 2 s), and PullBudget is for members that push first.
+func (s *Stream) AddPeer(id PeerID, unbudgeted bool) {
 	if s.peers[id] != nil {
 		return
 	}
 	s.seq++
-	s.peers[id] = &peer{id: id, order: s.seq}
+	s.peers[id] = &peer{id: id, order: s.seq, unbudgeted: unbudgeted}
 }
 
 // Peers lists the neighbours in the stream.
@@ -454,7 +460,7 @@ func (s *Stream) OnPull(now time.Time, id PeerID, fid uint64, sink Sink) {
 	if e == nil {
 		return
 	}
-	if s.cfg.Publisher {
+	if s.cfg.Publisher && !p.unbudgeted {
 		n := float64(len(e.f.Payload))
 		switch {
 		case p.budget >= n:

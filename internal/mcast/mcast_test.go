@@ -50,8 +50,8 @@ func (x *sim) add(i int, cfg Config) *node {
 
 // link makes two nodes neighbours in the stream.
 func (x *sim) link(a, b *node) {
-	a.s.AddPeer(b.id)
-	b.s.AddPeer(a.id)
+	a.s.AddPeer(b.id, false)
+	b.s.AddPeer(a.id, false)
 }
 
 func (n *node) SendFragment(to PeerID, f *groupmedia.Fragment, pulled bool) {

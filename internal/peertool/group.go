@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/stratus-rtmfp/stratus/amf"
+	"github.com/stratus-rtmfp/stratus/flv"
 	"github.com/stratus-rtmfp/stratus/rtmfp"
 )
 
@@ -181,4 +182,76 @@ func GroupListen(ctx context.Context, nc *rtmfp.NetConnection, out io.Writer, o 
 			return errors.New("peertool: the connection closed")
 		}
 	}
+}
+
+// GroupPublishOptions configure GroupPublish.
+type GroupPublishOptions struct {
+	Group string // groupspec
+	Name  string
+	Loop  bool
+	// Wait for this many group neighbours before the file starts
+	// (default 1); members that come later join live.
+	Wait      int
+	Multicast rtmfp.MulticastSettings
+	Log       io.Writer
+}
+
+// GroupPublish publishes the FLV at path into a NetGroup (multicast) in
+// real time: the members playing Name relay it to each other.
+func GroupPublish(ctx context.Context, nc *rtmfp.NetConnection, path string, o GroupPublishOptions) error {
+	if o.Wait <= 0 {
+		o.Wait = 1
+	}
+	if o.Log == nil {
+		o.Log = io.Discard
+	}
+	ns, err := rtmfp.NewGroupStream(nc, o.Group)
+	if err != nil {
+		return err
+	}
+	defer ns.Close()
+	ns.SetMulticast(o.Multicast)
+	if err := ns.Publish(o.Name); err != nil {
+		return err
+	}
+	ng := ns.Group()
+	for ng.NeighborCount() < o.Wait {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-ng.Done():
+			return rtmfp.ErrGroupClosed
+		case st := <-ns.Status():
+			fmt.Fprintln(o.Log, st.Code)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	fmt.Fprintf(o.Log, "%d neighbour(s): publishing\n", ng.NeighborCount())
+	tick := time.NewTicker(5 * time.Second)
+	defer tick.Stop()
+	var werr error
+	err = eachTag(ctx, path, o.Loop, func(t flv.Tag, _ bool) {
+		select {
+		case <-tick.C:
+			mi := ns.MulticastInfo()
+			fmt.Fprintf(o.Log, "%d neighbours; %d fragments pushed, %d pulled by peers\n", ng.NeighborCount(), mi.FragmentsPushedToPeers, mi.FragmentsRequestedByPeers)
+		default:
+		}
+		var err error
+		switch t.Type {
+		case flv.TagAudio:
+			err = ns.WriteAudio(t.Timestamp, t.Data)
+		case flv.TagVideo:
+			err = ns.WriteVideo(t.Timestamp, t.Data)
+		case flv.TagScript:
+			err = ns.WriteData(0, t.Data)
+		}
+		if err != nil && werr == nil {
+			werr = err
+		}
+	})
+	if err == nil {
+		err = werr
+	}
+	return err
 }

@@ -78,8 +78,49 @@ func Publish(ctx context.Context, nc *rtmfp.NetConnection, path string, o Publis
 		}
 	}
 	var headers []flv.Tag // metadata and codec configuration, for late joiners
+	return eachTag(ctx, path, o.Loop, func(t flv.Tag, first bool) {
+		isHeader := t.Type == flv.TagScript || t.Type == flv.TagAudio && flv.IsAudioSequenceHeader(t.Data) ||
+			t.Type == flv.TagVideo && flv.IsVideoSequenceHeader(t.Data)
+		if isHeader && first {
+			headers = append(headers, t)
+		}
+		for _, sub := range ns.PeerStreams() {
+			mu.Lock()
+			st := states[sub]
+			if st == nil {
+				st = &subState{headersSent: true}
+				states[sub] = st
+			}
+			sendHeaders := !st.headersSent
+			st.headersSent = true
+			if sendHeaders && !isHeader {
+				st.wantKeyframe = true
+			}
+			mu.Unlock()
+			if sendHeaders && !isHeader {
+				for _, h := range headers {
+					writeTag(sub, h, t.Timestamp)
+				}
+			}
+			if t.Type == flv.TagVideo && st.wantKeyframe {
+				if !flv.IsKeyframe(t.Data) {
+					continue // a late joiner starts at a keyframe
+				}
+				st.wantKeyframe = false
+			}
+			writeTag(sub, t, t.Timestamp)
+		}
+	})
+}
+
+// eachTag reads the FLV at path and hands each audio, video and script
+// tag to fn at its moment (real time), with timestamps that keep growing
+// when Loop starts the file again (first: the first pass). It returns
+// when the file ends (after half a second for the tail to go out), or
+// with Loop when ctx ends.
+func eachTag(ctx context.Context, path string, loop bool, fn func(t flv.Tag, first bool)) error {
 	var offset uint32
-	for {
+	for pass := 0; ; pass++ {
 		f, err := os.Open(path)
 		if err != nil {
 			return err
@@ -114,42 +155,15 @@ func Publish(ctx context.Context, nc *rtmfp.NetConnection, path string, o Publis
 			}
 			last = t.Timestamp
 			t.Timestamp += offset
-			isHeader := t.Type == flv.TagScript || t.Type == flv.TagAudio && flv.IsAudioSequenceHeader(t.Data) ||
-				t.Type == flv.TagVideo && flv.IsVideoSequenceHeader(t.Data)
-			if isHeader && offset == 0 {
-				headers = append(headers, t)
-			}
-			for _, sub := range ns.PeerStreams() {
-				mu.Lock()
-				st := states[sub]
-				if st == nil {
-					st = &subState{headersSent: true}
-					states[sub] = st
-				}
-				sendHeaders := !st.headersSent
-				st.headersSent = true
-				if sendHeaders && !isHeader {
-					st.wantKeyframe = true
-				}
-				mu.Unlock()
-				if sendHeaders && !isHeader {
-					for _, h := range headers {
-						writeTag(sub, h, t.Timestamp)
-					}
-				}
-				if t.Type == flv.TagVideo && st.wantKeyframe {
-					if !flv.IsKeyframe(t.Data) {
-						continue // a late joiner starts at a keyframe
-					}
-					st.wantKeyframe = false
-				}
-				writeTag(sub, t, t.Timestamp)
-			}
+			fn(t, pass == 0)
 		}
 		f.Close()
-		if !o.Loop {
-			// Give subscribers a moment to receive the tail.
-			time.Sleep(500 * time.Millisecond)
+		if !loop {
+			// Give the subscribers a moment to receive the tail.
+			select {
+			case <-time.After(500 * time.Millisecond):
+			case <-ctx.Done():
+			}
 			return nil
 		}
 		offset += last + 40
@@ -170,6 +184,7 @@ func writeTag(sub *rtmfp.NetStream, t flv.Tag, ts uint32) {
 // PlayOptions configure Play.
 type PlayOptions struct {
 	Peer     string
+	Group    string // a groupspec: play the stream from the group (multicast) instead of from Peer
 	Name     string
 	Duration time.Duration // 0: until the publisher stops
 	Log      io.Writer     // progress lines
@@ -189,7 +204,13 @@ func Play(ctx context.Context, nc *rtmfp.NetConnection, out io.Writer, o PlayOpt
 	if o.Log == nil {
 		o.Log = io.Discard
 	}
-	ns, err := rtmfp.NewNetStream(nc, o.Peer)
+	var ns *rtmfp.NetStream
+	var err error
+	if o.Group != "" {
+		ns, err = rtmfp.NewGroupStream(nc, o.Group)
+	} else {
+		ns, err = rtmfp.NewNetStream(nc, o.Peer)
+	}
 	if err != nil {
 		return PlayStats{}, err
 	}
@@ -241,6 +262,12 @@ func Play(ctx context.Context, nc *rtmfp.NetConnection, out io.Writer, o PlayOpt
 				return finish(ErrRefused)
 			case rtmfp.StreamConnectFailed:
 				return finish(&rtmfp.StatusError{Status: st})
+			case rtmfp.PlayUnpublishNotify:
+				// In a group the stream stays open (it may be published
+				// again); without a duration, its end ends the recording.
+				if o.Group != "" && o.Duration == 0 {
+					return finish(nil)
+				}
 			}
 		case <-tick.C:
 			el := time.Since(start).Seconds()
