@@ -167,7 +167,7 @@ type peer struct {
 	// neighbour of another implementation, whose players rely on pulls)
 	unbudgeted bool
 	strikes    float64 // misbehaviour, decaying (see Misbehaving)
-	strikesAt time.Time
+	strikesAt  time.Time
 }
 
 func (p *peer) has(id uint64) bool {
