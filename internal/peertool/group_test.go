@@ -2,12 +2,17 @@ package peertool
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/stratus-rtmfp/stratus/flv"
 	"github.com/stratus-rtmfp/stratus/rtmfp"
 	"github.com/stratus-rtmfp/stratus/server"
 	"github.com/stratus-rtmfp/stratus/server/servertest"
@@ -104,4 +109,74 @@ func TestGroupPostAndListen(t *testing.T) {
 	if err != ErrNoNeighbor {
 		t.Fatal(err)
 	}
+}
+
+// What "stratus peer publish --group" and "stratus peer play --group" do:
+// an ffmpeg-made FLV published into a group is recorded by three players
+// whole (every source tag, in order; the publisher's repeated codec
+// headers in between) as FLV files ffmpeg reads without error.
+func TestGroupFLV(t *testing.T) {
+	dir := t.TempDir()
+	in := makeFLV(t, dir)
+	srv := servertest.Start(t, server.Config{Open: true})
+	url := srv.URL("key")
+	spec := "G:027f02010101000103010c050e74657374011b00"
+	connect := func() *rtmfp.NetConnection {
+		nc, err := rtmfp.Connect(context.Background(), url, &rtmfp.Config{LocalAddr: "127.0.0.1:0"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { nc.Close() })
+		return nc
+	}
+	ctx := context.Background()
+	type result struct {
+		st  PlayStats
+		err error
+	}
+	var outs []string
+	results := make(chan result, 3)
+	for i := range 3 {
+		nc := connect()
+		out := filepath.Join(dir, fmt.Sprintf("out%d.flv", i))
+		outs = append(outs, out)
+		f, err := os.Create(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			st, err := Play(ctx, nc, f, PlayOptions{Group: spec, Name: "cam"})
+			f.Close()
+			results <- result{st, err}
+		}()
+	}
+	pub := connect()
+	if err := GroupPublish(ctx, pub, in, GroupPublishOptions{Group: spec, Name: "cam", Wait: 3}); err != nil {
+		t.Fatal(err)
+	}
+	pub.Close() // unpublishes: the players' recordings end
+	for range 3 {
+		if r := <-results; r.err != nil {
+			t.Fatal(r.err)
+		}
+	}
+	src := readTags(t, in)
+	for _, out := range outs {
+		got := readTags(t, out)
+		for _, typ := range []uint8{flv.TagAudio, flv.TagVideo} {
+			a, b := byType(src, typ), byType(got, typ)
+			j := 0
+			for _, tg := range a {
+				for j < len(b) && !(bytes.Equal(b[j].Data, tg.Data) && b[j].Timestamp == tg.Timestamp) {
+					j++
+				}
+				if j == len(b) {
+					t.Fatalf("%s: type %d: a source tag (ts %d) is missing or out of order", out, typ, tg.Timestamp)
+				}
+				j++
+			}
+		}
+		ffmpegClean(t, out)
+	}
+	t.Logf("%d source tags recorded by 3 players", len(src))
 }

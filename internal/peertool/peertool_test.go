@@ -61,9 +61,11 @@ func byType(tags []flv.Tag, typ uint8) []flv.Tag {
 	return out
 }
 
-func TestFLVPeerToPeerThroughServer(t *testing.T) {
+// makeFLV makes a 3-second FLV with ffmpeg (H.264 and AAC, or Flash's
+// own codecs where libx264 is missing).
+func makeFLV(t *testing.T, dir string) string {
+	t.Helper()
 	needFFmpeg(t)
-	dir := t.TempDir()
 	in := filepath.Join(dir, "in.flv")
 	gen := exec.Command("ffmpeg", "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=25",
 		"-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100", "-t", "3",
@@ -76,6 +78,21 @@ func TestFLVPeerToPeerThroughServer(t *testing.T) {
 			t.Fatalf("ffmpeg: %v\n%s\n%s", err, out, out2)
 		}
 	}
+	return in
+}
+
+// ffmpegClean checks a recording with ffmpeg -v error -xerror.
+func ffmpegClean(t *testing.T, path string) {
+	t.Helper()
+	cmd := exec.Command("ffmpeg", "-hide_banner", "-v", "error", "-xerror", "-i", path, "-f", "null", "-")
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("ffmpeg rejects the recording %s: %v\n%s", path, err, msg)
+	}
+}
+
+func TestFLVPeerToPeerThroughServer(t *testing.T) {
+	dir := t.TempDir()
+	in := makeFLV(t, dir)
 	srv := servertest.Start(t, server.Config{Open: true})
 	url := srv.URL("key")
 	ctx := context.Background()
@@ -117,10 +134,7 @@ func TestFLVPeerToPeerThroughServer(t *testing.T) {
 			}
 		}
 	}
-	cmd := exec.Command("ffmpeg", "-hide_banner", "-v", "error", "-xerror", "-i", out, "-f", "null", "-")
-	if msg, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("ffmpeg rejects the recording: %v\n%s", err, msg)
-	}
+	ffmpegClean(t, out)
 	media := int64(0)
 	for _, tg := range src {
 		media += int64(len(tg.Data))
