@@ -40,7 +40,7 @@ func (h *hub) ch() chan struct{} {
 
 // waitAll waits until cond holds for the group, re-checking it at every
 // event of any member. cond may set *why to say what is missing.
-func (h *hub) waitAll(t *testing.T, what string, within time.Duration, cond func(why *string) bool) time.Duration {
+func (h *hub) waitAll(t testing.TB, what string, within time.Duration, cond func(why *string) bool) time.Duration {
 	t.Helper()
 	start := time.Now()
 	deadline := time.After(within)
@@ -72,7 +72,7 @@ var testLogger = func() *slog.Logger {
 // noLeaks fails the test if goroutines started after this call outlive
 // it (checked after the test's other cleanups), except the server's own,
 // which closes client sessions in the background.
-func noLeaks(t *testing.T) {
+func noLeaks(t testing.TB) {
 	leak := goleak.IgnoreCurrent()
 	t.Cleanup(func() {
 		goleak.VerifyNone(t, leak, goleak.IgnoreAnyFunction("github.com/stratus-rtmfp/stratus/server.closeAfter.func1"))
@@ -119,7 +119,7 @@ func (m *member) record(st rtmfp.Status) {
 
 // waitFor waits until cond holds on the member's records, re-checking at
 // each of its events.
-func (m *member) waitFor(t *testing.T, what string, within time.Duration, cond func(m *member) bool) {
+func (m *member) waitFor(t testing.TB, what string, within time.Duration, cond func(m *member) bool) {
 	t.Helper()
 	deadline := time.After(within)
 	for {
@@ -149,7 +149,7 @@ type groupOpts struct {
 // startMembers connects n members to the server at url (in parallel) and
 // joins them to a group, one after the other; the server introduces each
 // to members already there.
-func startMembers(t *testing.T, url string, n int, o groupOpts) ([]*member, *hub) {
+func startMembers(t testing.TB, url string, n int, o groupOpts) ([]*member, *hub) {
 	t.Helper()
 	h := &hub{changed: make(chan struct{})}
 	ms := make([]*member, n)

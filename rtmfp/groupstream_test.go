@@ -101,7 +101,7 @@ func record(ns *rtmfp.NetStream) *recorder {
 
 // waitHolds waits until the recording holds at least frac of the
 // source's video and audio tags, in order, re-checking at each message.
-func (r *recorder) waitHolds(t *testing.T, who string, src []tag, frac float64, within time.Duration) {
+func (r *recorder) waitHolds(t testing.TB, who string, src []tag, frac float64, within time.Duration) {
 	t.Helper()
 	deadline := time.After(within)
 	for {
@@ -156,7 +156,7 @@ func (c *countingConn) WriteTo(b []byte, a net.Addr) (int, error) {
 	return c.PacketConn.WriteTo(b, a)
 }
 
-func groupStream(t *testing.T, nc *rtmfp.NetConnection) *rtmfp.NetStream {
+func groupStream(t testing.TB, nc *rtmfp.NetConnection) *rtmfp.NetStream {
 	t.Helper()
 	ns, err := rtmfp.NewGroupStream(nc, testSpec)
 	if err != nil {
@@ -296,7 +296,7 @@ func (r *recorder) longestGap(from, to time.Time) time.Duration {
 // multicast starts a group of n members, the first publishing "live"
 // (with settings) and the next playing it (all of them unless playing
 // says how many).
-func multicast(t *testing.T, n, playing int, settings rtmfp.MulticastSettings, o groupOpts) (pub *rtmfp.NetStream, players []*rtmfp.NetStream, recs []*recorder, ms []*member) {
+func multicast(t testing.TB, n, playing int, settings rtmfp.MulticastSettings, o groupOpts) (pub *rtmfp.NetStream, players []*rtmfp.NetStream, recs []*recorder, ms []*member) {
 	t.Helper()
 	url := startServer(t)
 	ms, h := startMembers(t, url, n, o)

@@ -12,7 +12,7 @@ import (
 	"github.com/stratus-rtmfp/stratus/server/servertest"
 )
 
-func startServer(t *testing.T) string {
+func startServer(t testing.TB) string {
 	t.Helper()
 	return servertest.Start(t, server.Config{Open: true}).URL("testkey")
 }
