@@ -401,6 +401,22 @@ func (nc *NetConnection) onCommand(cmd flash.Command) {
 	}
 }
 
+// spawn runs fn on a goroutine that Close waits for; once the connection
+// has closed, fn is not run (everything made from the connection stops
+// with it).
+func (nc *NetConnection) spawn(fn func()) {
+	nc.mu.Lock()
+	defer nc.mu.Unlock()
+	if nc.closed {
+		return
+	}
+	nc.wg.Add(1)
+	go func() {
+		defer nc.wg.Done()
+		fn()
+	}()
+}
+
 // Handle registers a handler for a command the server calls on the client
 // (onRelay, for instance). Handlers run one at a time, in order, on the
 // connection's reader. A handler may call Close. Close called while a

@@ -389,7 +389,7 @@ func (ns *NetStream) Play(ctx context.Context, name string) error {
 	if err := f.Write(msg); err != nil {
 		return err
 	}
-	go ns.watchPlay()
+	ns.nc.spawn(ns.watchPlay)
 	return nil
 }
 
@@ -397,8 +397,11 @@ func (ns *NetStream) Play(ctx context.Context, name string) error {
 func (ns *NetStream) watchPlay() {
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
-		<-ns.done
-		cancel()
+		select {
+		case <-ns.done:
+			cancel()
+		case <-ctx.Done():
+		}
 	}()
 	_ = ns.playOut.WaitComplete(ctx)
 	cancel()
@@ -551,7 +554,7 @@ func (ns *NetStream) Close() error {
 		}
 		ns.finish()
 		if pc != nil {
-			go pc.release() // let the peer session go if nothing else uses it
+			ns.nc.spawn(pc.release) // let the peer session go if nothing else uses it
 		}
 	case rolePublisher:
 		nc := ns.nc

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stratus-rtmfp/stratus/internal/flash"
 	"github.com/stratus-rtmfp/stratus/rtmfp"
 	"github.com/stratus-rtmfp/stratus/server"
 	"github.com/stratus-rtmfp/stratus/server/servertest"
@@ -258,5 +259,44 @@ func TestUnreachablePublisherFails(t *testing.T) {
 	waitStatus(t, ns, rtmfp.StreamConnectFailed)
 	if d := time.Since(start); d > 5*time.Second {
 		t.Fatalf("failure took %v", d)
+	}
+}
+
+// A peer that opens play flows without end cannot grow
+// unconnectedPeerStreams (or our goroutines) without bound: past 32 open
+// play flows the rest are refused.
+func TestPlayFlowsPerPeerAreBounded(t *testing.T) {
+	url := startServer(t)
+	a, b := dial(t, url), dial(t, url)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	p, err := b.DialPeer(ctx, a.NearID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	play, _ := flash.AppendCommand(nil, "play", 0, nil, "nothing-published")
+	var refused int
+	writers := make([]*rtmfp.PeerWriter, 40)
+	for i := range writers {
+		w, err := p.OpenFlow(flash.TCMetadata(uint64(2000000+i), false))
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write(play)
+		writers[i] = w
+	}
+	for _, w := range writers[32:] {
+		wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
+		if w.WaitComplete(wctx) != nil && wctx.Err() == nil {
+			refused++ // rejected by the far end, not timed out
+		}
+		wcancel()
+	}
+	// The 32 accepted ones are parked as their play commands are read.
+	for deadline := time.Now().Add(5 * time.Second); len(a.UnconnectedPeerStreams()) < 32 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := len(a.UnconnectedPeerStreams()); n != 32 || refused != 8 {
+		t.Fatalf("%d parked in unconnectedPeerStreams, %d refused; want 32 and 8", n, refused)
 	}
 }

@@ -24,6 +24,7 @@ type peerConn struct {
 	mu      sync.Mutex
 	subs    map[uint64]*NetStream // our subscriber streams, by their play flow ID
 	views   int                   // subscribers of ours on this session
+	plays   int                   // play flows the peer has open (read or not)
 	dialing chan struct{}
 }
 
@@ -115,12 +116,15 @@ func (pc *peerConn) route() {
 	nc := pc.nc
 	defer nc.wg.Done()
 	if pc.refuse {
-		go func() {
-			time.Sleep(2 * time.Second)
+		nc.spawn(func() {
+			select { // let the refusals reach the peer, then close
+			case <-time.After(2 * time.Second):
+			case <-nc.done:
+			}
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 			defer cancel()
 			pc.ps.Close(ctx)
-		}()
+		})
 	}
 	ctx := context.Background()
 	for {
@@ -144,9 +148,16 @@ func (pc *peerConn) route() {
 				f.Reject(0)
 			}
 		case hasAssoc && sub != nil:
-			go sub.attach(f) // the publisher's flow for one of our streams
+			nc.spawn(func() { sub.attach(f) }) // the publisher's flow for one of our streams
 		case !hasAssoc && md.StreamID != 0:
-			go pc.onPlayFlow(f, md.StreamID) // the peer subscribes to us
+			if !pc.takePlay() {
+				f.Reject(0) // a peer opening play flows without end
+				continue
+			}
+			nc.spawn(func() {
+				defer pc.donePlay()
+				pc.onPlayFlow(f, md.StreamID) // the peer subscribes to us
+			})
 		default:
 			f.Reject(0)
 		}
@@ -183,6 +194,27 @@ func (pc *peerConn) route() {
 	for _, v := range views {
 		v.closePeerView(false)
 	}
+}
+
+// maxPlaysPerPeer bounds the play flows one peer may have open towards
+// us: each is a subscriber (or one parked in unconnectedPeerStreams) and
+// a goroutine. Flash opens one per NetStream it plays.
+const maxPlaysPerPeer = 32
+
+func (pc *peerConn) takePlay() bool {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	if pc.plays >= maxPlaysPerPeer {
+		return false
+	}
+	pc.plays++
+	return true
+}
+
+func (pc *peerConn) donePlay() {
+	pc.mu.Lock()
+	pc.plays--
+	pc.mu.Unlock()
 }
 
 // onPlayFlow reads a subscriber's play and offers it to the publisher of

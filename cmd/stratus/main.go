@@ -5,6 +5,7 @@
 //	stratus probe    connect to an RTMFP server, like Flash would, and measure it
 //	stratus bench    load the server and measure it
 //	stratus peer     publish/play FLV and send/listen peer to peer
+//	stratus version  version and VCS revision of the binary
 package main
 
 import (
@@ -22,6 +23,7 @@ commands:
   probe    connect to an RTMFP server as Flash would and report (see: stratus probe -h)
   bench    load tool: connects/s, memory per idle session, introductions/s (see: stratus bench)
   peer     publish and play FLV peer to peer, send and listen to messages (see: stratus peer)
+  version  print the version, VCS revision and Go version of this binary
 `
 
 func main() {
@@ -41,6 +43,9 @@ func main() {
 		err = runBench(os.Args[2:])
 	case "peer":
 		err = runPeer(os.Args[2:])
+	case "version", "-version", "--version":
+		fmt.Println(versionString())
+		return
 	case "-h", "-help", "--help", "help":
 		fmt.Print(usage)
 		return
