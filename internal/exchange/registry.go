@@ -101,7 +101,10 @@ func (r *Registry) Register(key, name, peer string) error {
 	case held && r.cfg.Live(holder, key):
 		return ErrTaken
 	case held:
+		// Its holder left: take it over. Dropping it may have removed
+		// the key's map (it was the last name), so read it again.
 		r.drop(key, name, holder)
+		names = r.keys[key]
 	}
 	if len(names) >= r.cfg.MaxNamesPerKey {
 		return ErrKeyFull

@@ -90,6 +90,9 @@ func TestRegistryRules(t *testing.T) {
 	if err := r.Register("k", "alice", b); err != nil {
 		t.Fatalf("takeover after the holder left: %v", err)
 	}
+	if got, ok := r.Lookup("k", "alice"); !ok || got != b || r.Count("k") != 1 {
+		t.Fatalf("after the takeover: Lookup = %q %v, Count = %d", got, ok, r.Count("k"))
+	}
 	if err := r.Unregister("k", "nobody", ""); err != nil {
 		t.Fatalf("unregistering a free name: %v", err)
 	}
@@ -118,12 +121,27 @@ func TestRegistryForgetAndBounds(t *testing.T) {
 	if len(r.keys) != 0 || len(r.byPeer) != 0 {
 		t.Fatalf("empty maps stay: %v %v", r.keys, r.byPeer)
 	}
-	// Takeover moves the name between the peers' lists.
-	r.Register("k", "n", a)
+	// Takeover moves the name between the peers' lists, and the name is
+	// found under its new holder (it was the key's last name: dropping
+	// the old entry removed the key's map, which the takeover must not
+	// write into).
+	if err := r.Register("k", "n", a); err != nil {
+		t.Fatal(err)
+	}
 	f.disconnect(a, "k")
-	r.Register("k", "n", c)
+	if err := r.Register("k", "n", c); err != nil {
+		t.Fatalf("takeover: %v", err)
+	}
 	if len(r.byPeer[a]) != 0 || len(r.byPeer[c]) != 1 {
 		t.Fatalf("after takeover: %v", r.byPeer)
+	}
+	if got, ok := r.Lookup("k", "n"); !ok || got != c || r.Count("k") != 1 {
+		t.Fatalf("after takeover: Lookup = %q %v, Count = %d", got, ok, r.Count("k"))
+	}
+	// Its session ending frees everything: no orphan counts against c.
+	r.Forget(c)
+	if len(r.keys) != 0 || len(r.byPeer) != 0 {
+		t.Fatalf("after the new holder left: %v %v", r.keys, r.byPeer)
 	}
 }
 
