@@ -87,7 +87,7 @@ func (s *Server) exchangeCall(c *client, cmd flash.Command) bool {
 	var err error
 	switch cmd.Name {
 	case callRegister:
-		err = s.exchange.Register(key, name, peer)
+		err = s.exchange.Register(key, name, peer, exchange.Self)
 	case callUnregister:
 		err = s.exchange.Unregister(key, name, peer)
 	case callLookup:

@@ -32,8 +32,8 @@ func webFlags(fs *flag.FlagSet, cfg *server.Config, o *webOpts) {
 	fs.Var(&o.proxies, "http-trusted-proxy", "address or CIDR of a reverse proxy whose X-Forwarded-For and X-Forwarded-Proto are believed, repeatable")
 	fs.IntVar(&o.signups, "signup-rate", 10, "sign-ups per hour per source network (IPv4 /24, IPv6 /48); 0 closes sign-up, -1: no limit")
 	fs.StringVar(&o.terms, "terms", "", "text file with the operator's terms of service, shown at sign-up (default: a short generic text)")
-	fs.IntVar(&cfg.ExchangeMaxNamesPerKey, "exchange-max-names", 10000, "names the peer-ID exchange holds per developer key")
-	fs.IntVar(&cfg.ExchangeMaxNamesPerPeer, "exchange-max-names-per-peer", 8, "names one peer may hold in the peer-ID exchange")
+	fs.IntVar(&cfg.ExchangeMaxNamesPerKey, "exchange-max-names", 10000, "names the peer-ID exchange holds per developer key (that many registered on the NetConnection, as many again over HTTP)")
+	fs.IntVar(&cfg.ExchangeMaxNamesPerPeer, "exchange-max-names-per-peer", 8, "names one peer may hold in the peer-ID exchange (that many of its own, as many again registered for it over HTTP)")
 }
 
 // startWeb serves the portal on --http, or nothing with "off".

@@ -152,7 +152,7 @@ func (h *Handler) videoPhone(w http.ResponseWriter, r *http.Request) {
 		writeXML(w, http.StatusOK, b.String())
 		return
 	case OpRegister:
-		err = h.Registry.Register(key, req.Name, req.Identity)
+		err = h.Registry.Register(key, req.Name, req.Identity, Anyone)
 	case OpUnregister:
 		// A live holder's name goes with its session: answered true,
 		// since the sample unregisters right before it disconnects.
@@ -216,7 +216,7 @@ func (h *Handler) jsonRegister(w http.ResponseWriter, r *http.Request) {
 	}
 	peer, err := ParsePeerID(body.Identity)
 	if err == nil {
-		err = h.Registry.Register(key, name, peer)
+		err = h.Registry.Register(key, name, peer, Anyone)
 	}
 	if err != nil {
 		jsonError(w, registerStatus(err), err)

@@ -41,19 +41,19 @@ func peerID(c byte) string { return strings.Repeat(string(c), 64) }
 func TestRegistryRules(t *testing.T) {
 	r, f := newTestRegistry(0, 0)
 	a, b := peerID('a'), peerID('b')
-	if err := r.Register("k", "alice", a); !errors.Is(err, ErrNotConnected) {
+	if err := r.Register("k", "alice", a, Self); !errors.Is(err, ErrNotConnected) {
 		t.Fatalf("unconnected peer: %v", err)
 	}
 	f.connect(a, "k")
 	f.connect(b, "k")
 	f.connect(b, "other")
-	if err := r.Register("k", "alice", a); err != nil {
+	if err := r.Register("k", "alice", a, Self); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.Register("k", "alice", strings.ToUpper(a)); err != nil {
+	if err := r.Register("k", "alice", strings.ToUpper(a), Self); err != nil {
 		t.Fatalf("refresh in upper case: %v", err)
 	}
-	if err := r.Register("k", "alice", b); !errors.Is(err, ErrTaken) {
+	if err := r.Register("k", "alice", b, Self); !errors.Is(err, ErrTaken) {
 		t.Fatalf("takeover of a live name: %v", err)
 	}
 	if got, ok := r.Lookup("k", "alice"); !ok || got != a {
@@ -64,7 +64,7 @@ func TestRegistryRules(t *testing.T) {
 	}
 	// A peer connected with another key cannot register under this one.
 	f.disconnect(b, "k")
-	if err := r.Register("k", "bob", b); !errors.Is(err, ErrNotConnected) {
+	if err := r.Register("k", "bob", b, Self); !errors.Is(err, ErrNotConnected) {
 		t.Fatalf("peer of another key: %v", err)
 	}
 	// Anonymous unregister cannot free a live holder's name; the holder can.
@@ -81,13 +81,13 @@ func TestRegistryRules(t *testing.T) {
 		t.Fatal("still there after unregister")
 	}
 	// Session ended: lookups miss at once, the name can be taken over.
-	r.Register("k", "alice", a)
+	r.Register("k", "alice", a, Self)
 	f.disconnect(a, "k")
 	if _, ok := r.Lookup("k", "alice"); ok {
 		t.Fatal("a disconnected peer is still found")
 	}
 	f.connect(b, "k")
-	if err := r.Register("k", "alice", b); err != nil {
+	if err := r.Register("k", "alice", b, Self); err != nil {
 		t.Fatalf("takeover after the holder left: %v", err)
 	}
 	if got, ok := r.Lookup("k", "alice"); !ok || got != b || r.Count("k") != 1 {
@@ -104,13 +104,13 @@ func TestRegistryForgetAndBounds(t *testing.T) {
 	for _, p := range []string{a, b, c} {
 		f.connect(p, "k")
 	}
-	r.Register("k", "a1", a)
-	r.Register("k", "a2", a)
-	if err := r.Register("k", "a3", a); !errors.Is(err, ErrPeerFull) {
+	r.Register("k", "a1", a, Self)
+	r.Register("k", "a2", a, Self)
+	if err := r.Register("k", "a3", a, Self); !errors.Is(err, ErrPeerFull) {
 		t.Fatalf("third name of a peer: %v", err)
 	}
-	r.Register("k", "b1", b)
-	if err := r.Register("k", "c1", c); !errors.Is(err, ErrKeyFull) {
+	r.Register("k", "b1", b, Self)
+	if err := r.Register("k", "c1", c, Self); !errors.Is(err, ErrKeyFull) {
 		t.Fatalf("fourth name of a key: %v", err)
 	}
 	r.Forget(a)
@@ -125,11 +125,11 @@ func TestRegistryForgetAndBounds(t *testing.T) {
 	// found under its new holder (it was the key's last name: dropping
 	// the old entry removed the key's map, which the takeover must not
 	// write into).
-	if err := r.Register("k", "n", a); err != nil {
+	if err := r.Register("k", "n", a, Self); err != nil {
 		t.Fatal(err)
 	}
 	f.disconnect(a, "k")
-	if err := r.Register("k", "n", c); err != nil {
+	if err := r.Register("k", "n", c, Self); err != nil {
 		t.Fatalf("takeover: %v", err)
 	}
 	if len(r.byPeer[a]) != 0 || len(r.byPeer[c]) != 1 {
@@ -145,6 +145,70 @@ func TestRegistryForgetAndBounds(t *testing.T) {
 	}
 }
 
+// Names registered over HTTP against a peer's ID (anybody can, peer IDs
+// are public) have bounds of their own: they never use up the room of
+// the peer's own registrations, per peer or per key.
+func TestRegistryOriginsHaveTheirOwnBounds(t *testing.T) {
+	r, f := newTestRegistry(3, 2)
+	victim, other := peerID('d'), peerID('e')
+	f.connect(victim, "k")
+	f.connect(other, "k")
+	r.Register("k", "h1", victim, Anyone)
+	r.Register("k", "h2", victim, Anyone)
+	if err := r.Register("k", "h3", victim, Anyone); !errors.Is(err, ErrPeerFull) {
+		t.Fatalf("third HTTP name of a peer: %v", err)
+	}
+	for _, n := range []string{"mine1", "mine2"} {
+		if err := r.Register("k", n, victim, Self); err != nil {
+			t.Fatalf("the peer's own %s after HTTP filled its HTTP room: %v", n, err)
+		}
+	}
+	if err := r.Register("k", "mine3", victim, Self); !errors.Is(err, ErrPeerFull) {
+		t.Fatalf("third own name of a peer: %v", err)
+	}
+	// The key: 3 names of each origin.
+	r.Register("k", "h4", other, Anyone)
+	if err := r.Register("k", "h5", other, Anyone); !errors.Is(err, ErrKeyFull) {
+		t.Fatalf("fourth HTTP name of the key: %v", err)
+	}
+	if err := r.Register("k", "mine4", other, Self); err != nil {
+		t.Fatalf("own name with the key's HTTP room full: %v", err)
+	}
+	if r.Count("k") != 6 {
+		t.Fatalf("Count = %d, want 6", r.Count("k"))
+	}
+	r.Forget(victim)
+	r.Forget(other)
+	if len(r.keys) != 0 || len(r.byPeer) != 0 {
+		t.Fatalf("after Forget: %v %v", r.keys, r.byPeer)
+	}
+
+	// The peer's own registration of a name made for it over HTTP makes
+	// it its own, and frees HTTP room, when it has room of its own.
+	r, f = newTestRegistry(0, 2)
+	f.connect(victim, "k")
+	r.Register("k", "x", victim, Anyone)
+	if err := r.Register("k", "x", victim, Self); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"y", "z"} {
+		if err := r.Register("k", n, victim, Anyone); err != nil {
+			t.Fatalf("HTTP room freed by the conversion (%s): %v", n, err)
+		}
+	}
+	r.Register("k", "s", victim, Self)
+	if err := r.Register("k", "s2", victim, Self); !errors.Is(err, ErrPeerFull) {
+		t.Fatalf("own names after the conversion: %v", err)
+	}
+	// Without room it stays an HTTP name, and the refresh succeeds.
+	if err := r.Register("k", "y", victim, Self); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.keys["k"].names["y"].origin; got != Anyone {
+		t.Fatalf("y's origin = %v, want Anyone", got)
+	}
+}
+
 func TestRegistryInput(t *testing.T) {
 	r, f := newTestRegistry(0, 0)
 	f.connect(peerID('a'), "k")
@@ -156,11 +220,11 @@ func TestRegistryInput(t *testing.T) {
 		{"ok", "short"},
 		{"ok", strings.Repeat("g", 64)},
 	} {
-		if err := r.Register("k", tc.name, tc.peer); err == nil {
+		if err := r.Register("k", tc.name, tc.peer, Self); err == nil {
 			t.Errorf("Register(%q, %q) accepted", tc.name, tc.peer)
 		}
 	}
-	if err := r.Register("k", "Zoë ☎", peerID('a')); err != nil {
+	if err := r.Register("k", "Zoë ☎", peerID('a'), Self); err != nil {
 		t.Fatalf("unicode name: %v", err)
 	}
 }
