@@ -219,14 +219,31 @@ func (r *Registry) Lookup(key, name string) (string, bool) {
 	return h.peer, true
 }
 
-// Forget drops every name of peer: its session ended.
-func (r *Registry) Forget(peer string) {
+// Forget drops peer's names under key unless the peer is still
+// connected with that key (another session of the same identity): a
+// session of it ended. The check is made here, under the registry's lock,
+// so that a session connecting meanwhile never loses the names it
+// registers.
+func (r *Registry) Forget(peer, key string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for _, e := range r.byPeer[peer] {
-		r.unname(e.key, e.name, peer)
+	if r.cfg.Live(peer, key) {
+		return
 	}
-	delete(r.byPeer, peer)
+	list := r.byPeer[peer]
+	kept := list[:0]
+	for _, e := range list {
+		if e.key == key {
+			r.unname(e.key, e.name, peer)
+		} else {
+			kept = append(kept, e)
+		}
+	}
+	if len(kept) == 0 {
+		delete(r.byPeer, peer)
+	} else {
+		r.byPeer[peer] = kept
+	}
 }
 
 // Count returns how many names key has registered.

@@ -113,11 +113,13 @@ func TestRegistryForgetAndBounds(t *testing.T) {
 	if err := r.Register("k", "c1", c, Self); !errors.Is(err, ErrKeyFull) {
 		t.Fatalf("fourth name of a key: %v", err)
 	}
-	r.Forget(a)
+	f.disconnect(a, "k")
+	r.Forget(a, "k")
 	if r.Count("k") != 1 || len(r.byPeer) != 1 {
 		t.Fatalf("after Forget: %d names, %d peers", r.Count("k"), len(r.byPeer))
 	}
-	r.Forget(b)
+	f.disconnect(b, "k")
+	r.Forget(b, "k")
 	if len(r.keys) != 0 || len(r.byPeer) != 0 {
 		t.Fatalf("empty maps stay: %v %v", r.keys, r.byPeer)
 	}
@@ -125,6 +127,7 @@ func TestRegistryForgetAndBounds(t *testing.T) {
 	// found under its new holder (it was the key's last name: dropping
 	// the old entry removed the key's map, which the takeover must not
 	// write into).
+	f.connect(a, "k")
 	if err := r.Register("k", "n", a, Self); err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +142,8 @@ func TestRegistryForgetAndBounds(t *testing.T) {
 		t.Fatalf("after takeover: Lookup = %q %v, Count = %d", got, ok, r.Count("k"))
 	}
 	// Its session ending frees everything: no orphan counts against c.
-	r.Forget(c)
+	f.disconnect(c, "k")
+	r.Forget(c, "k")
 	if len(r.keys) != 0 || len(r.byPeer) != 0 {
 		t.Fatalf("after the new holder left: %v %v", r.keys, r.byPeer)
 	}
@@ -177,8 +181,10 @@ func TestRegistryOriginsHaveTheirOwnBounds(t *testing.T) {
 	if r.Count("k") != 6 {
 		t.Fatalf("Count = %d, want 6", r.Count("k"))
 	}
-	r.Forget(victim)
-	r.Forget(other)
+	f.disconnect(victim, "k")
+	r.Forget(victim, "k")
+	f.disconnect(other, "k")
+	r.Forget(other, "k")
 	if len(r.keys) != 0 || len(r.byPeer) != 0 {
 		t.Fatalf("after Forget: %v %v", r.keys, r.byPeer)
 	}
@@ -206,6 +212,30 @@ func TestRegistryOriginsHaveTheirOwnBounds(t *testing.T) {
 	}
 	if got := r.keys["k"].names["y"].origin; got != Anyone {
 		t.Fatalf("y's origin = %v, want Anyone", got)
+	}
+}
+
+// Forget drops a peer's names under one key, and only once the peer is
+// no longer connected with it: an identity connected with two keys (two
+// sessions) keeps each key's names while that key's session lasts.
+func TestRegistryForgetPerKey(t *testing.T) {
+	r, f := newTestRegistry(0, 0)
+	a := peerID('a')
+	f.connect(a, "k1")
+	f.connect(a, "k2")
+	r.Register("k1", "one", a, Self)
+	r.Register("k2", "two", a, Self)
+	r.Forget(a, "k1") // a session of a ended, another with k1 remains
+	if got, ok := r.Lookup("k1", "one"); !ok || got != a {
+		t.Fatalf("Forget while still connected with the key: %q %v", got, ok)
+	}
+	f.disconnect(a, "k1")
+	r.Forget(a, "k1")
+	if r.Count("k1") != 0 || r.Count("k2") != 1 || len(r.byPeer[a]) != 1 {
+		t.Fatalf("after the k1 session ended: k1 %d, k2 %d names, %v", r.Count("k1"), r.Count("k2"), r.byPeer[a])
+	}
+	if got, ok := r.Lookup("k2", "two"); !ok || got != a {
+		t.Fatalf("k2's name: %q %v", got, ok)
 	}
 }
 
