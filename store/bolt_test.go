@@ -186,6 +186,20 @@ func rawUpdate(t *testing.T, dir string, fn func(tx *bolt.Tx) error) {
 	}
 }
 
+// lastTxID returns the ID of the database file's last committed write
+// transaction: a write of any kind moves it.
+func lastTxID(t *testing.T, dir string) int {
+	t.Helper()
+	db, err := bolt.Open(filepath.Join(dir, "stratus.db"), 0o600, &bolt.Options{Timeout: time.Second, ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var id int
+	db.View(func(tx *bolt.Tx) error { id = tx.ID(); return nil })
+	return id
+}
+
 func TestBoltSchemaVersion(t *testing.T) {
 	dir := t.TempDir()
 	b := openBolt(t, dir)
@@ -314,10 +328,15 @@ func TestBoltUpgradesVersion1(t *testing.T) {
 		return nil
 	})
 	// Reopening an upgraded file writes nothing and keeps everything.
+	before := lastTxID(t, dir)
 	b = openBolt(t, dir)
-	defer b.Close()
-	if accts, err := b.ListAccounts(); err != nil || len(accts) != 1 {
+	accts, err := b.ListAccounts()
+	b.Close()
+	if err != nil || len(accts) != 1 {
 		t.Fatalf("accounts after reopening: %+v %v", accts, err)
+	}
+	if after := lastTxID(t, dir); after != before {
+		t.Fatalf("reopening the upgraded file wrote to it: last transaction %d, was %d", after, before)
 	}
 }
 
