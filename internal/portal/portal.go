@@ -20,6 +20,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/stratus-rtmfp/stratus/internal/ratelimit"
 	"github.com/stratus-rtmfp/stratus/server"
 	"github.com/stratus-rtmfp/stratus/store"
@@ -54,6 +56,11 @@ type Config struct {
 	// SignupsPerHour per source network (IPv4 /24, IPv6 /48); 0 turns
 	// sign-up off, a negative value means no limit.
 	SignupsPerHour int
+	// SignupsPerHourTotal bounds sign-ups from all networks together
+	// (bursts of as many), since one attacker may hold many networks (an
+	// IPv6 /32 is 65,536 /48s); 0 means DefaultSignupsPerHourTotal, a
+	// negative value no limit.
+	SignupsPerHourTotal int
 	// Terms is the operator's terms of service, shown at /terms and
 	// accepted at sign-up.
 	Terms  string
@@ -69,9 +76,21 @@ type Portal struct {
 	pages     map[string]*template.Template
 	sessions  *sessions
 	signups   *ratelimit.Prefix
+	allSignup *rate.Limiter // nil: no limit
 	signins   *ratelimit.Prefix
+	keyWrites *ratelimit.Budget // per account
 	publicURL *url.URL
 }
+
+// DefaultSignupsPerHourTotal is Config.SignupsPerHourTotal's default.
+const DefaultSignupsPerHourTotal = 100
+
+// Key edits (create, rename, rotate, revoke) per developer account: each
+// is a database write, synced to disk.
+const (
+	keyWritesPerHour = 60
+	keyWritesBurst   = 20
+)
 
 // DefaultTerms are shown when the operator gives none.
 const DefaultTerms = `This service introduces RTMFP peers to each other so that they can talk directly. It is provided as is, without any warranty. The operator may suspend accounts and revoke keys that are used for abuse, and keeps the usage counters shown on your dashboard. Media never passes through this server.`
@@ -107,6 +126,13 @@ func New(cfg Config) (*Portal, error) {
 	}
 	p.signups = ratelimit.NewPrefix(perHour/3600, max(cfg.SignupsPerHour, 1), 4096)
 	p.signins = ratelimit.NewPrefix(20.0/60, 20, 4096)
+	p.keyWrites = ratelimit.NewBudget(keyWritesPerHour/3600.0, keyWritesBurst, 4096)
+	if total := cfg.SignupsPerHourTotal; total >= 0 {
+		if total == 0 {
+			total = DefaultSignupsPerHourTotal
+		}
+		p.allSignup = rate.NewLimiter(rate.Limit(float64(total)/3600), total)
+	}
 	var err error
 	if p.pages, err = parsePages(); err != nil {
 		return nil, err

@@ -3,6 +3,7 @@ package portal
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -10,6 +11,7 @@ import (
 	"net/netip"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -201,6 +203,101 @@ func TestSignupRateLimit(t *testing.T) {
 	tok := b.token("/")
 	if a := b.post("/signup", url.Values{"csrf": {tok}, "name": {"n"}, "email": {"a@b.c"}, "terms": {"accept"}}); a.code != 429 {
 		t.Fatalf("form after the budget: %d", a.code)
+	}
+}
+
+// Sign-ups from all networks together have a budget too: one attacker
+// may hold many networks (an IPv6 /32 is 65,536 /48s).
+func TestSignupTotalBudget(t *testing.T) {
+	proxy := netip.MustParsePrefix("127.0.0.1/32")
+	e := newEnv(t, func(c *Config) {
+		c.SignupsPerHour, c.SignupsPerHourTotal, c.TrustedProxies = 1, 3, []netip.Prefix{proxy}
+	})
+	var got []int
+	for i := range 5 {
+		b := e.browser()
+		b.hdr.Set("X-Forwarded-For", fmt.Sprintf("2001:db8:%x::1", i)) // a /48 each
+		a := b.do("POST", "/api/v1/signup", strings.NewReader(`{"name":"n","email":"a@b.c"}`), "application/json")
+		got = append(got, a.code)
+		if a.code == 429 && !strings.Contains(a.body, "too many sign-ups on this server") {
+			t.Fatalf("refusal: %s", a.body)
+		}
+	}
+	if want := []int{201, 201, 201, 429, 429}; !slices.Equal(got, want) {
+		t.Fatalf("sign-ups from five /48s with a total of 3 an hour: %v, want %v", got, want)
+	}
+	if accts, _ := e.st.ListAccounts(); len(accts) != 3 {
+		t.Fatalf("%d accounts", len(accts))
+	}
+}
+
+// signedIn signs a developer up (JSON) and in (the form), and returns the
+// browser, the dashboard's CSRF token and what sign-up answered.
+func (e *env) signedIn() (*browser, string, signedUp) {
+	e.t.Helper()
+	var out signedUp
+	if err := json.Unmarshal([]byte(e.signupJSON(`{"name":"Dev","email":"dev@example.com"}`).body), &out); err != nil {
+		e.t.Fatal(err)
+	}
+	b := e.browser()
+	if a := b.post("/signin", url.Values{"csrf": {b.token("/signin")}, "secret": {out.Secret}}); a.code != 303 {
+		e.t.Fatalf("sign-in: %d %s", a.code, a.body)
+	}
+	return b, b.token("/dashboard"), out
+}
+
+// Every key edit is a synced database write: an account has a budget of
+// them, and keys are bounded in all (revoked ones included), so create
+// and revoke loops neither hammer nor grow the database without end.
+func TestKeyEditBounds(t *testing.T) {
+	e := newEnv(t, nil)
+	b, tok, out := e.signedIn()
+	allowed := 0
+	edit := func(path string) (location string, ok bool) {
+		a := b.post(path, url.Values{"csrf": {tok}, "name": {"k"}})
+		if a.code == 303 {
+			allowed++
+			return a.hdr.Get("Location"), true
+		}
+		if a.code != 429 || !strings.Contains(a.body, "Too many key changes") {
+			t.Fatalf("%s: %d %s", path, a.code, a.body)
+		}
+		return "", false
+	}
+	for range 100 {
+		loc, ok := edit("/dashboard/keys")
+		if !ok {
+			break
+		}
+		if _, ok := edit("/dashboard/keys/" + strings.TrimPrefix(loc, "/dashboard?created=") + "/revoke"); !ok {
+			break
+		}
+	}
+	if allowed != keyWritesBurst {
+		t.Fatalf("%d key edits allowed at once, want %d", allowed, keyWritesBurst)
+	}
+	if a := b.post("/dashboard/keys/"+out.Key+"/rename", url.Values{"csrf": {tok}, "name": {"x"}}); a.code != 429 {
+		t.Fatalf("rename over the budget: %d", a.code)
+	}
+
+	// The bound on all keys: another account brought to the edge
+	// through the store.
+	e2 := newEnv(t, nil)
+	b, tok, out = e2.signedIn()
+	for range store.MaxAccountKeysTotal - 1 {
+		k, err := e2.st.CreateAccountKey(out.Account, "old")
+		if err != nil {
+			t.Fatal(err)
+		}
+		e2.st.RevokeKey(k.ID)
+	}
+	for _, path := range []string{"/dashboard/keys", "/dashboard/keys/" + out.Key + "/rotate"} {
+		if a := b.post(path, url.Values{"csrf": {tok}, "name": {"more"}}); a.code != 409 || !strings.Contains(a.body, "revoked ones included") {
+			t.Fatalf("%s past the bound on all keys: %d %s", path, a.code, a.body)
+		}
+	}
+	if d := b.get("/dashboard"); !strings.Contains(d.body, fmt.Sprintf("%d of at most %d keys in all", store.MaxAccountKeysTotal, store.MaxAccountKeysTotal)) {
+		t.Fatalf("the dashboard does not show the bound: %s", d.body)
 	}
 }
 

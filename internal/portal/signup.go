@@ -161,13 +161,18 @@ type homeData struct {
 	Name, Email string
 }
 
-// allowSignup applies the per-network sign-up budget.
+// allowSignup applies the sign-up budgets: per network, then all
+// together.
 func (p *Portal) allowSignup(r *http.Request) error {
 	if p.cfg.SignupsPerHour == 0 {
 		return errSignupClosed
 	}
-	if !p.signups.Allow(p.clientIP(r), p.cfg.Now()) {
+	now := p.cfg.Now()
+	if !p.signups.Allow(p.clientIP(r), now) {
 		return errSignupRate
+	}
+	if p.allSignup != nil && !p.allSignup.AllowN(now, 1) {
+		return errSignupBusy
 	}
 	return nil
 }
@@ -175,6 +180,7 @@ func (p *Portal) allowSignup(r *http.Request) error {
 var (
 	errSignupClosed = errors.New("sign-up is closed on this server: ask its operator for a key")
 	errSignupRate   = errors.New("too many sign-ups from your network: try again in an hour")
+	errSignupBusy   = errors.New("too many sign-ups on this server just now: try again later")
 )
 
 func (p *Portal) signupForm(w http.ResponseWriter, r *http.Request) {
