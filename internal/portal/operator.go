@@ -32,7 +32,6 @@ func (p *Portal) operator(w http.ResponseWriter, r *http.Request) {
 		p.render(w, r, http.StatusOK, "operator-signin", page{Title: "Operator sign-in"})
 		return
 	}
-	p.cfg.Server.FlushUsage()
 	accts, err := p.cfg.Accounts.ListAccounts()
 	if err != nil {
 		p.fail(w, r, http.StatusInternalServerError, "The accounts could not be read.")

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -35,9 +36,21 @@ type env struct {
 
 func newEnv(t *testing.T, mod func(*Config)) *env {
 	t.Helper()
-	st := store.NewMemory()
-	srv := servertest.Start(t, server.Config{Store: st})
-	cfg := Config{Server: srv.Server, Accounts: st, AdminToken: testAdminToken, RTMFPPort: srv.Addr.Port(), SignupsPerHour: -1}
+	return newEnvWith(t, store.NewMemory(), nil, mod)
+}
+
+// newEnvWith is newEnv with the store the server and the portal use (st
+// itself, or wrapped) given.
+func newEnvWith(t *testing.T, st *store.Memory, wrapped interface {
+	store.Store
+	store.Accounts
+}, mod func(*Config)) *env {
+	t.Helper()
+	if wrapped == nil {
+		wrapped = st
+	}
+	srv := servertest.Start(t, server.Config{Store: wrapped})
+	cfg := Config{Server: srv.Server, Accounts: wrapped, AdminToken: testAdminToken, RTMFPPort: srv.Addr.Port(), SignupsPerHour: -1}
 	if mod != nil {
 		mod(&cfg)
 	}
@@ -449,6 +462,53 @@ func TestDeveloperFlow(t *testing.T) {
 	b.hdr.Set("Origin", "http://evil.example")
 	if a := b.post("/dashboard/keys", url.Values{"csrf": {dtok}, "name": {"evil"}}); a.code != 403 {
 		t.Errorf("post from another origin: %d", a.code)
+	}
+}
+
+// countingStore counts usage writes.
+type countingStore struct {
+	*store.Memory
+	writes atomic.Int64
+}
+
+func (c *countingStore) AddUsage(b map[string]store.Usage) error {
+	c.writes.Add(1)
+	return c.Memory.AddUsage(b)
+}
+
+// Loading the dashboard or the operator's page writes nothing (each write
+// is synced to disk, and page loads are anybody's to make): the usage the
+// server has not written yet is shown from its memory, in the counters
+// and in the current hour of the chart.
+func TestPageLoadsDoNotWrite(t *testing.T) {
+	mem := store.NewMemory()
+	st := &countingStore{Memory: mem}
+	e := newEnvWith(t, mem, st, nil)
+	b, _, out := e.signedIn()
+	op := e.browser()
+	op.post("/operator/signin", url.Values{"csrf": {op.token("/operator")}, "token": {testAdminToken}})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	before := st.writes.Load()
+	const loads = 5
+	for i := 1; i <= loads; i++ {
+		nc, err := rtmfp.Connect(ctx, out.URL, &rtmfp.Config{LocalAddr: "127.0.0.1:0"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc.Close()
+		d := b.get("/dashboard")
+		if !strings.Contains(d.body, fmt.Sprintf(" UTC</td><td>%d</td>", i)) {
+			t.Fatalf("load %d: the hour's connects are not %d: %s", i, i, d.body)
+		}
+		if a := op.get("/operator"); a.code != 200 || !strings.Contains(a.body, out.Key) {
+			t.Fatalf("operator page: %d", a.code)
+		}
+	}
+	// The server's own write every 5 s may fall in the loop; the pages
+	// must not have added theirs.
+	if n := st.writes.Load() - before; n > 1 {
+		t.Fatalf("%d page loads with new usage made %d usage writes", 2*loads, n)
 	}
 }
 
