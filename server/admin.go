@@ -124,7 +124,11 @@ func (s *Server) Sessions() []SessionInfo {
 // need a JSON content type, and every request a Host header naming the
 // listener (see AdminOptions).
 func (s *Server) Admin(o AdminOptions) http.Handler {
-	return newAdminGuard(s.adminRoutes(), o)
+	g := newAdminGuard(s.adminRoutes(), o)
+	if g.bad != nil {
+		s.log.Error("the admin API refuses every request", "err", g.bad)
+	}
+	return g
 }
 
 func (s *Server) adminRoutes() http.Handler {
