@@ -185,6 +185,42 @@ func TestSignupJSON(t *testing.T) {
 
 func itoa(p uint16) string { return strconv.Itoa(int(p)) }
 
+// The URLs a sign-up answers with are built from the request's Host only
+// when it is a DNS name or an IP address with a numeric port; anything
+// else (Go lets through characters such as ' ( ) ; in a Host header) is
+// replaced by the address the request came in on.
+func TestSignupURLsIgnoreAForgedHost(t *testing.T) {
+	e := newEnv(t, nil)
+	listener := strings.TrimPrefix(e.web.URL, "http://")
+	for host, want := range map[string]string{
+		"stratus.test:8080":           "http://stratus.test:8080",
+		"[::1]:8080":                  "http://[::1]:8080",
+		"evil'(alert);x.example":      "http://" + listener,
+		"evil.example:80'+alert(1)+'": "http://" + listener,
+		"evil.example:99999":          "http://" + listener,
+		"evil.example:8080;x=1":       "http://" + listener,
+		"evil.example:8080:9090":      "http://" + listener,
+	} {
+		b := e.browser()
+		req, _ := http.NewRequest("POST", e.web.URL+"/api/v1/signup", strings.NewReader(`{"name":"n","email":"a@b.c"}`))
+		req.Host = host
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := b.c.Do(req)
+		if err != nil {
+			t.Fatalf("Host %q: %v", host, err)
+		}
+		var out signedUp
+		err = json.NewDecoder(resp.Body).Decode(&out)
+		resp.Body.Close()
+		if resp.StatusCode != 201 || err != nil {
+			t.Fatalf("Host %q: %d %v", host, resp.StatusCode, err)
+		}
+		if out.ExchangeURL != want+"/exchange/"+out.Key || out.Dashboard != want+"/dashboard" {
+			t.Errorf("Host %q: exchange_url %q, dashboard %q; want them under %s", host, out.ExchangeURL, out.Dashboard, want)
+		}
+	}
+}
+
 func TestSignupRateLimit(t *testing.T) {
 	proxy := netip.MustParsePrefix("127.0.0.1/32")
 	e := newEnv(t, func(c *Config) { c.SignupsPerHour = 2; c.TrustedProxies = []netip.Prefix{proxy} })
