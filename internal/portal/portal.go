@@ -112,7 +112,7 @@ func New(cfg Config) (*Portal, error) {
 	if strings.TrimSpace(cfg.Terms) == "" {
 		cfg.Terms = DefaultTerms
 	}
-	p := &Portal{cfg: cfg, log: cfg.Logger, sessions: newSessions(cfg.Now)}
+	p := &Portal{cfg: cfg, log: cfg.Logger, sessions: newSessions(cfg.Now, maxSessions)}
 	if cfg.PublicURL != "" {
 		u, err := url.Parse(cfg.PublicURL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -275,7 +275,11 @@ func (p *Portal) terms(w http.ResponseWriter, r *http.Request) {
 func (p *Portal) postedForm(w http.ResponseWriter, r *http.Request) bool {
 	r.Body = http.MaxBytesReader(w, r.Body, 8<<10)
 	if err := r.ParseForm(); err != nil {
-		p.fail(w, r, http.StatusRequestEntityTooLarge, "The form is too large.")
+		if tooBig := (*http.MaxBytesError)(nil); errors.As(err, &tooBig) {
+			p.fail(w, r, http.StatusRequestEntityTooLarge, "The form is too large.")
+		} else {
+			p.fail(w, r, http.StatusBadRequest, "The form could not be read.")
+		}
 		return false
 	}
 	if !p.checkCSRF(r) {

@@ -712,6 +712,21 @@ func TestPortalServes(t *testing.T) {
 	}
 }
 
+// A form that cannot be parsed is a bad request (400), not one that is too
+// large (413), which only an oversized body is.
+func TestFormErrors(t *testing.T) {
+	e := newEnv(t, nil)
+	b := e.browser()
+	tok := b.token("/signin")
+	if a := b.do("POST", "/signin", strings.NewReader("csrf="+tok+"&secret=%zz"), "application/x-www-form-urlencoded"); a.code != 400 || !strings.Contains(a.body, "could not be read") {
+		t.Fatalf("malformed form: %d %s", a.code, a.body)
+	}
+	big := url.Values{"csrf": {tok}, "secret": {strings.Repeat("s", 9<<10)}}
+	if a := b.post("/signin", big); a.code != 413 {
+		t.Fatalf("oversized form: %d", a.code)
+	}
+}
+
 func FuzzParseSignupJSON(f *testing.F) {
 	f.Add([]byte(`{"name": "Ada", "email": "ada@example.com"}`))
 	f.Add([]byte(`{"name": "", "email": ""}`))
