@@ -78,6 +78,12 @@ type Handler struct {
 	CheckKey func(key string) error
 }
 
+// Router is where routes are added: an *http.ServeMux, or anything that
+// records them.
+type Router interface {
+	HandleFunc(pattern string, handler func(http.ResponseWriter, *http.Request))
+}
+
 // Routes adds the exchange's routes to mux:
 //
 //	GET|POST /exchange/{key}?...                    the VideoPhone protocol (XML)
@@ -91,7 +97,7 @@ type Handler struct {
 // Security.loadPolicyFile("http://HOST/exchange/crossdomain.xml") before
 // using the exchange; the master policy keeps every other path (the
 // portal, with its cookies) closed to other sites' SWFs.
-func (h *Handler) Routes(mux *http.ServeMux) {
+func (h *Handler) Routes(mux Router) {
 	mux.HandleFunc("GET /crossdomain.xml", policy(`<site-control permitted-cross-domain-policies="by-content-type"/>`))
 	mux.HandleFunc("GET /exchange/crossdomain.xml", policy(`<allow-access-from domain="*"/>`))
 	mux.HandleFunc("GET /exchange/{key}", h.videoPhone)

@@ -22,6 +22,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/stratus-rtmfp/stratus/internal/exchange"
 	"github.com/stratus-rtmfp/stratus/internal/ratelimit"
 	"github.com/stratus-rtmfp/stratus/server"
 	"github.com/stratus-rtmfp/stratus/store"
@@ -176,8 +177,36 @@ func parsePages() (map[string]*template.Template, error) {
 // Handler returns the portal's routes, the exchange's included.
 func (p *Portal) Handler() http.Handler {
 	mux := http.NewServeMux()
+	p.routes(mux)
+	ex := p.cfg.Server.Exchange()
+	for _, prefix := range exchangeMounts {
+		mux.Handle(prefix, ex)
+	}
+
+	// Browsers' cross-origin writes are refused before any handler runs
+	// (Sec-Fetch-Site / Origin), except on the exchange, which carries no
+	// credentials and is meant for pages of any origin.
+	cop := http.NewCrossOriginProtection()
+	cop.AddInsecureBypassPattern("/exchange/")
+	cop.AddInsecureBypassPattern("/api/v1/exchange/")
+	if p.publicURL != nil {
+		_ = cop.AddTrustedOrigin(p.publicURL.Scheme + "://" + p.publicURL.Host)
+	}
+	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p.fail(w, r, http.StatusForbidden, "This request came from another site and was refused.")
+	}))
+	return securityHeaders(cop.Handler(mux))
+}
+
+// exchangeMounts are the patterns under which the peer-ID exchange's own
+// routes (exchange.Handler.Routes) are served.
+var exchangeMounts = []string{"/exchange/", "/api/v1/exchange/", "GET /crossdomain.xml"}
+
+// routes adds the portal's own routes to mux. (The README's endpoint
+// table lists them all; a test holds it to that.)
+func (p *Portal) routes(mux exchange.Router) {
 	static, _ := fs.Sub(staticFS, "static")
-	mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
+	mux.HandleFunc("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)).ServeHTTP)
 	mux.HandleFunc("GET /{$}", p.home)
 	mux.HandleFunc("POST /signup", p.signupForm)
 	mux.HandleFunc("POST /api/v1/signup", p.signupJSON)
@@ -193,24 +222,6 @@ func (p *Portal) Handler() http.Handler {
 	mux.HandleFunc("POST /operator/signin", p.operatorSignin)
 	mux.HandleFunc("POST /operator/accounts/{id}/{action}", p.operatorAccount)
 	mux.HandleFunc("POST /operator/keys/{key}/quota", p.operatorQuota)
-	ex := p.cfg.Server.Exchange()
-	mux.Handle("/exchange/", ex)
-	mux.Handle("/api/v1/exchange/", ex)
-	mux.Handle("GET /crossdomain.xml", ex)
-
-	// Browsers' cross-origin writes are refused before any handler runs
-	// (Sec-Fetch-Site / Origin), except on the exchange, which carries no
-	// credentials and is meant for pages of any origin.
-	cop := http.NewCrossOriginProtection()
-	cop.AddInsecureBypassPattern("/exchange/")
-	cop.AddInsecureBypassPattern("/api/v1/exchange/")
-	if p.publicURL != nil {
-		_ = cop.AddTrustedOrigin(p.publicURL.Scheme + "://" + p.publicURL.Host)
-	}
-	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p.fail(w, r, http.StatusForbidden, "This request came from another site and was refused.")
-	}))
-	return securityHeaders(cop.Handler(mux))
 }
 
 // securityHeaders sets what every answer carries: no scripts at all, no
