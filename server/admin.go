@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/stratus-rtmfp/stratus/internal/httpx"
 	"github.com/stratus-rtmfp/stratus/store"
 )
 
@@ -149,13 +150,13 @@ func (s *Server) adminRoutes() http.Handler {
 		w.Write([]byte("ok\n"))
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.gather, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /api/sessions", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, s.Sessions()) })
+	mux.HandleFunc("GET /api/sessions", func(w http.ResponseWriter, r *http.Request) { httpx.WriteJSON(w, http.StatusOK, s.Sessions()) })
 	mux.HandleFunc("GET /api/info", func(w http.ResponseWriter, r *http.Request) {
 		var listeners []string
 		for _, e := range s.engineList() {
 			listeners = append(listeners, e.LocalAddr().String())
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"fingerprint": hexID(s.id.PeerID), "listeners": listeners,
+		httpx.WriteJSON(w, http.StatusOK, map[string]any{"fingerprint": hexID(s.id.PeerID), "listeners": listeners,
 			"public_addresses": addrStrings(s.cfg.PublicAddresses), "open": s.cfg.Open})
 	})
 	type keyView struct {
@@ -173,7 +174,7 @@ func (s *Server) adminRoutes() http.Handler {
 			_, u, _ := s.KeyUsage(k.ID)
 			out = append(out, keyView{k, u})
 		}
-		writeJSON(w, http.StatusOK, out)
+		httpx.WriteJSON(w, http.StatusOK, out)
 	})
 	mux.HandleFunc("POST /api/keys", func(w http.ResponseWriter, r *http.Request) {
 		var req struct {
@@ -189,7 +190,7 @@ func (s *Server) adminRoutes() http.Handler {
 			writeError(w, err)
 			return
 		}
-		writeJSON(w, http.StatusCreated, keyView{Key: k})
+		httpx.WriteJSON(w, http.StatusCreated, keyView{Key: k})
 	})
 	show := func(w http.ResponseWriter, r *http.Request) {
 		k, u, err := s.KeyUsage(r.PathValue("key"))
@@ -197,7 +198,7 @@ func (s *Server) adminRoutes() http.Handler {
 			writeError(w, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, keyView{k, u})
+		httpx.WriteJSON(w, http.StatusOK, keyView{k, u})
 	}
 	revoke := func(w http.ResponseWriter, r *http.Request) {
 		k, err := s.RevokeKey(r.PathValue("key"))
@@ -205,7 +206,7 @@ func (s *Server) adminRoutes() http.Handler {
 			writeError(w, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, keyView{Key: k})
+		httpx.WriteJSON(w, http.StatusOK, keyView{Key: k})
 	}
 	mux.HandleFunc("GET /api/keys/{key}", show)
 	mux.HandleFunc("POST /api/keys/{key}/revoke", revoke)
@@ -221,18 +222,10 @@ func addrStrings(a []netip.AddrPort) []string {
 	return out
 }
 
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
-}
-
 func writeError(w http.ResponseWriter, err error) {
 	code := http.StatusInternalServerError
 	if errors.Is(err, store.ErrNotFound) {
 		code = http.StatusNotFound
 	}
-	writeJSON(w, code, map[string]string{"error": err.Error()})
+	httpx.WriteError(w, code, err.Error())
 }

@@ -1,8 +1,6 @@
 package server
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
 	"fmt"
 	"mime"
 	"net"
@@ -10,6 +8,8 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/stratus-rtmfp/stratus/internal/httpx"
 )
 
 // AdminOptions secure the admin API (Server.Admin).
@@ -39,15 +39,14 @@ type AdminOptions struct {
 // CORS preflight, which this API never grants).
 type adminGuard struct {
 	next   http.Handler
-	token  [32]byte // SHA-256 of the token, compared in constant time
-	noAuth bool     // no token configured: refuse
+	token  httpx.Token // none configured: every request is refused
 	listen netip.AddrPort
 	anyIP  bool  // no Addr given
 	bad    error // Addr unusable: every request is answered with it
 }
 
 func newAdminGuard(next http.Handler, o AdminOptions) *adminGuard {
-	g := &adminGuard{next: next, token: sha256.Sum256([]byte(o.Token)), noAuth: o.Token == ""}
+	g := &adminGuard{next: next, token: httpx.NewToken(o.Token)}
 	if o.Addr == "" {
 		g.anyIP = true
 	} else {
@@ -96,12 +95,12 @@ func (g *adminGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if !g.authorized(r) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="stratus admin"`)
-		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "admin API: missing or wrong bearer token (see admin.token in the data directory)"})
+		httpx.WriteError(w, http.StatusUnauthorized, "admin API: missing or wrong bearer token (see admin.token in the data directory)")
 		return
 	}
 	if r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodPatch {
 		if strings.HasPrefix(r.URL.Path, "/api/") && !isJSON(r.Header.Get("Content-Type")) {
-			writeJSON(w, http.StatusUnsupportedMediaType, map[string]string{"error": "admin API: writes need Content-Type: application/json"})
+			httpx.WriteError(w, http.StatusUnsupportedMediaType, "admin API: writes need Content-Type: application/json")
 			return
 		}
 	}
@@ -109,15 +108,8 @@ func (g *adminGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (g *adminGuard) authorized(r *http.Request) bool {
-	if g.noAuth {
-		return false
-	}
 	scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return false
-	}
-	sum := sha256.Sum256([]byte(strings.TrimSpace(tok)))
-	return subtle.ConstantTimeCompare(sum[:], g.token[:]) == 1
+	return ok && strings.EqualFold(scheme, "Bearer") && g.token.Matches(strings.TrimSpace(tok))
 }
 
 func isJSON(ct string) bool {

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/stratus-rtmfp/stratus/internal/httpx"
 )
 
 // Limits on what a request may carry.
@@ -203,7 +205,7 @@ func (h *Handler) jsonLookup(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	peer, ok := h.Registry.Lookup(key, name)
-	writeJSON(w, http.StatusOK, NameView{Username: name, Identity: peer, Available: ok})
+	httpx.WriteJSON(w, http.StatusOK, NameView{Username: name, Identity: peer, Available: ok})
 }
 
 func (h *Handler) jsonRegister(w http.ResponseWriter, r *http.Request) {
@@ -228,7 +230,7 @@ func (h *Handler) jsonRegister(w http.ResponseWriter, r *http.Request) {
 		jsonError(w, registerStatus(err), err)
 		return
 	}
-	writeJSON(w, http.StatusOK, NameView{Username: name, Identity: peer, Available: true})
+	httpx.WriteJSON(w, http.StatusOK, NameView{Username: name, Identity: peer, Available: true})
 }
 
 func (h *Handler) jsonUnregister(w http.ResponseWriter, r *http.Request) {
@@ -299,12 +301,6 @@ func xmlError(w http.ResponseWriter, code int, msg string) {
 	writeXML(w, code, b.String())
 }
 
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	json.NewEncoder(w).Encode(v)
-}
-
 func jsonError(w http.ResponseWriter, code int, err error) {
-	writeJSON(w, code, map[string]string{"error": trim(err)})
+	httpx.WriteError(w, code, trim(err))
 }

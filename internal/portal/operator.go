@@ -1,8 +1,6 @@
 package portal
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
 	"net/http"
 	"strconv"
 	"strings"
@@ -21,7 +19,7 @@ type operatorData struct {
 	Owners   map[string]string // account ID -> name
 }
 
-// operatorSession reports whether the request is the signed-in operator.
+// isOperator reports whether the request is the signed-in operator's.
 func (p *Portal) isOperator(r *http.Request) bool {
 	s := p.session(r)
 	return s != nil && s.operator
@@ -81,9 +79,7 @@ func (p *Portal) operatorSignin(w http.ResponseWriter, r *http.Request) {
 		p.fail(w, r, http.StatusTooManyRequests, "Too many sign-in attempts from your network: wait a minute.")
 		return
 	}
-	got := sha256.Sum256([]byte(strings.TrimSpace(r.PostFormValue("token"))))
-	want := sha256.Sum256([]byte(p.cfg.AdminToken))
-	if p.cfg.AdminToken == "" || subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+	if !p.adminTok.Matches(strings.TrimSpace(r.PostFormValue("token"))) {
 		p.render(w, r, http.StatusUnauthorized, "operator-signin", page{Title: "Operator sign-in", Error: "That is not the admin token."})
 		return
 	}

@@ -23,6 +23,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/stratus-rtmfp/stratus/internal/exchange"
+	"github.com/stratus-rtmfp/stratus/internal/httpx"
 	"github.com/stratus-rtmfp/stratus/internal/ratelimit"
 	"github.com/stratus-rtmfp/stratus/server"
 	"github.com/stratus-rtmfp/stratus/store"
@@ -39,7 +40,8 @@ type Config struct {
 	Server *server.Server
 	// Accounts is the server's store (store.Bolt or store.Memory).
 	Accounts store.Accounts
-	// AdminToken signs the operator in (the admin API's token).
+	// AdminToken signs the operator in (the admin API's token); empty,
+	// nobody can.
 	AdminToken string
 	// RTMFPPort is the UDP port clients connect to (shown in URLs; 1935
 	// is left out of them). PublicAddresses, if any, name the host
@@ -75,6 +77,7 @@ type Portal struct {
 	cfg       Config
 	log       *slog.Logger
 	pages     map[string]*template.Template
+	adminTok  httpx.Token
 	sessions  *sessions
 	signups   *ratelimit.Prefix
 	allSignup *rate.Limiter // nil: no limit
@@ -113,7 +116,7 @@ func New(cfg Config) (*Portal, error) {
 	if strings.TrimSpace(cfg.Terms) == "" {
 		cfg.Terms = DefaultTerms
 	}
-	p := &Portal{cfg: cfg, log: cfg.Logger, sessions: newSessions(cfg.Now, maxSessions)}
+	p := &Portal{cfg: cfg, log: cfg.Logger, adminTok: httpx.NewToken(cfg.AdminToken), sessions: newSessions(cfg.Now, maxSessions)}
 	if cfg.PublicURL != "" {
 		u, err := url.Parse(cfg.PublicURL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {

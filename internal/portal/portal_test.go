@@ -682,7 +682,7 @@ func TestPortalServes(t *testing.T) {
 	b := e.browser()
 	for path, want := range map[string]string{
 		"/exchange/" + out.Key + "?friends=x":      `<result><friend><user>x</user></friend></result>`,
-		"/api/v1/exchange/" + out.Key + "/names/x": `"available":false`,
+		"/api/v1/exchange/" + out.Key + "/names/x": `"available": false`,
 		"/crossdomain.xml":                         `by-content-type`,
 		"/exchange/crossdomain.xml":                `allow-access-from`,
 		"/static/style.css":                        `:focus-visible`,

@@ -15,6 +15,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/stratus-rtmfp/stratus/internal/httpx"
 	"github.com/stratus-rtmfp/stratus/store"
 )
 
@@ -217,17 +218,17 @@ func (p *Portal) signupForm(w http.ResponseWriter, r *http.Request) {
 
 func (p *Portal) signupJSON(w http.ResponseWriter, r *http.Request) {
 	if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
-		jsonError(w, http.StatusUnsupportedMediaType, "Content-Type must be application/json")
+		httpx.WriteError(w, http.StatusUnsupportedMediaType, "Content-Type must be application/json")
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxJSONBody))
 	if err != nil {
-		jsonError(w, http.StatusRequestEntityTooLarge, "body longer than 4096 bytes")
+		httpx.WriteError(w, http.StatusRequestEntityTooLarge, "body longer than 4096 bytes")
 		return
 	}
 	s, err := ParseSignupJSON(body)
 	if err != nil {
-		jsonError(w, http.StatusBadRequest, err.Error())
+		httpx.WriteError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	if err := p.allowSignup(r); err != nil {
@@ -235,17 +236,17 @@ func (p *Portal) signupJSON(w http.ResponseWriter, r *http.Request) {
 		if errors.Is(err, errSignupClosed) {
 			code = http.StatusForbidden
 		}
-		jsonError(w, code, err.Error())
+		httpx.WriteError(w, code, err.Error())
 		return
 	}
 	out, err := p.signup(r, s)
 	if err != nil {
 		p.log.Error("portal: sign-up", "err", err)
-		jsonError(w, http.StatusInternalServerError, "the account could not be created")
+		httpx.WriteError(w, http.StatusInternalServerError, "the account could not be created")
 		return
 	}
 	w.Header().Set("Cache-Control", "no-store")
-	writeJSON(w, http.StatusCreated, out)
+	httpx.WriteJSON(w, http.StatusCreated, out)
 }
 
 func trimTo(s string, n int) string {
@@ -262,18 +263,6 @@ func sentence(err error) string {
 		return s
 	}
 	return strings.ToUpper(s[:1]) + s[1:] + "."
-}
-
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	enc.Encode(v)
-}
-
-func jsonError(w http.ResponseWriter, code int, msg string) {
-	writeJSON(w, code, map[string]string{"error": msg})
 }
 
 // checkSecret finds the account a secret signs in. Every failure reads
