@@ -10,40 +10,6 @@ import (
 	"github.com/stratus-rtmfp/stratus/store"
 )
 
-func (p *Portal) signinPage(w http.ResponseWriter, r *http.Request) {
-	p.render(w, r, http.StatusOK, "signin", page{Title: "Sign in"})
-}
-
-const badSecret = "That secret does not sign in to any account. It is the line starting with s1. shown once when you signed up."
-
-func (p *Portal) signin(w http.ResponseWriter, r *http.Request) {
-	if !p.postedForm(w, r) {
-		return
-	}
-	if !p.signins.Allow(p.clientIP(r), p.cfg.Now()) {
-		p.fail(w, r, http.StatusTooManyRequests, "Too many sign-in attempts from your network: wait a minute.")
-		return
-	}
-	acct, ok := p.checkSecret(r.PostFormValue("secret"))
-	if !ok {
-		p.render(w, r, http.StatusUnauthorized, "signin", page{Title: "Sign in", Error: badSecret})
-		return
-	}
-	p.signIn(w, r, acct.ID, false)
-	http.Redirect(w, r, "/dashboard", http.StatusSeeOther)
-}
-
-func (p *Portal) signout(w http.ResponseWriter, r *http.Request) {
-	if !p.postedForm(w, r) {
-		return
-	}
-	if id := p.cookie(r, "stratus_session"); id != "" {
-		p.sessions.end(id)
-	}
-	p.setCookie(w, r, "stratus_session", "", -1)
-	http.Redirect(w, r, "/", http.StatusSeeOther)
-}
-
 // keyRow is one key on the dashboard or the operator's page.
 type keyRow struct {
 	store.Key

@@ -101,7 +101,7 @@ func (b *browser) do(method, path string, body io.Reader, ct string) answer {
 
 func (b *browser) get(path string) answer { return b.do("GET", path, nil, "") }
 
-// post sends a form; csrf "" means the token of the page at from.
+// post sends a form, as it is (the caller puts the CSRF token in).
 func (b *browser) post(path string, form url.Values) answer {
 	return b.do("POST", path, strings.NewReader(form.Encode()), "application/x-www-form-urlencoded")
 }
