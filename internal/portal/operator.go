@@ -72,11 +72,7 @@ func (p *Portal) operator(w http.ResponseWriter, r *http.Request) {
 // operatorSignin takes the admin token. Sign-in attempts share the
 // per-network budget with developers' sign-ins.
 func (p *Portal) operatorSignin(w http.ResponseWriter, r *http.Request) {
-	if !p.postedForm(w, r) {
-		return
-	}
-	if !p.signins.Allow(p.clientIP(r), p.cfg.Now()) {
-		p.fail(w, r, http.StatusTooManyRequests, "Too many sign-in attempts from your network: wait a minute.")
+	if !p.postedSignin(w, r) {
 		return
 	}
 	if !p.adminTok.Matches(strings.TrimSpace(r.PostFormValue("token"))) {

@@ -15,12 +15,22 @@ func (p *Portal) signinPage(w http.ResponseWriter, r *http.Request) {
 
 const badSecret = "That secret does not sign in to any account. It is the line starting with s1. shown once when you signed up."
 
-func (p *Portal) signin(w http.ResponseWriter, r *http.Request) {
+// postedSignin checks a sign-in form (a developer's or the operator's:
+// they share the per-network budget of attempts); on failure it answers
+// the request and returns false.
+func (p *Portal) postedSignin(w http.ResponseWriter, r *http.Request) bool {
 	if !p.postedForm(w, r) {
-		return
+		return false
 	}
 	if !p.signins.Allow(p.clientIP(r), p.cfg.Now()) {
 		p.fail(w, r, http.StatusTooManyRequests, "Too many sign-in attempts from your network: wait a minute.")
+		return false
+	}
+	return true
+}
+
+func (p *Portal) signin(w http.ResponseWriter, r *http.Request) {
+	if !p.postedSignin(w, r) {
 		return
 	}
 	acct, ok := p.checkSecret(r.PostFormValue("secret"))
