@@ -81,22 +81,22 @@ func TestGroupJoinBootstrapLeave(t *testing.T) {
 	fa := a.join(testGroupID)
 	waitMembers(t, srv, testGroupID, "live", 1)
 	fb := b.join(testGroupID)
-	// The second member is told about the first (its ring successor,
-	// wrapping round): exactly 0b ‖ A's peer ID, on a server flow whose
-	// metadata is "GC" and which answers B's GC flow.
-	h.waitFor(t, "B told about A", func() bool { return len(b.messages(fb)) == 1 })
-	pa := a.peerID()
-	if got := b.messages(fb)[0]; !bytes.Equal(got, append([]byte{0x0b}, pa[:]...)) {
+	// The first member is told about the second (its ring neighbour, to
+	// dial it): exactly 0b ‖ B's peer ID, on a server flow whose metadata
+	// is "GC" and which answers A's GC flow.
+	h.waitFor(t, "A told about B", func() bool { return len(a.messages(fa)) == 1 })
+	pb := b.peerID()
+	if got := a.messages(fa)[0]; !bytes.Equal(got, append([]byte{0x0b}, pb[:]...)) {
 		t.Fatalf("bootstrap message %x", got)
 	}
-	b.mu.Lock()
-	md := b.meta[fb.ID()]
-	b.mu.Unlock()
+	a.mu.Lock()
+	md := a.meta[fa.ID()]
+	a.mu.Unlock()
 	if string(md) != "GC" {
 		t.Fatalf("server flow metadata %q", md)
 	}
-	if len(a.messages(fa)) != 0 {
-		t.Fatalf("A was told %x", a.messages(fa))
+	if len(b.messages(fb)) != 0 {
+		t.Fatalf("B was told %x", b.messages(fb))
 	}
 	fc := c.join(testGroupID)
 	// In a small group every pair is introduced exactly once, to one side.
@@ -171,9 +171,9 @@ func TestGroupSessionDeath(t *testing.T) {
 	srv, reg := groupServer(t, nil)
 	a := newGroupClient(t, h, srv.Addr, "k")
 	b := newGroupClient(t, h, srv.Addr, "k")
-	a.join(testGroupID)
-	fb := b.join(testGroupID)
-	h.waitFor(t, "B told about A", func() bool { return len(b.messages(fb)) == 1 })
+	fa := a.join(testGroupID)
+	b.join(testGroupID)
+	h.waitFor(t, "A told about B", func() bool { return len(a.messages(fa)) == 1 })
 	// Before A dies, a lookup of A is a normal introduction.
 	if addrs, ok := lookupAnswer(t, srv.Addr, a.peerID()); !ok || len(addrs) == 0 || addrs[0].AddrPort.Addr().IsUnspecified() {
 		t.Fatalf("live member: %v %v", addrs, ok)
@@ -213,16 +213,16 @@ func TestGroupKeyIsolation(t *testing.T) {
 	a := newGroupClient(t, h, srv.Addr, k1.ID)
 	b := newGroupClient(t, h, srv.Addr, k2.ID)
 	c := newGroupClient(t, h, srv.Addr, k1.ID)
-	a.join(testGroupID)
+	fa := a.join(testGroupID)
 	waitMembers(t, srv, testGroupID, k1.ID, 1)
 	fb := b.join(testGroupID)
 	waitMembers(t, srv, testGroupID, k2.ID, 1)
 	fc := c.join(testGroupID)
-	h.waitFor(t, "C told about A", func() bool { return len(c.messages(fc)) == 1 })
-	if got := c.announced(fc); got[a.peerID()] != 1 {
-		t.Fatalf("C learned %v", got)
+	h.waitFor(t, "A told about C", func() bool { return len(a.messages(fa)) == 1 })
+	if got := a.announced(fa); got[c.peerID()] != 1 {
+		t.Fatalf("A learned %v", got)
 	}
-	if n := len(b.messages(fb)) + a.total(); n != 0 {
+	if n := len(b.messages(fb)) + len(c.messages(fc)); n != 0 {
 		t.Fatalf("%d messages crossed developer keys", n)
 	}
 	gs, _ := srv.Group(hex.EncodeToString(testGroupID[:]), "", 10)
@@ -260,14 +260,13 @@ func TestGroupSeveralPerClient(t *testing.T) {
 	fc := c.join(g2)
 	fc3 := c.open()
 	fc3.Write(flash.AppendGroupJoinSpec(nil, spec))
-	h.waitFor(t, "B told about A", func() bool { return len(b.messages(fb)) == 1 })
-	h.waitFor(t, "C told about A twice", func() bool { return len(c.messages(fc)) == 1 && len(c.messages(fc3)) == 1 })
-	for _, f := range []*engine.SendFlow{fa1, fa2, fa3} {
-		if n := len(a.messages(f)); n != 0 {
-			t.Fatalf("A told %d things", n)
-		}
+	h.waitFor(t, "A told about B, and C twice", func() bool {
+		return len(a.messages(fa1)) == 1 && len(a.messages(fa2)) == 1 && len(a.messages(fa3)) == 1
+	})
+	if n := len(b.messages(fb)) + len(c.messages(fc)) + len(c.messages(fc3)); n != 0 {
+		t.Fatalf("the newcomers were told %d things", n)
 	}
-	if b.announced(fb)[a.peerID()] != 1 || c.announced(fc)[a.peerID()] != 1 || c.announced(fc3)[a.peerID()] != 1 {
+	if a.announced(fa1)[b.peerID()] != 1 || a.announced(fa2)[c.peerID()] != 1 || a.announced(fa3)[c.peerID()] != 1 {
 		t.Fatal("announcements on the wrong flows")
 	}
 	// A second flow for a group A is in: dropped, the membership stays

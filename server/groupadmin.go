@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/stratus-rtmfp/stratus/internal/httpx"
 )
 
 // GroupsOverview is what GET /api/groups shows: NetGroup totals and, per
@@ -98,17 +100,17 @@ func (s *Server) groupRoutes(mux *http.ServeMux) {
 		return def
 	}
 	mux.HandleFunc("GET /api/groups", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, s.Groups(limit(r, 100)))
+		httpx.WriteJSON(w, http.StatusOK, s.Groups(limit(r, 100)))
 	})
 	mux.HandleFunc("GET /api/groups/{id}", func(w http.ResponseWriter, r *http.Request) {
 		gs, err := s.Group(r.PathValue("id"), r.URL.Query().Get("key"), limit(r, 1000))
 		switch {
 		case err != nil:
-			writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+			httpx.WriteError(w, http.StatusBadRequest, err.Error())
 		case len(gs) == 0:
-			writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such group"})
+			httpx.WriteError(w, http.StatusNotFound, "no such group")
 		default:
-			writeJSON(w, http.StatusOK, gs)
+			httpx.WriteJSON(w, http.StatusOK, gs)
 		}
 	})
 }

@@ -61,7 +61,7 @@ func (s *Server) introduce(e *engine.Engine, src netip.AddrPort, epd handshake.E
 		anonymous := initiator == nil || initiator.state != connected
 		initKey := keyOf(initiator)
 		s.mu.Unlock()
-		if result == "unknown" && s.signalDead(e, src, tag, id, initKey, anonymous) {
+		if result == "unknown" && target == nil && s.signalDead(e, src, tag, id, initKey, anonymous) {
 			result = "dead" // a departed group member: "gone", not silence
 		}
 		s.metrics.intro(s.keyLabel(keyOf(target)), result)

@@ -23,9 +23,9 @@ func pairs(as []Announcement) []pair {
 }
 
 // The worked example of the research notes (§2.4): members P1 < … < P5 and
-// X between P2 and P3. MonaServer 2 tells P2, P1, P5, P3, P4 about X; we
-// tell X about its successors P3, P4, P5 and its predecessors P2, P1 about
-// X, one announcement per pair, to the member that comes first on the ring.
+// X between P2 and P3. MonaServer 2 tells P2, P1, P5, P3, P4 about X; so do
+// we (in ring-distance order, successor first), four on each side, each
+// member once.
 func TestJoinPlanWorkedExample(t *testing.T) {
 	d := NewLocal(Policy{})
 	g := GroupKey{DevKey: "k", ID: [32]byte{1}}
@@ -36,7 +36,7 @@ func TestJoinPlanWorkedExample(t *testing.T) {
 	if !ok {
 		t.Fatal("join refused")
 	}
-	want := []pair{{25, 30}, {20, 25}, {25, 40}, {10, 25}, {25, 50}}
+	want := []pair{{30, 25}, {20, 25}, {40, 25}, {10, 25}, {50, 25}}
 	if got := pairs(out); len(got) != len(want) {
 		t.Fatalf("plan %v, want %v", got, want)
 	} else {
@@ -46,7 +46,7 @@ func TestJoinPlanWorkedExample(t *testing.T) {
 			}
 		}
 	}
-	if out[0].To.Local != 25 || out[1].To.Local != 20 {
+	if out[0].To.Local != 30 || out[1].To.Local != 20 {
 		t.Fatal("announcements lost the members' handles")
 	}
 	if _, ok := d.Join(g, member(25), nil); ok {
@@ -70,8 +70,8 @@ func TestSmallGroups(t *testing.T) {
 	if out, _ := d.Join(g, member(1), nil); len(out) != 0 {
 		t.Fatalf("first member told %v", pairs(out))
 	}
-	// The second learns the first (its successor, wrapping).
-	if out, _ := d.Join(g, member(2), nil); len(pairs(out)) != 1 || pairs(out)[0] != (pair{2, 1}) {
+	// The first learns the second (its successor, wrapping).
+	if out, _ := d.Join(g, member(2), nil); len(pairs(out)) != 1 || pairs(out)[0] != (pair{1, 2}) {
 		t.Fatalf("second member: %v", pairs(out))
 	}
 	// Each later member of a small group reaches every other exactly once.
@@ -115,7 +115,7 @@ func TestKeysIsolateGroups(t *testing.T) {
 	if out, _ := d.Join(b, member(2), nil); len(out) != 0 {
 		t.Fatalf("a member of key b was told about key a's: %v", pairs(out))
 	}
-	if out, _ := d.Join(a, member(3), nil); len(out) != 1 || out[0].Peer[1] != 1 {
+	if out, _ := d.Join(a, member(3), nil); len(out) != 1 || out[0].To.Addr != addrOf(1) || out[0].Peer[1] != 3 {
 		t.Fatalf("key a: %v", pairs(out))
 	}
 	if gs := d.Groups(id); len(gs) != 2 || gs[0] != a || gs[1] != b {

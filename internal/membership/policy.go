@@ -13,21 +13,26 @@ type Announcement struct {
 //
 // On a join of X, with the group's members ordered by group address:
 //
-//   - X is told about its Successors nearest members after it on the
-//     ring (X dials them);
-//   - its Predecessors nearest members before it are told about X (they
-//     dial X), since X is now among their nearest successors;
+//   - X's Successors nearest members after it and Predecessors nearest
+//     members before it on the ring are told about X (they dial X): X is
+//     now among their nearest neighbours, and they are X's;
 //   - X is told about Random members drawn uniformly from the rest of
 //     the ring (X dials them): long links that keep the seeded graph an
 //     expander rather than a ring, and seed X's first group reports with
 //     distant peers.
 //
-// Every pair of ring neighbours thus gets exactly one announcement, to the
-// member that comes first on the ring: never both (two simultaneous dials
-// between the same peers are an introduction glare that clients resolve,
-// but at the price of an extra round trip). When X leaves, its former
-// predecessor is told about its former successor, so the seeded graph
-// keeps every adjacent pair of the ring linked whatever the churn.
+// The members already there dial the newcomer, not the other way round: a
+// client's dials leave on its handshake timer (librtmfp: a 500 ms tick
+// that starts when it connected, so right after its join the newcomer's
+// next tick is almost 500 ms away), while the members' timers run at
+// random phases, so the first of several dials reaches the newcomer within
+// a fraction of a tick; and a member that has died unnoticed dials nobody,
+// where a newcomer told about it would spend its attempts on it. Each pair
+// gets one announcement, never both sides (two simultaneous dials between
+// the same peers are a glare that clients resolve at the price of an
+// extra round trip). When X leaves, its former predecessor is told about
+// its former successor, so the seeded graph keeps every adjacent pair of
+// the ring linked whatever the churn.
 //
 // A join costs O(log n) and at most Successors + Predecessors + Random
 // messages, whatever the group's size; a leave one message.
@@ -71,7 +76,7 @@ func (p Policy) planJoin(r *Ring, x *Member, intn func(int) int, out []Announcem
 	}
 	for k := 0; k < max(p.Successors, p.Predecessors) && used < n; k++ {
 		if k < p.Successors && visit(i+k) {
-			out = append(out, Announcement{To: *x, Peer: r.At(((i+k)%n + n) % n).Peer})
+			out = append(out, Announcement{To: *r.At((i + k) % n), Peer: x.Peer})
 		}
 		if k < p.Predecessors && used < n {
 			if rank := i - 1 - k; visit(rank) {
