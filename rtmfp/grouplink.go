@@ -52,10 +52,22 @@ func (nc *NetConnection) onGroupSessionFlow(pc *peerConn, f *engine.RecvFlow) {
 		f.Reject(0)
 		return
 	}
+	// The 02 that follows the init comes with it (same flush): read it
+	// now, so that the neighbour's capabilities are known when it counts.
+	var note string
+	var early [][]byte
+	ctx, cancel = context.WithTimeout(context.Background(), 200*time.Millisecond)
+	if m, err := f.Read(ctx); err == nil {
+		if n, err := group.ParseData(m); err == nil {
+			note = n
+		}
+		early = append(early, m)
+	}
+	cancel()
 	nc.mu.Lock()
 	ng := nc.groups[strings.ToLower(in.GroupHex)]
 	nc.mu.Unlock()
-	if ng == nil || !ng.do(func() { ng.onInit(pc, f, in) }) {
+	if ng == nil || !ng.do(func() { ng.onInit(pc, f, in, note, early) }) {
 		f.Reject(0)
 		nc.spawn(func() { pc.after(refusedLinger, false) })
 	}
@@ -64,7 +76,7 @@ func (nc *NetConnection) onGroupSessionFlow(pc *peerConn, f *engine.RecvFlow) {
 // onInit checks a peer's group init: our group, addressed to us, and the
 // HMAC only a holder of the groupspec can compute for this session. A
 // wrong one gets the flow refused (the peer then closes the session).
-func (ng *NetGroup) onInit(pc *peerConn, f *engine.RecvFlow, in group.Init) {
+func (ng *NetGroup) onInit(pc *peerConn, f *engine.RecvFlow, in group.Init, note string, early [][]byte) {
 	now := time.Now()
 	id, _ := ParsePeerID(pc.farID)
 	refuse := func(why string) {
@@ -124,9 +136,15 @@ func (ng *NetGroup) onInit(pc *peerConn, f *engine.RecvFlow, in group.Init) {
 		l.in.Reject(0)
 	}
 	l.in, l.validated = f, true
+	if note == group.CapabilityNote {
+		l.capable = true
+	}
 	ng.mesh.Hear(now, id, 0, nil)
 	ng.nc.spawn(func() { ng.readSession(l, f) })
 	ng.maybeConnected(l, now)
+	for _, m := range early {
+		ng.onSessionMsg(l, m)
+	}
 }
 
 // canonical reports whether a session with peer far should be kept when

@@ -30,6 +30,11 @@ const (
 	maxPullBudget   = 256 << 10
 	startPullBudget = 32 << 10
 	mapRefresh      = time.Second // every neighbour gets a changed map at least this often
+	// startDelay: a player waits this long after its first fragment
+	// before it starts delivering, unless a map showed the stream's start.
+	startDelay = 300 * time.Millisecond
+	// pullsPerTick bounds the pulls sent at one Tick.
+	pullsPerTick = 64
 )
 
 // PeerID names a neighbour.
@@ -208,7 +213,8 @@ type Stream struct {
 
 	cur       uint64 // player: last fragment delivered (0: not started)
 	started   bool
-	floor     uint64 // player: where it starts if it came early (0: live)
+	floor     uint64    // player: where it starts if it came early (0: live)
+	firstAt   time.Time // player: when the first fragment came
 	holeSince time.Time
 	pulls     map[uint64]*pull
 	asked     map[uint64]int  // fragments pulled and not received yet: how many times (answers count from anyone)
@@ -376,16 +382,27 @@ func (s *Stream) OnMap(now time.Time, id PeerID, m groupmedia.Map) {
 	s.st.MapsIn++
 	p.last, p.mapAt = m.Last, now
 	p.bits = append(p.bits[:0], m.Bits...)
-	if !s.started && s.floor == 0 && len(s.frags) == 0 && m.Has(1) && m.Last <= uint64(s.cfg.StartBacklog) {
-		// The stream has just begun: take it from its first fragment,
-		// pulling what was published before we were pushed anything.
-		s.floor = 1
-		for id := uint64(1); id <= m.Last; id++ {
-			s.markUrgent(id)
-		}
+	if m.Last <= s.horizon()+s.slack() {
+		s.young(m.Last)
 	}
 	if h := s.horizon(); len(s.knownQ) == 0 || h > s.knownQ[len(s.knownQ)-1].last {
 		s.knownQ = append(s.knownQ, known{now, h})
+	}
+}
+
+// young notes that the stream has reached fragment last: while the player
+// has not started and last is within StartBacklog, the stream has just
+// begun, and the player takes it from its first fragment, pulling what
+// was published before it was pushed anything.
+func (s *Stream) young(last uint64) {
+	if s.started || s.floor != 0 || last > uint64(s.cfg.StartBacklog) {
+		return
+	}
+	s.floor = 1
+	for id := uint64(1); id <= last; id++ {
+		if s.frags[id] == nil {
+			s.markUrgent(id)
+		}
 	}
 }
 
@@ -605,6 +622,10 @@ func (s *Stream) OnFragment(now time.Time, from PeerID, f groupmedia.Fragment, s
 		return false
 	}
 	s.lastIn = now
+	if s.firstAt.IsZero() {
+		s.firstAt = now
+	}
+	s.young(f.ID)
 	s.st.FragmentsIn++
 	s.st.BytesIn += uint64(len(f.Payload))
 	p.fromPeer++
@@ -787,7 +808,7 @@ func (s *Stream) managePush(now time.Time, sink Sink) {
 		quiet := now.Sub(maxTime(cl.since, cl.useful))
 		silent := quiet > s.cfg.PushTimeout && reach > cl.lastID+8 || quiet > s.cfg.PushTimeout/2 && reach > cl.lastID+32
 		if silent || s.peers[cl.pusher].last > h+s.slack() {
-			s.peers[cl.pusher].banned[c] = now.Add(10 * s.cfg.PushTimeout)
+			s.peers[cl.pusher].banned[c] = now.Add(3 * s.cfg.PushTimeout)
 			s.dropClass(c)
 		}
 	}
@@ -802,20 +823,24 @@ func (s *Stream) managePush(now time.Time, sink Sink) {
 		if cl.assigned {
 			continue
 		}
+		// A pusher's map must be current and plausible: neither behind
+		// the group nor claiming far more than it. One lately found
+		// wanting for this class is taken only when no other is left
+		// (when everything is slow, everyone looks wanting).
 		var cands []*peer
-		least := 9
 		slack := s.slack()
-		for _, p := range s.peers {
-			// A pusher's map must be current and plausible: neither
-			// behind the group nor claiming far more than it.
-			if p.last == 0 || p.last+slack < h || p.last > h+slack || now.Before(p.banned[c]) {
-				continue
-			}
-			switch l := load[p.id]; {
-			case l < least:
-				least, cands = l, []*peer{p}
-			case l == least:
-				cands = append(cands, p)
+		for pass := 0; pass < 2 && len(cands) == 0; pass++ {
+			least := 9
+			for _, p := range s.peers {
+				if p.last == 0 || p.last+slack < h || p.last > h+slack || pass == 0 && now.Before(p.banned[c]) {
+					continue
+				}
+				switch l := load[p.id]; {
+				case l < least:
+					least, cands = l, []*peer{p}
+				case l == least:
+					cands = append(cands, p)
+				}
 			}
 		}
 		if len(cands) == 0 {
@@ -903,8 +928,8 @@ func (s *Stream) managePulls(now time.Time, sink Sink) {
 		return
 	}
 	rot := s.cfg.Rand.IntN(len(peers))
-	for _, id := range ids {
-		if len(s.pulls) >= s.cfg.MaxPending {
+	for n, id := range ids {
+		if len(s.pulls) >= s.cfg.MaxPending || n >= pullsPerTick {
 			break
 		}
 		// Spread the pulls over the neighbours that have the fragment;
@@ -965,6 +990,11 @@ func (s *Stream) deliver(now time.Time, sink Sink) {
 		return
 	}
 	if !s.started {
+		// A moment for the neighbours' maps to say whether the stream has
+		// just begun (then it is taken from its start).
+		if s.floor == 0 && (s.firstAt.IsZero() || now.Sub(s.firstAt) < startDelay) {
+			return
+		}
 		first := s.startID()
 		if first == 0 {
 			return
