@@ -52,6 +52,7 @@ type MulticastInfo struct {
 	MessagesDelivered, HolesSkipped, FragmentsSkipped    uint64
 	MessagesDropped                                      uint64 // delivered while the application was not reading
 	FragmentsHeld                                        int
+	StreamNeighbors                                      int               // neighbours taking part in the stream (announcements exchanged)
 	BytesFromPeer                                        map[string]uint64 // media bytes each neighbour gave us
 }
 
@@ -172,7 +173,7 @@ func (ns *NetStream) MulticastInfo() MulticastInfo {
 			FragmentsRequestedFromPeers: st.FragmentsPulledIn, BytesRequestedFromPeers: st.BytesPulledIn,
 			Duplicates: st.Duplicates, Refused: st.Unrequested + st.OutOfRange, PullsSent: st.PullsSent, PullsTimedOut: st.PullsTimeout,
 			MessagesDelivered: st.MessagesDelivered, HolesSkipped: st.HolesSkipped, FragmentsSkipped: st.FragmentsSkipped,
-			MessagesDropped: g.dropped, FragmentsHeld: st.Held, BytesFromPeer: map[string]uint64{}}
+			MessagesDropped: g.dropped, FragmentsHeld: st.Held, StreamNeighbors: len(g.ms.st.Peers()), BytesFromPeer: map[string]uint64{}}
 		for id, n := range g.ms.st.BytesFrom() {
 			mi.BytesFromPeer[groupHex(id)] = n
 		}

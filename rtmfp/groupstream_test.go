@@ -324,7 +324,14 @@ func multicast(t testing.TB, n, playing int, settings rtmfp.MulticastSettings, o
 // socket, players still record more than 95% of the video frames.
 func TestGroupStreamUnderLoss(t *testing.T) {
 	noLeaks(t)
-	pub, _, recs, _ := multicast(t, 9, 0, rtmfp.MulticastSettings{}, groupOpts{spec: testSpec, loss: 0.10})
+	pub, players, recs, _ := multicast(t, 9, 0, rtmfp.MulticastSettings{}, groupOpts{spec: testSpec, loss: 0.10})
+	defer func() {
+		if t.Failed() {
+			for i, p := range players {
+				t.Logf("player %d: %+v", i, p.MulticastInfo())
+			}
+		}
+	}()
 	tags := synthMedia(6, 300)
 	if err := publishReal(pub, tags); err != nil {
 		t.Fatal(err)

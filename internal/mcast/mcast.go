@@ -225,7 +225,11 @@ type Stream struct {
 	lastIn    time.Time
 	mapAt     time.Time
 	mapTurn   int // order of the neighbour that got the last map
-	st        Stats
+	// The neighbours' part of horizon, recomputed only after a map or a
+	// departure (it sorts, and is asked many times per fragment).
+	peersHorizon uint64
+	horizonStale bool
+	st           Stats
 }
 
 // New makes a stream's state.
@@ -329,6 +333,7 @@ func (s *Stream) RemovePeer(now time.Time, id PeerID) {
 		return
 	}
 	delete(s.peers, id)
+	s.horizonStale = true
 	for c := range s.classes {
 		if s.classes[c].assigned && s.classes[c].pusher == id {
 			s.dropClass(c)
@@ -347,7 +352,8 @@ func (s *Stream) RemovePeer(now time.Time, id PeerID) {
 func (s *Stream) dropClass(c int) {
 	s.classes[c].assigned = false
 	from := max(s.cur+1, s.classes[c].lastID+1)
-	for id := from; id <= s.horizon() && id < from+uint64(s.cfg.MaxPending)*8; id++ {
+	h := s.horizon()
+	for id := from; id <= h && id < from+uint64(s.cfg.MaxPending)*8; id++ {
 		if int(id%8) == c && s.frags[id] == nil {
 			s.markUrgent(id)
 		}
@@ -381,6 +387,7 @@ func (s *Stream) OnMap(now time.Time, id PeerID, m groupmedia.Map) {
 	}
 	s.st.MapsIn++
 	p.last, p.mapAt = m.Last, now
+	s.horizonStale = true
 	p.bits = append(p.bits[:0], m.Bits...)
 	if m.Last <= s.horizon()+s.slack() {
 		s.young(m.Last)
@@ -419,6 +426,18 @@ func (s *Stream) OnEnd(end uint64) {
 // broken or hostile member cannot drag the window ahead. Without any map
 // it is our own highest.
 func (s *Stream) horizon() uint64 {
+	if s.horizonStale {
+		s.horizonStale = false
+		s.peersHorizon = s.computeHorizon()
+	}
+	if s.peersHorizon == 0 {
+		return s.high
+	}
+	return s.peersHorizon
+}
+
+// computeHorizon is horizon from the neighbours' maps (0 without any).
+func (s *Stream) computeHorizon() uint64 {
 	var lasts []uint64
 	for _, p := range s.peers {
 		if p.last > 0 {
@@ -426,7 +445,7 @@ func (s *Stream) horizon() uint64 {
 		}
 	}
 	if len(lasts) == 0 {
-		return s.high
+		return 0
 	}
 	slices.Sort(lasts)
 	ref := lasts[(len(lasts)-1)/2]
@@ -529,7 +548,33 @@ func (s *Stream) Publish(now time.Time, typ byte, t uint32, payload []byte, sink
 		s.store(now, f)
 		s.pushOn(&s.frags[f.ID].f, nil, sink)
 	}
+	s.sendFirstMaps(now, sink)
 	return nil
+}
+
+// sendFirstMaps sends our map at once to the neighbours that never had
+// one, when we publish or take in fragments. A librtmfp player starts
+// where the first map it got said the stream was (it pulls from that
+// map's last fragment − 1, never before), so a first map sent with the
+// stream's first fragments rather than at the next update lets it take
+// the stream from the start.
+func (s *Stream) sendFirstMaps(now time.Time, sink Sink) {
+	var m []byte
+	for _, p := range s.peers {
+		if p.sentMap != 0 {
+			continue
+		}
+		first, last := s.mapRange()
+		if last == 0 {
+			return
+		}
+		if m == nil {
+			m = groupmedia.AppendMap(nil, first, last, func(id uint64) bool { return s.frags[id] != nil })
+		}
+		p.sentMap, p.mapSentAt = last, now
+		s.st.MapsOut++
+		sink.SendMap(p.id, m)
+	}
 }
 
 // NextID is the ID the publisher's next fragment takes.
@@ -662,6 +707,7 @@ func (s *Stream) OnFragment(now time.Time, from PeerID, f groupmedia.Fragment, s
 	f.Payload = append([]byte(nil), f.Payload...)
 	s.store(now, f)
 	s.pushOn(&s.frags[f.ID].f, p, sink)
+	s.sendFirstMaps(now, sink)
 	s.deliver(now, sink)
 	return true
 }

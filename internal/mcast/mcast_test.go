@@ -386,3 +386,35 @@ func TestHostileMember(t *testing.T) {
 		t.Fatalf("the pull flood was not limited: %+v", st)
 	}
 }
+
+// A publisher's first map goes to a neighbour with its first fragment, not
+// at the next update: librtmfp players start where their first map says
+// the stream is. One whole message in fragment 1 is the map `22 01`; the
+// next message does not send that neighbour another map before the update.
+func TestPublisherFirstMapWithFirstFragment(t *testing.T) {
+	x := newSim(t)
+	pub := x.add(0, Config{Publisher: true})
+	player := x.add(1, Config{})
+	x.link(pub, player)
+	if err := pub.s.Publish(x.now, 0x12, 0, []byte("onMetaData"), pub); err != nil {
+		t.Fatal(err)
+	}
+	var maps [][]byte
+	for _, m := range x.queue {
+		if m.b[0] == groupmedia.TypeMap {
+			maps = append(maps, m.b)
+		}
+	}
+	if len(maps) != 1 || !bytes.Equal(maps[0], []byte{0x22, 0x01}) {
+		t.Fatalf("maps after the first fragment: % x, want [22 01]", maps)
+	}
+	x.queue = nil
+	if err := pub.s.Publish(x.now, 0x09, 0, []byte{0x17, 0, 0, 0, 0}, pub); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range x.queue {
+		if m.b[0] == groupmedia.TypeMap {
+			t.Fatalf("another map before the update period: % x", m.b)
+		}
+	}
+}
