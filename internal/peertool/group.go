@@ -226,7 +226,18 @@ func GroupPublish(ctx context.Context, nc *rtmfp.NetConnection, path string, o G
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	fmt.Fprintf(o.Log, "%d neighbour(s): publishing\n", ng.NeighborCount())
+	// Then a moment for all of them to take part in the stream
+	// (announcements exchanged), so that their first map shows its first
+	// fragment: librtmfp players start where their first map says the
+	// stream is. Neighbours that do not play it never do, hence the bound.
+	for t0 := time.Now(); ns.MulticastInfo().StreamNeighbors < ng.NeighborCount() && time.Since(t0) < streamJoinWait; {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	fmt.Fprintf(o.Log, "%d neighbour(s), %d in the stream: publishing\n", ng.NeighborCount(), ns.MulticastInfo().StreamNeighbors)
 	tick := time.NewTicker(5 * time.Second)
 	defer tick.Stop()
 	var werr error
@@ -253,5 +264,39 @@ func GroupPublish(ctx context.Context, nc *rtmfp.NetConnection, path string, o G
 	if err == nil {
 		err = werr
 	}
+	if err == nil {
+		lingerForPulls(ctx, ns, o.Log)
+	}
 	return err
+}
+
+// Linger after the last tag: members that get much of a stream by pulling
+// (librtmfp and, it is believed, Flash pull what they miss only after the
+// fetch period, 2.5 s) still find the last fragments here. The publisher
+// stays at least lingerMin, then until its pull answers have been quiet
+// for lingerQuiet, at most lingerMax.
+var streamJoinWait = 2 * time.Second
+
+var lingerMin, lingerQuiet, lingerMax = 3500 * time.Millisecond, 2 * time.Second, 10 * time.Second
+
+func lingerForPulls(ctx context.Context, ns *rtmfp.NetStream, log io.Writer) {
+	start := time.Now()
+	last, quietSince := ns.MulticastInfo().FragmentsRequestedByPeers, start
+	fmt.Fprintln(log, "end of file: staying for the members' last pulls")
+	for {
+		now := time.Now()
+		if n := ns.MulticastInfo().FragmentsRequestedByPeers; n != last {
+			last, quietSince = n, now
+		}
+		if now.Sub(start) >= lingerMax || now.Sub(start) >= lingerMin && now.Sub(quietSince) >= lingerQuiet {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-ns.Group().Done():
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
