@@ -231,6 +231,13 @@ func TestGroupStreamTo20Players(t *testing.T) {
 			dups += in.Duplicates
 		}
 		t.Logf("players: %d fragments pulled, %d pushed in, %d duplicates", pulls, pushes, dups)
+		if t.Failed() {
+			for i, p := range players {
+				mi := p.MulticastInfo()
+				mi.BytesFromPeer = nil
+				t.Logf("player %d: %+v", i, mi)
+			}
+		}
 	}()
 	tags := synthMedia(8, 300)
 	before := up.sent.Load()
