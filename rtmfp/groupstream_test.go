@@ -116,9 +116,45 @@ func (r *recorder) waitHolds(t testing.TB, who string, src []tag, frac float64, 
 		select {
 		case <-ch:
 		case <-deadline:
-			t.Fatalf("%s holds %d/%d video, %d/%d audio tags after %v", who, v, nv, a, na, within)
+			t.Fatalf("%s holds %d/%d video, %d/%d audio tags after %v; first missing video at %v ms; got %d messages, first video at %v ms", who, v, nv, a, na, within, r.firstMissing(src, rtmfp.KindVideo), len(r.got), r.firstVideo())
 		}
 	}
+}
+
+// firstMissing is the timestamp of the first source tag of a kind the
+// recording lacks (-1 if none), as holds counts.
+func (r *recorder) firstMissing(src []tag, kind byte) int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	j := 0
+	for _, t := range src {
+		if t.kind != kind {
+			continue
+		}
+		found := false
+		for k := j; k < len(r.got); k++ {
+			m := r.got[k]
+			if m.Kind == kind && m.Timestamp == t.ts && bytes.Equal(m.Payload, t.data) {
+				j, found = k+1, true
+				break
+			}
+		}
+		if !found {
+			return int64(t.ts)
+		}
+	}
+	return -1
+}
+
+func (r *recorder) firstVideo() int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, m := range r.got {
+		if m.Kind == rtmfp.KindVideo {
+			return int64(m.Timestamp)
+		}
+	}
+	return -1
 }
 
 // holds reports how many of the source's tags of a kind the recording
