@@ -663,7 +663,18 @@ func (ng *NetGroup) onMediaControl(l *groupLink, f *engine.RecvFlow, fs *mediaFl
 		an, end, err := groupmedia.ParseMediaInfo(msg)
 		bad = err
 		if err == nil && an == nil {
+			was := m.st.Ended()
 			m.st.OnEnd(end)
+			// Pass the end on: a member that is no neighbour of the
+			// publisher hears it only from its relays, and a player
+			// that never hears it waits for the stream forever.
+			if e := m.st.Ended(); e != was {
+				for id, mp := range m.peers {
+					if id != peer && mp.out11 != nil {
+						mp.l.write(mp.out11, groupmedia.AppendEnd(nil, e))
+					}
+				}
+			}
 			if !m.ended && (m.local == nil || !m.local.publisher) {
 				m.ended = true
 				ng.notifyUnpublish(m)
