@@ -36,6 +36,13 @@ type groupLink struct {
 
 	postOut  *engine.SendFlow
 	routeOut *engine.SendFlow
+	waiting  []waitingFlow // their post and routing flows, until validated
+}
+
+// waitingFlow is a flow a member opened before its init was checked.
+type waitingFlow struct {
+	f     *engine.RecvFlow
+	start func()
 }
 
 // onGroupSessionFlow reads the group init a peer sends first on its GR
@@ -136,6 +143,10 @@ func (ng *NetGroup) onInit(pc *peerConn, f *engine.RecvFlow, in group.Init, note
 		l.in.Reject(0)
 	}
 	l.in, l.validated = f, true
+	for _, w := range l.waiting {
+		w.start()
+	}
+	l.waiting = nil
 	if note == group.CapabilityNote {
 		l.capable = true
 	}
@@ -225,9 +236,10 @@ func (ng *NetGroup) readSession(l *groupLink, f *engine.RecvFlow) {
 
 // attachGroupFlow takes a flow a group member opened besides its GR 1c
 // flow: posts (GR 18/19) or routed messages (GR 1d). It belongs to the
-// group whose GR 1c flow it is associated with; without that, to the
-// only group. Its messages count as the member's whichever session
-// carries them (two members may briefly have two sessions).
+// neighbourship whose GR 1c flow it is associated with (without an
+// association, the session's only one), and is read only once that
+// member's init has been checked on this very session: anyone can open a
+// session to a member, and the group HMAC is what says it is a member.
 func (nc *NetConnection) attachGroupFlow(pc *peerConn, f *engine.RecvFlow, kind byte) {
 	switch kind {
 	case group.FlowKind(group.MetaPosts), group.FlowKind(group.MetaPostKeys), group.FlowKind(group.MetaRouting):
@@ -240,32 +252,79 @@ func (nc *NetConnection) attachGroupFlow(pc *peerConn, f *engine.RecvFlow, kind 
 		f.Reject(0)
 		return
 	}
-	var ng *NetGroup
-	if l := pc.linkFor(f); l != nil {
-		ng = l.ng
-	} else {
-		nc.mu.Lock()
-		if len(nc.groups) == 1 {
-			for _, g := range nc.groups {
-				ng = g
-			}
-		}
-		nc.mu.Unlock()
-	}
-	if ng == nil {
-		nc.log.Debug("group flow refused", "peer", pc.farID[:12], "kind", kind)
+	l := pc.linkFor(f)
+	if l == nil {
+		nc.log.Debug("group flow refused: no neighbourship", "peer", pc.farID[:12], "kind", kind)
 		f.Reject(0)
 		return
 	}
-	peer, _ := ParsePeerID(pc.farID)
-	ng.readFlow(f, func(m []byte) {
+	ng := l.ng
+	if !ng.do(func() { ng.admitFlow(l, f, kind) }) {
+		f.Reject(0)
+	}
+}
+
+// maxWaitingFlows bounds the flows a member may open before its init is
+// checked (its post and routing flows, and a few reopened ones).
+const maxWaitingFlows = 4
+
+// admitFlow starts reading a neighbour's post or routing flow once the
+// neighbourship is validated; a flow that comes first (the member
+// checked our init before we checked its) waits for that.
+func (ng *NetGroup) admitFlow(l *groupLink, f *engine.RecvFlow, kind byte) {
+	refuse := func(why string) {
+		ng.trace("flow refused " + why)
+		ng.log.Debug("group flow refused", "peer", groupLog(l.id), "kind", kind, "why", why)
+		f.Reject(0)
+	}
+	switch {
+	case l.closed || ng.links[l.id] != l:
+		refuse("no neighbourship")
+		return
+	case kind == group.FlowKind(group.MetaRouting) && !ng.sp.Routing:
+		refuse("routing not enabled")
+		return
+	case kind != group.FlowKind(group.MetaRouting) && !ng.sp.Posting:
+		refuse("posting not enabled")
+		return
+	}
+	ng.whenValidated(l, f, func(m []byte) {
 		switch kind {
 		case group.FlowKind(group.MetaPosts):
-			ng.onPost(ng.links[peer], m)
+			ng.onPost(l, m)
 		case group.FlowKind(group.MetaRouting):
 			ng.onRouted(m)
 		}
 	})
+}
+
+// whenValidated reads f, a flow of l's member, with handle on the loop
+// once l's init has been checked; until then the flow waits (a few at
+// most), and it is refused if the neighbourship ends first.
+func (ng *NetGroup) whenValidated(l *groupLink, f *engine.RecvFlow, handle func(m []byte)) {
+	if l.closed || ng.links[l.id] != l {
+		f.Reject(0)
+		return
+	}
+	start := func() {
+		ng.nc.spawn(func() {
+			ng.readFlow(f, func(m []byte) {
+				if !l.closed {
+					handle(m)
+				}
+			})
+		})
+	}
+	if l.validated {
+		start()
+		return
+	}
+	if len(l.waiting) >= maxWaitingFlows {
+		ng.trace("flow refused too many before the group handshake")
+		f.Reject(0)
+		return
+	}
+	l.waiting = append(l.waiting, waitingFlow{f, start})
 }
 
 // sessionEnded is the router's notice that the link's session closed.
@@ -451,6 +510,10 @@ func (ng *NetGroup) closeLink(l *groupLink, byPeer bool, why string) {
 		}
 	}
 	ng.mediaLinkDown(l)
+	for _, w := range l.waiting {
+		w.f.Reject(0)
+	}
+	l.waiting = nil
 	for _, f := range []*engine.SendFlow{l.out, l.postOut, l.routeOut} {
 		if f != nil {
 			f.Close()

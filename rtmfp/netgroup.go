@@ -660,6 +660,10 @@ func (ng *NetGroup) replayPosts(l *groupLink, now time.Time) {
 
 // onPost floods a post onwards the first time it is seen.
 func (ng *NetGroup) onPost(from *groupLink, msg []byte) {
+	if !ng.sp.Posting {
+		ng.c.postsDropped.Add(1)
+		return
+	}
 	v, id, ok, err := group.ParsePost(msg)
 	if err != nil {
 		ng.c.postsDropped.Add(1)
@@ -674,7 +678,7 @@ func (ng *NetGroup) onPost(from *groupLink, msg []byte) {
 	}
 	ng.remember(id, msg, time.Now())
 	ng.c.postsReceived.Add(1)
-	ng.log.Debug("post", "id", id[:8], "from", from != nil)
+	ng.log.Debug("post", "id", id[:8], "from", groupLog(from.id))
 	ng.emit(flash.LevelStatus, GroupPostingNotify, "post received", "message", v, "messageID", id)
 	for _, l := range ng.links {
 		if l != from && l.connected {

@@ -1,9 +1,11 @@
 package rtmfp_test
 
 import (
+	"context"
 	"testing"
 	"time"
 
+	"github.com/stratus-rtmfp/stratus/internal/group"
 	"github.com/stratus-rtmfp/stratus/rtmfp"
 )
 
@@ -125,5 +127,55 @@ func TestGroupNeighborMessages(t *testing.T) {
 	}
 	if res := plain.SendToNearest("x", ring[0].ng.LocalAddress()); res != rtmfp.SendError {
 		t.Fatal(res)
+	}
+}
+
+// Anyone can open a session to a member; only a member whose group init
+// (HMAC) was checked on that session may post or route there. A
+// connection that never joined opens the post and routing flows to a
+// member: both are refused, nothing is delivered or flooded on, and the
+// members' own post still arrives.
+func TestGroupRefusesFlowsOfNonMembers(t *testing.T) {
+	url := startServer(t)
+	noLeaks(t)
+	a, b, x := dial(t, url), dial(t, url), dial(t, url)
+	ga, gb := join(t, a, testSpec), join(t, b, testSpec)
+	groupEvent(t, ga, rtmfp.GroupNeighborConnect, 30*time.Second)
+	groupEvent(t, gb, rtmfp.GroupNeighborConnect, 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	ps, err := x.DialPeer(ctx, a.NearID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	post, err := group.AppendPost(nil, "intruder", make([]byte, group.StampLen))
+	if err != nil {
+		t.Fatal(err)
+	}
+	routed := group.AppendRouted(nil, group.Routed{Mode: group.ModeNeighbor, Body: []byte{0x02, 0x00, 0x01, 'x'}})
+	for _, f := range []struct {
+		meta, msg []byte
+	}{{group.MetaPosts, post}, {group.MetaRouting, routed}} {
+		w, err := ps.OpenFlow(f.meta)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Write(f.msg); err != nil {
+			t.Fatal(err)
+		}
+		w.Close()
+		if err := w.WaitComplete(ctx); err == nil {
+			t.Fatalf("flow %q from a non-member taken", f.meta)
+		}
+	}
+	if _, err := gb.Post("member"); err != nil {
+		t.Fatal(err)
+	}
+	st := groupEvent(t, ga, rtmfp.GroupPostingNotify, 10*time.Second)
+	if m, _ := st.Info.GetString("message"); m != "member" {
+		t.Fatalf("a got %q", m)
+	}
+	if s := ga.Stats(); s.PostsReceived != 1 || s.RoutedDelivered != 0 {
+		t.Fatalf("a: %+v", s)
 	}
 }
