@@ -46,16 +46,19 @@ func TestGroupHandshakeRefusesWrongGroupspec(t *testing.T) {
 		return nc
 	}
 	a, b, c := dial(), dial(), dial()
-	join := func(nc *NetConnection, spec string) *NetGroup {
-		ng, err := NewNetGroup(nc, spec)
+	join := func(nc *NetConnection, spec string, prepare func(*NetGroup)) *NetGroup {
+		ng, err := newNetGroup(nc, spec, prepare)
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { ng.Close() })
 		return ng
 	}
-	ga, gb, gc := join(a, spec), join(b, spec), join(c, "G:027f02010101000103010c060e6f74686572011b00")
-	gb.ident.Text = strings.TrimSuffix(spec, "00") + "00" // same group ID, another HMAC key
+	ga := join(a, spec, nil)
+	gb := join(b, spec, func(g *NetGroup) {
+		g.ident.Text = strings.TrimSuffix(spec, "00") + "00" // same group ID, another HMAC key
+	})
+	gc := join(c, "G:027f02010101000103010c060e6f74686572011b00", nil)
 	gb.AddNeighbor(a.NearID())
 	// The server introduces them to each other too, so each may dial:
 	// each refuses the other's init (the keys differ both ways), and b's
@@ -94,6 +97,28 @@ func TestGroupHandshakeRefusesWrongGroupspec(t *testing.T) {
 			if st := <-g.Status(); st.Code == GroupNeighborConnect {
 				t.Fatal("Neighbor.Connect for a refused member")
 			}
+		}
+	}
+}
+
+// Once the loop has ended nothing is accepted for it: what do takes, the
+// loop runs (a handshake handed over and never answered would leave the
+// peer waiting).
+func TestGroupDoAfterClose(t *testing.T) {
+	srv := servertest.Start(t, server.Config{Open: true})
+	nc, err := Connect(context.Background(), srv.URL("k"), &Config{LocalAddr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	ng, err := NewNetGroup(nc, "G:027f02010101000103010c050e74657374011b00")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ng.Close()
+	for i := 0; i < 100; i++ {
+		if ng.do(func() {}) {
+			t.Fatal("do took work after the loop ended")
 		}
 	}
 }
