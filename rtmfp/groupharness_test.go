@@ -333,6 +333,12 @@ func newLossyConn(c net.PacketConn, loss float64, seed uint64) *lossyConn {
 	return &lossyConn{PacketConn: c, rnd: rand.New(rand.NewPCG(seed, 99)), loss: loss}
 }
 
+func (c *lossyConn) setLoss(loss float64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.loss = loss
+}
+
 func (c *lossyConn) drop() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -159,6 +159,12 @@ type seenPost struct {
 // group's members; NetGroup.Connect.Success follows once the server has
 // the join. Status reports the group's events.
 func NewNetGroup(nc *NetConnection, groupspec string) (*NetGroup, error) {
+	return newNetGroup(nc, groupspec, nil)
+}
+
+// newNetGroup is NewNetGroup; prepare, if not nil, runs before the group
+// starts (tests change what the group is made of there).
+func newNetGroup(nc *NetConnection, groupspec string, prepare func(ng *NetGroup)) (*NetGroup, error) {
 	ident, err := group.IdentityOf(groupspec)
 	if err != nil {
 		return nil, err
@@ -171,11 +177,14 @@ func NewNetGroup(nc *NetConnection, groupspec string) (*NetGroup, error) {
 		return nil, errors.New("rtmfp: peerToPeerDisabled groups (IP multicast only) are not supported")
 	}
 	ng := &NetGroup{nc: nc, spec: groupspec, ident: ident, sp: sp, self: nc.id.PeerID, selfAddr: group.AddressOf(nc.id.PeerID),
-		log: nc.log.With("group", sp.Name, "self", groupLog(nc.id.PeerID)), status: make(chan Status, groupStatusBuffer), mail: make(chan func(), 256),
+		log: nc.log.With("group", sp.Name, "self", groupLog(nc.id.PeerID)), status: make(chan Status, groupStatusBuffer), mail: make(chan func()),
 		quit: make(chan struct{}), loopDone: make(chan struct{}), links: map[[32]byte]*groupLink{}, seen: map[string]time.Time{},
 		media: map[[32]byte]*mediaStream{}, players: map[string][]*groupStream{}, seenKeys: map[[32]byte]bool{}}
 	maxN := nc.cfg.MaxGroupNeighbors
 	ng.mesh = mesh.New(ng.self, mesh.Config{MaxNeighbors: maxN})
+	if prepare != nil {
+		prepare(ng)
+	}
 	nc.mu.Lock()
 	if nc.closed {
 		nc.mu.Unlock()
@@ -221,37 +230,46 @@ func (ng *NetGroup) unregister() {
 	nc.mu.Unlock()
 }
 
-// join sends the join on the GC flow and reports its outcome: success
-// once the server acknowledged it, rejected if the server refused the
-// flow, failed if the connection closed first.
+// join sends the join on the GC flow and reports its outcome, once:
+// Connect.Rejected if the server refused the flow, Connect.Failed if the
+// join never reached it (the group then closes), Connect.Success
+// otherwise. A server refuses the GC flow as it reads the join (at the
+// flow's opening, or at the join itself), so the refusal comes with its
+// acknowledgement of the join, never after it: when the acknowledgement
+// is in and no refusal came with it, none will.
 func (ng *NetGroup) join() {
 	ctx, cancel := untilClosed(ng.quit) // the loop closes quit when the connection closes
 	defer cancel()
+	fail := func(level, code, desc string) {
+		ng.emitConnect(level, code, desc)
+		ng.Close()
+	}
 	r, err := ng.gcOut.WriteMessage(ctx, flash.AppendGroupJoin(nil, ng.ident.ID), time.Time{})
 	if err != nil {
-		ng.emitConnect(flash.LevelError, GroupConnectFailed, "cannot join: "+err.Error())
+		fail(flash.LevelError, GroupConnectFailed, "cannot join: "+err.Error())
 		return
 	}
 	select {
 	case <-r.Done():
 	case <-ctx.Done():
-		ng.emitConnect(flash.LevelError, GroupConnectFailed, "connection closed before the server had the join")
+		fail(flash.LevelError, GroupConnectFailed, "connection closed before the server had the join")
+		return
+	}
+	if rej, _ := ng.gcOut.Rejected(); rej {
+		fail(flash.LevelError, GroupConnectRejected, "the server refused the group")
 		return
 	}
 	if !r.Delivered() {
-		ng.emitConnect(flash.LevelError, GroupConnectFailed, "the server did not take the join")
+		fail(flash.LevelError, GroupConnectFailed, "the server did not take the join")
 		return
 	}
 	ng.do(func() { ng.connected() })
-	// A server that refuses the group refuses the flow. (One shutting
-	// down refuses its flows too, then closes: that is no refusal.)
+	// A refusal later than that is no answer to the join (a server
+	// shutting down refuses its flows, then closes): the group goes on
+	// with the members it has.
 	if err := ng.gcOut.WaitComplete(ctx); err != nil {
 		if rej, _ := ng.gcOut.Rejected(); rej {
-			select {
-			case <-ctx.Done():
-			case <-time.After(time.Second):
-				ng.emitConnect(flash.LevelError, GroupConnectRejected, "the server refused the group")
-			}
+			ng.log.Info("the server ended the group's channel")
 		}
 	}
 }
@@ -304,7 +322,10 @@ func (ng *NetGroup) ConvertPeerIDToGroupAddress(peerID string) (string, error) {
 	return ConvertPeerIDToGroupAddress(peerID)
 }
 
-// do runs fn on the group's loop; false if the group is closed.
+// do runs fn on the group's loop; false if the group is closed. The mail
+// channel is unbuffered: true means the loop took fn and runs it (with a
+// buffer, a send could win against a loop that had already ended, and fn,
+// a handshake to answer say, would never run).
 func (ng *NetGroup) do(fn func()) bool {
 	select {
 	case ng.mail <- fn:

@@ -2,11 +2,15 @@ package rtmfp_test
 
 import (
 	"context"
+	"net"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/stratus-rtmfp/stratus/internal/group"
 	"github.com/stratus-rtmfp/stratus/rtmfp"
+	"github.com/stratus-rtmfp/stratus/server"
+	"github.com/stratus-rtmfp/stratus/server/servertest"
 )
 
 const testSpec = "G:027f02010101000103010c050e74657374011b00"
@@ -177,5 +181,83 @@ func TestGroupRefusesFlowsOfNonMembers(t *testing.T) {
 	}
 	if s := ga.Stats(); s.PostsReceived != 1 || s.RoutedDelivered != 0 {
 		t.Fatalf("a: %+v", s)
+	}
+}
+
+// groupOutcome collects a group's NetGroup.Connect.* events until it
+// has one and then waits a little longer for a second (there must be
+// none), or until the group closes.
+func groupOutcome(t *testing.T, ng *rtmfp.NetGroup, within time.Duration) []string {
+	t.Helper()
+	var codes []string
+	timeout := time.After(within)
+	for {
+		var settle <-chan time.Time
+		if len(codes) > 0 {
+			settle = time.After(2 * time.Second)
+		}
+		select {
+		case st := <-ng.Status():
+			if strings.HasPrefix(st.Code, "NetGroup.Connect.") {
+				codes = append(codes, st.Code)
+			}
+		case <-settle:
+			return codes
+		case <-timeout:
+			t.Fatalf("connect events %v within %v", codes, within)
+		}
+	}
+}
+
+// A server that refuses the group (here: one group per session) gets
+// NetGroup.Connect.Rejected alone, never after a Success, and the group
+// closes; the group the server took reports Success alone.
+func TestGroupConnectRejected(t *testing.T) {
+	noLeaks(t)
+	url := servertest.Start(t, server.Config{Open: true, MaxGroupsPerSession: 1}).URL("k")
+	nc := dial(t, url)
+	g1 := join(t, nc, testSpec)
+	if got := groupOutcome(t, g1, 20*time.Second); len(got) != 1 || got[0] != rtmfp.GroupConnectSuccess {
+		t.Fatalf("first group: %v", got)
+	}
+	g2 := join(t, nc, "G:027f02010101000103010c060e6f74686572011b00")
+	if got := groupOutcome(t, g2, 20*time.Second); len(got) != 1 || got[0] != rtmfp.GroupConnectRejected {
+		t.Fatalf("second group: %v", got)
+	}
+	select {
+	case <-g2.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the rejected group is still open")
+	}
+	if _, err := g2.Post("x"); err == nil {
+		t.Fatal("a rejected group posts")
+	}
+}
+
+// A join the server never gets (every datagram lost, then the connection
+// closed) reports NetGroup.Connect.Failed alone, and the group closes.
+func TestGroupConnectFailed(t *testing.T) {
+	noLeaks(t)
+	url := startServer(t)
+	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lc := newLossyConn(c, 0, 1)
+	nc, err := rtmfp.Connect(context.Background(), url, &rtmfp.Config{PacketConn: lc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	lc.setLoss(1)
+	ng := join(t, nc, testSpec)
+	go nc.Close() // the join is on its way, or not yet sent: no answer either way
+	if got := groupOutcome(t, ng, 30*time.Second); len(got) != 1 || got[0] != rtmfp.GroupConnectFailed {
+		t.Fatalf("%v", got)
+	}
+	select {
+	case <-ng.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the failed group is still open")
 	}
 }
