@@ -5,12 +5,14 @@ import (
 	"context"
 	"encoding/hex"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/stratus-rtmfp/stratus/internal/engine"
 	"github.com/stratus-rtmfp/stratus/internal/flash"
 	"github.com/stratus-rtmfp/stratus/internal/group"
+	"github.com/stratus-rtmfp/stratus/internal/mesh"
 	"github.com/stratus-rtmfp/stratus/internal/wire"
 )
 
@@ -59,22 +61,15 @@ func (nc *NetConnection) onGroupSessionFlow(pc *peerConn, f *engine.RecvFlow) {
 		f.Reject(0)
 		return
 	}
-	// The 02 that follows the init comes with it (same flush): read it
-	// now, so that the neighbour's capabilities are known when it counts.
-	var note string
-	var early [][]byte
-	ctx, cancel = context.WithTimeout(context.Background(), 200*time.Millisecond)
-	if m, err := f.Read(ctx); err == nil {
-		if n, err := group.ParseData(m); err == nil {
-			note = n
-		}
-		early = append(early, m)
+	// A Stratus member says what it reads in an option of this flow.
+	capable := false
+	if v, ok := f.Option(group.CapabilityOption); ok && len(v) > 0 && v[0]&group.CapRouting != 0 {
+		capable = true
 	}
-	cancel()
 	nc.mu.Lock()
 	ng := nc.groups[strings.ToLower(in.GroupHex)]
 	nc.mu.Unlock()
-	if ng == nil || !ng.do(func() { ng.onInit(pc, f, in, note, early) }) {
+	if ng == nil || !ng.do(func() { ng.onInit(pc, f, in, capable) }) {
 		f.Reject(0)
 		nc.spawn(func() { pc.after(refusedLinger, false) })
 	}
@@ -83,7 +78,7 @@ func (nc *NetConnection) onGroupSessionFlow(pc *peerConn, f *engine.RecvFlow) {
 // onInit checks a peer's group init: our group, addressed to us, and the
 // HMAC only a holder of the groupspec can compute for this session. A
 // wrong one gets the flow refused (the peer then closes the session).
-func (ng *NetGroup) onInit(pc *peerConn, f *engine.RecvFlow, in group.Init, note string, early [][]byte) {
+func (ng *NetGroup) onInit(pc *peerConn, f *engine.RecvFlow, in group.Init, capable bool) {
 	now := time.Now()
 	id, _ := ParsePeerID(pc.farID)
 	refuse := func(why string) {
@@ -147,15 +142,10 @@ func (ng *NetGroup) onInit(pc *peerConn, f *engine.RecvFlow, in group.Init, note
 		w.start()
 	}
 	l.waiting = nil
-	if note == group.CapabilityNote {
-		l.capable = true
-	}
+	l.capable = capable
 	ng.mesh.Hear(now, id, 0, nil)
 	ng.nc.spawn(func() { ng.readSession(l, f) })
 	ng.maybeConnected(l, now)
-	for _, m := range early {
-		ng.onSessionMsg(l, m)
-	}
 }
 
 // canonical reports whether a session with peer far should be kept when
@@ -175,10 +165,10 @@ func (ng *NetGroup) startLink(pc *peerConn, id [32]byte, now time.Time) {
 	}
 }
 
-// newLink opens our GR 1c flow and sends our init, 02 (with the Stratus
-// note) and begin.
+// newLink opens our GR 1c flow (with the Stratus capability option) and
+// sends our init, 02 and begin.
 func (ng *NetGroup) newLink(pc *peerConn, id [32]byte, now time.Time) *groupLink {
-	out, err := pc.ps.sess.OpenFlow(group.MetaSession, nil)
+	out, err := pc.ps.sess.OpenFlow(group.MetaSession, nil, wire.Option{Type: group.CapabilityOption, Value: group.Capabilities})
 	if err != nil {
 		return nil
 	}
@@ -195,7 +185,7 @@ func (ng *NetGroup) newLink(pc *peerConn, id [32]byte, now time.Time) *groupLink
 	ng.links[id] = l
 	key := group.Key(ng.ident.Text, pc.ps.sess.FarNonce())
 	l.write(out, group.AppendInit(nil, group.Init{GroupHex: ng.ident.HexID(), Key: key, Target: id}))
-	l.write(out, group.AppendData(nil, group.CapabilityNote))
+	l.write(out, group.AppendData(nil, ""))
 	l.write(out, []byte{group.TypeBegin})
 	ng.nc.spawn(func() { ng.watchOut(l) })
 	return l
@@ -337,6 +327,7 @@ func (ng *NetGroup) maybeConnected(l *groupLink, now time.Time) {
 		return
 	}
 	l.connected = true
+	ng.connected()
 	ng.log.Debug("neighbour", "peer", groupLog(l.id), "initiator", l.pc.ps.sess.Initiator())
 	ng.c.neighborsConnected.Add(1)
 	ng.mesh.Connected(now, l.id, l.pc.ps.sess.SRTT())
@@ -358,9 +349,7 @@ func (ng *NetGroup) onSessionMsg(l *groupLink, m []byte) {
 	now := time.Now()
 	switch m[0] {
 	case group.TypeData:
-		if note, err := group.ParseData(m); err == nil && note == group.CapabilityNote {
-			l.capable = true
-		}
+		// Bare from Flash, librtmfp and Stratus; nothing to act on.
 	case group.TypeBegin, group.TypeBeginNear:
 		if !l.reported {
 			ng.sendReport(l, true, now)
@@ -386,11 +375,11 @@ func (ng *NetGroup) onReport(l *groupLink, m []byte, now time.Time) {
 	ng.c.reportsReceived.Add(1)
 	ng.mesh.Hear(now, l.id, 0, rep.Self)
 	if rep.SeenAs.IsValid() && rep.SeenAs.Port() != 0 && !rep.SeenAs.Addr().IsUnspecified() {
-		ng.addMyAddr(rep.SeenAs)
+		ng.addMyAddr(l.id, rep.SeenAs, now)
 	}
 	news := false
 	for _, p := range rep.Peers {
-		if ng.mesh.Hear(now, p.ID, time.Duration(p.Age)*time.Second, p.Addrs) {
+		if ng.mesh.HearReported(now, l.id, p.ID, time.Duration(p.Age)*time.Second, p.Addrs) {
 			news = true
 		}
 	}
@@ -407,16 +396,55 @@ func (ng *NetGroup) onReport(l *groupLink, m []byte, now time.Time) {
 	ng.sendReport(l, false, now)
 }
 
-func (ng *NetGroup) addMyAddr(a netip.AddrPort) {
-	for _, x := range ng.myAddrs {
-		if x.AddrPort == a {
-			return
+// addMyAddr records where a neighbour sees us. What we advertise in
+// reports is the addresses most neighbours agree on (at most
+// maxMyAddrs), so one lying neighbour cannot make the group knock on a
+// door of its choosing in our name; news older than mesh.PeerTimeout is
+// forgotten.
+func (ng *NetGroup) addMyAddr(from [32]byte, a netip.AddrPort, now time.Time) {
+	if ng.seenAs == nil {
+		ng.seenAs = map[netip.AddrPort]map[[32]byte]time.Time{}
+	}
+	for x, by := range ng.seenAs {
+		for id, at := range by {
+			if now.Sub(at) > mesh.PeerTimeout || id == from && x != a {
+				delete(by, id) // stale, or that neighbour now sees us elsewhere
+			}
+		}
+		if len(by) == 0 {
+			delete(ng.seenAs, x)
 		}
 	}
-	if len(ng.myAddrs) < 7 {
-		ng.myAddrs = append(ng.myAddrs, wire.Address{AddrPort: a, Origin: group.OriginPublic})
+	if ng.seenAs[a] == nil {
+		if len(ng.seenAs) >= 4*maxMyAddrs {
+			return
+		}
+		ng.seenAs[a] = map[[32]byte]time.Time{}
+	}
+	ng.seenAs[a][from] = now
+	type cand struct {
+		a netip.AddrPort
+		n int
+	}
+	var cs []cand
+	for x, by := range ng.seenAs {
+		cs = append(cs, cand{x, len(by)})
+	}
+	slices.SortFunc(cs, func(p, q cand) int {
+		if p.n != q.n {
+			return q.n - p.n
+		}
+		return p.a.Compare(q.a)
+	})
+	ng.myAddrs = ng.myAddrs[:0]
+	for _, c := range cs[:min(len(cs), maxMyAddrs)] {
+		ng.myAddrs = append(ng.myAddrs, wire.Address{AddrPort: c.a, Origin: group.OriginPublic})
 	}
 }
+
+// maxMyAddrs bounds the addresses where neighbours see us that we
+// advertise.
+const maxMyAddrs = 3
 
 // sendReport tells a neighbour where we see it, our addresses, and the
 // members its own neighbour choice would want.

@@ -67,6 +67,7 @@ var (
 	groupPostReplay    = 10 * time.Second       // posts this recent go to a new neighbour
 	groupReplayMax     = 256 << 10              // at most this many bytes of them
 	groupStatusBuffer  = 1024
+	joinSettle         = 500 * time.Millisecond // a refusal of the join may follow its acknowledgement this late
 )
 
 // groupTrace, when set (by tests), hears what a group's loop does that
@@ -118,12 +119,14 @@ type NetGroup struct {
 	log      *slog.Logger
 	c        groupCounters
 
-	status   chan Status
-	mail     chan func()
-	quit     chan struct{} // closed when the group closes
-	loopDone chan struct{}
-	closing  sync.Once
-	gcID     atomic.Uint64 // our GC flow's ID + 1 (0: none)
+	status      chan Status
+	mail        chan func()
+	quit        chan struct{} // closed when the group closes
+	loopDone    chan struct{}
+	closing     sync.Once
+	gcID        atomic.Uint64 // our GC flow's ID + 1 (0: none)
+	heardServer chan struct{} // closed when the server first speaks on the GC flow
+	heardOnce   sync.Once
 
 	// Owned by the loop goroutine.
 	mesh       *mesh.Mesh
@@ -132,7 +135,8 @@ type NetGroup struct {
 	joined     bool
 	seen       map[string]time.Time
 	seenQ      []seenPost
-	myAddrs    []wire.Address // where others see us (their 0d options)
+	myAddrs    []wire.Address                            // where others see us (their 0d options), as we advertise it
+	seenAs     map[netip.AddrPort]map[[32]byte]time.Time // where each neighbour last said it sees us
 	planAt     time.Time
 	reportAt   time.Time
 	cleanAt    time.Time
@@ -178,7 +182,7 @@ func newNetGroup(nc *NetConnection, groupspec string, prepare func(ng *NetGroup)
 	}
 	ng := &NetGroup{nc: nc, spec: groupspec, ident: ident, sp: sp, self: nc.id.PeerID, selfAddr: group.AddressOf(nc.id.PeerID),
 		log: nc.log.With("group", sp.Name, "self", groupLog(nc.id.PeerID)), status: make(chan Status, groupStatusBuffer), mail: make(chan func()),
-		quit: make(chan struct{}), loopDone: make(chan struct{}), links: map[[32]byte]*groupLink{}, seen: map[string]time.Time{},
+		quit: make(chan struct{}), loopDone: make(chan struct{}), heardServer: make(chan struct{}), links: map[[32]byte]*groupLink{}, seen: map[string]time.Time{},
 		media: map[[32]byte]*mediaStream{}, players: map[string][]*groupStream{}, seenKeys: map[[32]byte]bool{}}
 	maxN := nc.cfg.MaxGroupNeighbors
 	ng.mesh = mesh.New(ng.self, mesh.Config{MaxNeighbors: maxN})
@@ -234,9 +238,13 @@ func (ng *NetGroup) unregister() {
 // Connect.Rejected if the server refused the flow, Connect.Failed if the
 // join never reached it (the group then closes), Connect.Success
 // otherwise. A server refuses the GC flow as it reads the join (at the
-// flow's opening, or at the join itself), so the refusal comes with its
-// acknowledgement of the join, never after it: when the acknowledgement
-// is in and no refusal came with it, none will.
+// flow's opening, or at the join itself), but its acknowledgement can go
+// first (Stratus handles flows after it has acknowledged their data), so
+// Success waits a little after the acknowledgement: joinSettle, or four
+// round trips if longer, or less if the server already speaks on the
+// group's flow (member announcements: it took the join), or a first
+// neighbourship forms (Success comes before any Neighbor.Connect, as in
+// Flash; the group is then joined whatever the server says later).
 func (ng *NetGroup) join() {
 	ctx, cancel := untilClosed(ng.quit) // the loop closes quit when the connection closes
 	defer cancel()
@@ -255,22 +263,49 @@ func (ng *NetGroup) join() {
 		fail(flash.LevelError, GroupConnectFailed, "connection closed before the server had the join")
 		return
 	}
-	if rej, _ := ng.gcOut.Rejected(); rej {
-		fail(flash.LevelError, GroupConnectRejected, "the server refused the group")
-		return
+	refused := make(chan struct{})
+	go func() {
+		if err := ng.gcOut.WaitComplete(ctx); err != nil {
+			if rej, _ := ng.gcOut.Rejected(); rej {
+				close(refused)
+			}
+		}
+	}()
+	if r.Delivered() {
+		settle := time.NewTimer(max(joinSettle, 4*ng.nc.sess.SRTT()))
+		select {
+		case <-settle.C:
+		case <-ng.heardServer:
+		case <-refused:
+		case <-ctx.Done():
+		}
+		settle.Stop()
+	}
+	select {
+	case <-refused:
+		joined := false
+		ng.call(func() { joined = ng.joined })
+		if !joined { // a neighbourship that formed meanwhile already told Success
+			fail(flash.LevelError, GroupConnectRejected, "the server refused the group")
+			return
+		}
+	default:
 	}
 	if !r.Delivered() {
 		fail(flash.LevelError, GroupConnectFailed, "the server did not take the join")
+		return
+	}
+	if ctx.Err() != nil {
 		return
 	}
 	ng.do(func() { ng.connected() })
 	// A refusal later than that is no answer to the join (a server
 	// shutting down refuses its flows, then closes): the group goes on
 	// with the members it has.
-	if err := ng.gcOut.WaitComplete(ctx); err != nil {
-		if rej, _ := ng.gcOut.Rejected(); rej {
-			ng.log.Info("the server ended the group's channel")
-		}
+	select {
+	case <-refused:
+		ng.log.Info("the server ended the group's channel")
+	case <-ctx.Done():
 	}
 }
 
@@ -461,7 +496,7 @@ func (ng *NetGroup) dial(id [32]byte) {
 	if p.Host.IsValid() && p.Host != ng.nc.server {
 		extra = append(extra, p.Host)
 	}
-	for _, a := range p.Addrs {
+	for _, a := range p.DialAddrs() {
 		if len(extra) < 6 {
 			extra = append(extra, a.AddrPort)
 		}
@@ -532,6 +567,7 @@ func (ng *NetGroup) onMember(id [32]byte) {
 // readServer reads the server's GC flow: member announcements.
 func (ng *NetGroup) readServer(f *engine.RecvFlow) {
 	ng.readFlow(f, func(m []byte) {
+		ng.heardOnce.Do(func() { close(ng.heardServer) })
 		if id, ok := flash.ParseGroupMember(m); ok {
 			ng.onMember(id)
 		}

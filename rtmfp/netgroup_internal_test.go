@@ -2,10 +2,12 @@ package rtmfp
 
 import (
 	"context"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/stratus-rtmfp/stratus/internal/mesh"
 	"github.com/stratus-rtmfp/stratus/server"
 	"github.com/stratus-rtmfp/stratus/server/servertest"
 )
@@ -120,5 +122,31 @@ func TestGroupDoAfterClose(t *testing.T) {
 		if ng.do(func() {}) {
 			t.Fatal("do took work after the loop ended")
 		}
+	}
+}
+
+// Where neighbours say they see us: the address most of them agree on is
+// advertised first, one neighbour counts once (its latest word), and old
+// words are forgotten. Before, the first 7 addresses heard were kept for
+// ever, junk included.
+func TestGroupAdvertisedAddresses(t *testing.T) {
+	ng := &NetGroup{}
+	now := time.Unix(1_000_000, 0)
+	real := netip.MustParseAddrPort("192.0.2.1:5000")
+	liar, h1, h2 := [32]byte{1}, [32]byte{2}, [32]byte{3}
+	for i := range 10 {
+		ng.addMyAddr(liar, netip.AddrPortFrom(netip.AddrFrom4([4]byte{203, 0, 113, byte(i)}), 80), now)
+	}
+	if len(ng.seenAs) != 1 || len(ng.myAddrs) != 1 {
+		t.Fatalf("one neighbour's words: %v", ng.myAddrs)
+	}
+	ng.addMyAddr(h1, real, now)
+	ng.addMyAddr(h2, real, now)
+	if ng.myAddrs[0].AddrPort != real || len(ng.myAddrs) != 2 {
+		t.Fatalf("%v", ng.myAddrs)
+	}
+	ng.addMyAddr(h1, real, now.Add(mesh.PeerTimeout+time.Second))
+	if len(ng.myAddrs) != 1 || ng.myAddrs[0].AddrPort != real {
+		t.Fatalf("old words kept: %v", ng.myAddrs)
 	}
 }
