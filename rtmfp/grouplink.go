@@ -29,6 +29,7 @@ type groupLink struct {
 	started time.Time
 	stop    chan struct{} // closed with the link
 
+	silentConnect   bool // replaces a connected link to the member: its Connect was told
 	validated       bool // their init checked
 	connected       bool // NetGroup.Neighbor.Connect reported
 	capable         bool // a Stratus member: reads our routing flow
@@ -101,10 +102,14 @@ func (ng *NetGroup) onInit(pc *peerConn, f *engine.RecvFlow, in group.Init, capa
 		return
 	}
 	l := ng.links[id]
+	silent := false
 	if l != nil && l.pc != pc {
 		// Two sessions with the same member: keep the one opened by
-		// the member with the greater peer ID.
+		// the member with the greater peer ID. The neighbour stays one:
+		// no Disconnect now, no second Connect (a Disconnect if the new
+		// session fails).
 		if canonical(ng.self, id, pc.ps.sess.Initiator()) {
+			silent = l.connected || l.silentConnect
 			ng.closeLink(l, false, "")
 			l = nil
 		} else {
@@ -131,8 +136,12 @@ func (ng *NetGroup) onInit(pc *peerConn, f *engine.RecvFlow, in group.Init, capa
 		l = ng.newLink(pc, id, now)
 		if l == nil {
 			f.Reject(0)
+			if silent {
+				ng.emitNeighbor(GroupNeighborDisconnect, "neighbour disconnected: session replaced and lost", id)
+			}
 			return
 		}
+		l.silentConnect = silent
 	}
 	if l.in != nil && l.in != f {
 		l.in.Reject(0)
@@ -317,6 +326,11 @@ func (ng *NetGroup) whenValidated(l *groupLink, f *engine.RecvFlow, handle func(
 	l.waiting = append(l.waiting, waitingFlow{f, start})
 }
 
+// emitNeighbor reports a Neighbor.Connect or Disconnect for id.
+func (ng *NetGroup) emitNeighbor(code, desc string, id [32]byte) {
+	ng.emit(flash.LevelStatus, code, desc, "neighbor", group.AddressOf(id).String(), "peerID", hex.EncodeToString(id[:]))
+}
+
 // sessionEnded is the router's notice that the link's session closed.
 func (ng *NetGroup) sessionEnded(l *groupLink) {
 	ng.do(func() { ng.closeLink(l, true, "session closed") })
@@ -332,8 +346,12 @@ func (ng *NetGroup) maybeConnected(l *groupLink, now time.Time) {
 	ng.c.neighborsConnected.Add(1)
 	ng.mesh.Connected(now, l.id, l.pc.ps.sess.SRTT())
 	ng.neighbors.Store(int32(len(ng.mesh.Neighbors())))
-	ng.emit(flash.LevelStatus, GroupNeighborConnect, "neighbour connected", "neighbor", group.AddressOf(l.id).String(),
-		"peerID", hex.EncodeToString(l.id[:]))
+	if !l.silentConnect {
+		ng.emitNeighbor(GroupNeighborConnect, "neighbour connected", l.id)
+	} else {
+		ng.trace("neighbour kept on a new session")
+	}
+	l.silentConnect = false
 	ng.soon(now)
 	if ng.sp.Posting {
 		ng.replayPosts(l, now)
@@ -532,10 +550,9 @@ func (ng *NetGroup) closeLink(l *groupLink, byPeer bool, why string) {
 	if l.connected {
 		ng.mesh.Disconnected(now, l.id, byPeer)
 		ng.neighbors.Store(int32(len(ng.mesh.Neighbors())))
-		if why != "" {
-			ng.emit(flash.LevelStatus, GroupNeighborDisconnect, "neighbour disconnected: "+why,
-				"neighbor", group.AddressOf(l.id).String(), "peerID", hex.EncodeToString(l.id[:]))
-		}
+	}
+	if (l.connected || l.silentConnect) && why != "" {
+		ng.emitNeighbor(GroupNeighborDisconnect, "neighbour disconnected: "+why, l.id)
 	}
 	ng.mediaLinkDown(l)
 	for _, w := range l.waiting {
