@@ -40,6 +40,8 @@ type groupLink struct {
 	postOut  *engine.SendFlow
 	routeOut *engine.SendFlow
 	waiting  []waitingFlow // their post and routing flows, until validated
+
+	postCount, postBytes bucket // posts this member may send us
 }
 
 // waitingFlow is a flow a member opened before its init was checked.

@@ -65,8 +65,10 @@ var (
 	groupNewsReport    = 500 * time.Millisecond // extra report after news of new members
 	groupMaxSeen       = 100000                 // post IDs remembered at most
 	groupPostReplay    = 10 * time.Second       // posts this recent go to a new neighbour
-	groupReplayMax     = 256 << 10              // at most this many bytes of them
+	groupReplayMax     = 256 << 10              // at most this many bytes of them (kept and replayed)
 	groupStatusBuffer  = 1024
+	groupPostRate      = 100.0                  // posts a neighbour may send us per second (twice as many at once)
+	groupPostByteRate  = 256.0 * 1024           // and bytes of posts
 	joinSettle         = 500 * time.Millisecond // a refusal of the join may follow its acknowledgement this late
 )
 
@@ -129,31 +131,38 @@ type NetGroup struct {
 	heardOnce   sync.Once
 
 	// Owned by the loop goroutine.
-	mesh       *mesh.Mesh
-	links      map[[32]byte]*groupLink
-	gcOut      *engine.SendFlow
-	joined     bool
-	seen       map[string]time.Time
-	seenQ      []seenPost
-	myAddrs    []wire.Address                            // where others see us (their 0d options), as we advertise it
-	seenAs     map[netip.AddrPort]map[[32]byte]time.Time // where each neighbour last said it sees us
-	planAt     time.Time
-	reportAt   time.Time
-	cleanAt    time.Time
-	newsAt     time.Time
-	media      map[[32]byte]*mediaStream // multicast streams we publish or play (and relay)
-	players    map[string][]*groupStream // group NetStreams playing each name
-	seenKeys   map[[32]byte]bool         // streams reported by PublishNotify
-	pending    []*pendingAnnounce        // streams announced that nobody plays here yet
-	neighbors  atomic.Int32
-	estimate   atomic.Uint64 // float64 bits
-	closedLoop bool
+	mesh        *mesh.Mesh
+	links       map[[32]byte]*groupLink
+	gcOut       *engine.SendFlow
+	joined      bool
+	seen        map[string]time.Time
+	seenQ       []seenPost
+	recent      []recentPost // bodies of the last groupPostReplay, at most groupReplayMax bytes
+	recentBytes int
+	myAddrs     []wire.Address                            // where others see us (their 0d options), as we advertise it
+	seenAs      map[netip.AddrPort]map[[32]byte]time.Time // where each neighbour last said it sees us
+	planAt      time.Time
+	reportAt    time.Time
+	cleanAt     time.Time
+	newsAt      time.Time
+	media       map[[32]byte]*mediaStream // multicast streams we publish or play (and relay)
+	players     map[string][]*groupStream // group NetStreams playing each name
+	seenKeys    map[[32]byte]bool         // streams reported by PublishNotify
+	pending     []*pendingAnnounce        // streams announced that nobody plays here yet
+	neighbors   atomic.Int32
+	estimate    atomic.Uint64 // float64 bits
+	closedLoop  bool
 }
 
 type seenPost struct {
-	id  string
+	id string
+	at time.Time
+}
+
+// recentPost is a post kept for neighbours that come later.
+type recentPost struct {
 	at  time.Time
-	msg []byte // kept while recent, for neighbours that come later
+	msg []byte
 }
 
 // NewNetGroup joins the group a groupspec string names (as new
@@ -335,8 +344,12 @@ func (ng *NetGroup) emit(level, code, desc string, extra ...any) {
 // Status delivers the group's events: NetGroup.Connect.*,
 // NetGroup.Neighbor.Connect/Disconnect (info: neighbor, peerID),
 // NetGroup.Posting.Notify (info: message, messageID) and
-// NetGroup.SendTo.Notify (info: message, from, fromLocal). Events nobody
-// reads beyond its buffer (1024) are dropped and counted.
+// NetGroup.SendTo.Notify (info: message, from, fromLocal). The group
+// never waits for the reader: events beyond the channel's buffer (1024)
+// are dropped and counted (Stats().EventsDropped), posts and neighbour
+// events alike. An application that must see every post reads this
+// channel without pause (hand slow work to another goroutine). The
+// channel is not closed; Done tells when the group has closed.
 func (ng *NetGroup) Status() <-chan Status { return ng.status }
 
 // Done is closed when the group is closed.
@@ -465,19 +478,7 @@ func (ng *NetGroup) manage(now time.Time) {
 		ng.mesh.Clean(now)
 	}
 	ng.mediaTick(now)
-	for len(ng.seenQ) > 0 && (now.Sub(ng.seenQ[0].at) > groupPostMemory || len(ng.seenQ) > groupMaxSeen) {
-		delete(ng.seen, ng.seenQ[0].id)
-		ng.seenQ = ng.seenQ[1:]
-	}
-	// Bodies are kept only while they may be replayed.
-	for i := len(ng.seenQ) - 1; i >= 0 && ng.seenQ[i].msg != nil; i-- {
-		if now.Sub(ng.seenQ[i].at) > groupPostReplay {
-			for j := i; j >= 0 && ng.seenQ[j].msg != nil; j-- {
-				ng.seenQ[j].msg = nil
-			}
-			break
-		}
-	}
+	ng.forget(now)
 }
 
 // dial opens a session to a member (or uses the open one) and starts the
@@ -665,7 +666,10 @@ var ErrPostingDisabled = errors.New("rtmfp: posting is not enabled in this group
 // same value twice delivers it twice. Posts reach the members connected
 // through the current neighbours; a member with no neighbour yet misses
 // them. message is any value the amf package encodes; strings and
-// numbers are what librtmfp members can read.
+// numbers are what librtmfp members can read. A member whose application
+// does not read Status in time loses NetGroup.Posting.Notify events (see
+// Status); each neighbour may send at most 100 posts and 256 KiB of posts
+// a second (twice that at once), beyond which its posts are dropped.
 func (ng *NetGroup) Post(message any) (string, error) {
 	if !ng.sp.Posting || ng.sp.PostingHash != nil && !group.PasswordMatches(ng.sp.PostingHash, ng.sp.PostingAuth) {
 		return "", ErrPostingDisabled
@@ -695,22 +699,36 @@ func (ng *NetGroup) Post(message any) (string, error) {
 	return id, nil
 }
 
+// remember records a post's ID, and keeps its body for replay to new
+// neighbours: only while it may be replayed, and within the bytes a
+// replay sends at most (a flood of posts cannot make the group hold more).
 func (ng *NetGroup) remember(id string, msg []byte, now time.Time) {
 	ng.seen[id] = now
-	ng.seenQ = append(ng.seenQ, seenPost{id, now, msg})
+	ng.seenQ = append(ng.seenQ, seenPost{id, now})
+	ng.recent = append(ng.recent, recentPost{now, msg})
+	ng.recentBytes += len(msg)
+	ng.forget(now)
+}
+
+// forget drops post IDs past their memory or count and bodies past their
+// replay time or byte budget.
+func (ng *NetGroup) forget(now time.Time) {
+	for len(ng.seenQ) > 0 && (now.Sub(ng.seenQ[0].at) > groupPostMemory || len(ng.seenQ) > groupMaxSeen) {
+		delete(ng.seen, ng.seenQ[0].id)
+		ng.seenQ = ng.seenQ[1:]
+	}
+	for len(ng.recent) > 0 && (now.Sub(ng.recent[0].at) > groupPostReplay || ng.recentBytes > groupReplayMax) {
+		ng.recentBytes -= len(ng.recent[0].msg)
+		ng.recent = ng.recent[1:]
+	}
 }
 
 // replayPosts sends a new neighbour the posts of the last few seconds: a
 // post that was flooding while the neighbourship formed would otherwise
 // miss the members behind it. Duplicates are dropped by ID as usual.
 func (ng *NetGroup) replayPosts(l *groupLink, now time.Time) {
-	budget := groupReplayMax
-	first := len(ng.seenQ)
-	for first > 0 && now.Sub(ng.seenQ[first-1].at) <= groupPostReplay && budget >= len(ng.seenQ[first-1].msg) {
-		first--
-		budget -= len(ng.seenQ[first].msg)
-	}
-	for _, p := range ng.seenQ[first:] {
+	ng.forget(now)
+	for _, p := range ng.recent {
 		l.sendPost(p.msg)
 	}
 }
@@ -719,6 +737,10 @@ func (ng *NetGroup) replayPosts(l *groupLink, now time.Time) {
 func (ng *NetGroup) onPost(from *groupLink, msg []byte) {
 	if !ng.sp.Posting {
 		ng.c.postsDropped.Add(1)
+		return
+	}
+	if now := time.Now(); !from.postCount.take(now, groupPostRate, 1) || !from.postBytes.take(now, groupPostByteRate, float64(len(msg))) {
+		ng.c.postsDropped.Add(1) // a neighbour flooding the group
 		return
 	}
 	v, id, ok, err := group.ParsePost(msg)
@@ -879,6 +901,26 @@ func (ng *NetGroup) shutdown() {
 		ng.gcOut.Close()
 	}
 	ng.unregister()
+}
+
+// bucket is a token bucket: rate per second, bursts of two seconds' worth.
+type bucket struct {
+	tokens float64
+	at     time.Time
+}
+
+func (b *bucket) take(now time.Time, rate, n float64) bool {
+	if b.at.IsZero() {
+		b.tokens = 2 * rate
+	} else if d := now.Sub(b.at).Seconds(); d > 0 {
+		b.tokens = min(2*rate, b.tokens+d*rate)
+	}
+	b.at = now
+	if b.tokens < n {
+		return false
+	}
+	b.tokens -= n
+	return true
 }
 
 func floatBits(f float64) uint64 { return math.Float64bits(f) }

@@ -2,11 +2,14 @@ package rtmfp
 
 import (
 	"context"
+	"fmt"
+	"log/slog"
 	"net/netip"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/stratus-rtmfp/stratus/internal/group"
 	"github.com/stratus-rtmfp/stratus/internal/mesh"
 	"github.com/stratus-rtmfp/stratus/server"
 	"github.com/stratus-rtmfp/stratus/server/servertest"
@@ -148,5 +151,48 @@ func TestGroupAdvertisedAddresses(t *testing.T) {
 	ng.addMyAddr(h1, real, now.Add(mesh.PeerTimeout+time.Second))
 	if len(ng.myAddrs) != 1 || ng.myAddrs[0].AddrPort != real {
 		t.Fatalf("old words kept: %v", ng.myAddrs)
+	}
+}
+
+func testGroup() *NetGroup {
+	return &NetGroup{sp: group.Spec{Posting: true}, seen: map[string]time.Time{}, status: make(chan Status, groupStatusBuffer),
+		links: map[[32]byte]*groupLink{}, log: slog.New(slog.DiscardHandler)}
+}
+
+// Post bodies are kept within the replay's byte budget however fast they
+// come, and post IDs within their count, at once (not at the next tick).
+func TestGroupPostMemoryBounded(t *testing.T) {
+	ng := testGroup()
+	defer func(n int) { groupMaxSeen = n }(groupMaxSeen)
+	groupMaxSeen = 500
+	now := time.Now()
+	for i := range 2000 {
+		msg := make([]byte, 1000)
+		msg[0], msg[1] = byte(i), byte(i>>8)
+		ng.remember(fmt.Sprint(i), msg, now)
+		if ng.recentBytes > groupReplayMax || len(ng.seen) > groupMaxSeen {
+			t.Fatalf("after %d posts: %d bytes kept, %d IDs", i+1, ng.recentBytes, len(ng.seen))
+		}
+	}
+	if n := len(ng.recent); n != groupReplayMax/1000 {
+		t.Fatalf("%d bodies kept", n)
+	}
+}
+
+// A neighbour that floods new posts gets its rate: the rest are dropped,
+// not delivered and not forwarded.
+func TestGroupPostFloodLimited(t *testing.T) {
+	ng := testGroup()
+	l := &groupLink{ng: ng}
+	for i := range 1000 {
+		msg, err := group.AppendPost(nil, fmt.Sprint("flood ", i), make([]byte, group.StampLen))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ng.onPost(l, msg)
+	}
+	got, dropped := ng.c.postsReceived.Load(), ng.c.postsDropped.Load()
+	if float64(got) > 2*groupPostRate+50 || dropped < 500 {
+		t.Fatalf("%d delivered, %d dropped of 1000 at once", got, dropped)
 	}
 }
