@@ -265,3 +265,66 @@ func TestGroupConnectFailed(t *testing.T) {
 		t.Fatal("the failed group is still open")
 	}
 }
+
+// A direct NetStream and a group neighbourship share the session between
+// two members: only the stream counts as a peer connection, and closing
+// either leaves the other working.
+func TestGroupAndStreamShareSession(t *testing.T) {
+	url := startServer(t)
+	noLeaks(t)
+	a, b := dial(t, url), dial(t, url)
+	ga, gb := join(t, a, testSpec), join(t, b, testSpec)
+	groupEvent(t, ga, rtmfp.GroupNeighborConnect, 30*time.Second)
+	groupEvent(t, gb, rtmfp.GroupNeighborConnect, 30*time.Second)
+	if a.PeerConnections() != 0 || b.PeerConnections() != 0 {
+		t.Fatal("a neighbourship counted as a peer connection")
+	}
+	pub := publisher(t, a, "cam")
+	sub := subscribe(t, b, a, "cam")
+	waitStatus(t, sub, rtmfp.PlayStart)
+	if b.PeerConnections() != 1 {
+		t.Fatalf("b: %d peer connections", b.PeerConnections())
+	}
+	frames := func(n byte) {
+		t.Helper()
+		for i := range n {
+			pub.WriteVideo(uint32(i)*40, []byte{0x17, 1, n, i})
+		}
+		timeout := time.After(10 * time.Second)
+		for got := byte(0); got < n; {
+			select {
+			case m := <-sub.Messages():
+				if m.Kind == rtmfp.KindVideo && m.Payload[2] == n {
+					got++
+				}
+			case <-timeout:
+				t.Fatalf("stream: %d of %d frames", got, n)
+			}
+		}
+	}
+	post := func(from, to *rtmfp.NetGroup, msg string) {
+		t.Helper()
+		if _, err := from.Post(msg); err != nil {
+			t.Fatal(err)
+		}
+		st := groupEvent(t, to, rtmfp.GroupPostingNotify, 10*time.Second)
+		if m, _ := st.Info.GetString("message"); m != msg {
+			t.Fatalf("post %q", m)
+		}
+	}
+	frames(5)
+	post(ga, gb, "with the stream")
+	// The stream ends: the neighbourship goes on.
+	sub.Close()
+	post(ga, gb, "after the stream")
+	post(gb, ga, "back, after the stream")
+	if ga.NeighborCount() != 1 || gb.NeighborCount() != 1 {
+		t.Fatal("the neighbourship ended with the stream")
+	}
+	// A new stream, then the group closes: the stream goes on.
+	sub = subscribe(t, b, a, "cam")
+	waitStatus(t, sub, rtmfp.PlayStart)
+	gb.Close()
+	groupEvent(t, ga, rtmfp.GroupNeighborDisconnect, 10*time.Second)
+	frames(7)
+}
