@@ -508,6 +508,13 @@ func (ng *NetGroup) dial(id [32]byte) {
 		pc, err := ng.nc.dialPeer(ctx, hex.EncodeToString(id[:]), false, extra)
 		ng.do(func() {
 			now := time.Now()
+			if errors.Is(err, engine.ErrPeerGone) {
+				ng.trace("member gone")
+				ng.log.Debug("member gone", "peer", groupLog(id))
+				ng.mesh.Gone(now, id)
+				ng.soon(now)
+				return
+			}
 			if err != nil {
 				ng.log.Debug("dial failed", "peer", hex.EncodeToString(id[:8]), "err", err)
 				ng.mesh.DialFailed(now, id)

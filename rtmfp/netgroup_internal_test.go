@@ -196,3 +196,50 @@ func TestGroupPostFloodLimited(t *testing.T) {
 		t.Fatalf("%d delivered, %d dropped of 1000 at once", got, dropped)
 	}
 }
+
+// A member whose session ended is gone for the server, which answers a
+// lookup for it with an all-zero address: the member that dials it again
+// drops it at once instead of retrying for minutes.
+func TestGroupDepartedMemberDroppedOnServerWord(t *testing.T) {
+	events := traceGroups(t)
+	srv := servertest.Start(t, server.Config{Open: true})
+	spec := "G:027f02010101000103010c050e74657374011b00"
+	var ncs [2]*NetConnection
+	var gs [2]*NetGroup
+	for i := range ncs {
+		nc, err := Connect(context.Background(), srv.URL("k"), &Config{LocalAddr: "127.0.0.1:0", PeerTimeout: 5 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { nc.Close() })
+		ng, err := NewNetGroup(nc, spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ng.Close() })
+		ncs[i], gs[i] = nc, ng
+	}
+	deadline := time.After(30 * time.Second)
+	for gs[0].NeighborCount() == 0 {
+		select {
+		case <-gs[0].Status():
+		case <-deadline:
+			t.Fatal("no neighbourship")
+		}
+	}
+	gone := ncs[1].id.PeerID
+	ncs[1].Close()
+	for done := false; !done; {
+		select {
+		case ev := <-events:
+			done = ev.ng == gs[0] && ev.what == "member gone"
+		case <-deadline:
+			t.Fatal("the departed member was not dropped on the server's word")
+		}
+	}
+	var heard bool
+	gs[0].call(func() { heard = gs[0].mesh.Peer(gone) != nil })
+	if heard {
+		t.Fatal("still in the heard list")
+	}
+}

@@ -96,7 +96,8 @@ type Mesh struct {
 	order      []ID // best, most wanted first (ring neighbours, then the rest)
 	random     ID
 	hasRand    bool
-	byReporter map[ID]int // members known only from each neighbour's reports
+	byReporter map[ID]int       // members known only from each neighbour's reports
+	gone       map[ID]time.Time // members the server says are gone: reports of them ignored until then
 }
 
 // New returns the view of member self.
@@ -119,7 +120,7 @@ func New(self ID, cfg Config) *Mesh {
 	if cfg.Rand == nil {
 		cfg.Rand = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
 	}
-	return &Mesh{cfg: cfg, self: self, selfAddr: group.AddressOf(self), peers: map[ID]*Peer{}, best: map[ID]bool{}, byReporter: map[ID]int{}}
+	return &Mesh{cfg: cfg, self: self, selfAddr: group.AddressOf(self), peers: map[ID]*Peer{}, best: map[ID]bool{}, byReporter: map[ID]int{}, gone: map[ID]time.Time{}}
 }
 
 // Self is this member's address on the ring.
@@ -140,6 +141,7 @@ func (m *Mesh) Hear(now time.Time, id ID, age time.Duration, addrs []wire.Addres
 	if id == m.self || age >= PeerTimeout {
 		return false
 	}
+	delete(m.gone, id)
 	p, isNew := m.peers[id], false
 	if p == nil {
 		if len(m.peers) >= m.cfg.MaxHeard && !m.evictReported() {
@@ -165,6 +167,12 @@ func (m *Mesh) HearReported(now time.Time, from, id ID, age time.Duration, addrs
 		return false
 	}
 	at := now.Add(-age)
+	if until, ok := m.gone[id]; ok {
+		if now.Before(until) {
+			return false // others still report it; the server said it is gone
+		}
+		delete(m.gone, id)
+	}
 	p, isNew := m.peers[id], false
 	if p == nil {
 		if m.byReporter[from] >= max(m.cfg.MaxHeard/4, 1) {
@@ -381,6 +389,25 @@ func (m *Mesh) Remove(id ID) {
 			m.hasRand = false
 		}
 	}
+}
+
+// Gone records that the server says the member has no session: it
+// leaves the heard list, and reports of it are ignored for PeerTimeout
+// (members that have not heard keep reporting it), unless it is heard of
+// first-hand again.
+func (m *Mesh) Gone(now time.Time, id ID) {
+	if p := m.peers[id]; p != nil && p.Connected {
+		return
+	}
+	m.Remove(id)
+	if len(m.gone) >= m.cfg.MaxHeard {
+		for g, until := range m.gone {
+			if !now.Before(until) || len(m.gone) >= m.cfg.MaxHeard {
+				delete(m.gone, g)
+			}
+		}
+	}
+	m.gone[id] = now.Add(PeerTimeout)
 }
 
 // Clean drops members without news for PeerTimeout (neighbours are kept:

@@ -407,3 +407,25 @@ func TestAddressesRefresh(t *testing.T) {
 		t.Fatalf("own addresses not replaced: %v", p.Addrs)
 	}
 }
+
+// A member the server says is gone leaves the heard list; reports of it
+// are ignored for PeerTimeout, first-hand news brings it back.
+func TestGoneMember(t *testing.T) {
+	all := ids(4, 12)
+	m := newMesh(all[0])
+	m.Hear(t0, all[1], 0, nil)
+	m.Gone(t0, all[1])
+	if m.Peer(all[1]) != nil {
+		t.Fatal("still heard")
+	}
+	if m.HearReported(t0.Add(time.Minute), all[2], all[1], 0, nil) || m.Peer(all[1]) != nil {
+		t.Fatal("a report brought it back")
+	}
+	if !m.HearReported(t0.Add(PeerTimeout+time.Second), all[2], all[1], 0, nil) {
+		t.Fatal("reports ignored for ever")
+	}
+	m.Gone(t0, all[3])
+	if !m.Hear(t0, all[3], 0, nil) {
+		t.Fatal("the server's announcement ignored")
+	}
+}
