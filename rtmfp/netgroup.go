@@ -2,10 +2,8 @@ package rtmfp
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"log/slog"
 	"math"
 	"net/netip"
@@ -14,7 +12,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/stratus-rtmfp/stratus/amf"
 	"github.com/stratus-rtmfp/stratus/internal/engine"
 	"github.com/stratus-rtmfp/stratus/internal/flash"
 	"github.com/stratus-rtmfp/stratus/internal/group"
@@ -31,25 +28,6 @@ const (
 	GroupNeighborDisconnect = "NetGroup.Neighbor.Disconnect"
 	GroupPostingNotify      = "NetGroup.Posting.Notify"
 	GroupSendToNotify       = "NetGroup.SendTo.Notify"
-)
-
-// SendResult is what the sendTo methods return (NetGroupSendResult).
-type SendResult string
-
-// SendResult values.
-const (
-	SendSent    SendResult = "sent"
-	SendNoRoute SendResult = "noRoute"
-	SendError   SendResult = "error"
-)
-
-// SendMode picks the neighbour of SendToNeighbor (NetGroupSendMode).
-type SendMode string
-
-// SendMode values.
-const (
-	NextIncreasing SendMode = "nextIncreasing"
-	NextDecreasing SendMode = "nextDecreasing"
 )
 
 // Timers of the group protocol (docs/netgroup.md §7). Variables so that
@@ -661,225 +639,6 @@ func (ng *NetGroup) Stats() GroupStats {
 		HandshakesRefused: c.handshakesRefused.Load(), NeighborsConnected: c.neighborsConnected.Load(), EventsDropped: c.eventsDropped.Load()}
 }
 
-// ErrPostingDisabled is returned by Post in a group without
-// postingEnabled, or without the posting password the groupspec asks for.
-var ErrPostingDisabled = errors.New("rtmfp: posting is not enabled in this group (or needs its posting password)")
-
-// Post sends a message to every member of the group and returns its
-// message ID (hex SHA-256 of the message as sent). Each member gets
-// NetGroup.Posting.Notify once: members forward a post they have not
-// seen to their neighbours and drop those they have. Every call is a new
-// message (a random stamp follows the value on the wire), so posting the
-// same value twice delivers it twice. Posts reach the members connected
-// through the current neighbours; a member with no neighbour yet misses
-// them. message is any value the amf package encodes; strings and
-// numbers are what librtmfp members can read. A member whose application
-// does not read Status in time loses NetGroup.Posting.Notify events (see
-// Status); each neighbour may send at most 100 posts and 256 KiB of posts
-// a second (twice that at once), beyond which its posts are dropped.
-func (ng *NetGroup) Post(message any) (string, error) {
-	if !ng.sp.Posting || ng.sp.PostingHash != nil && !group.PasswordMatches(ng.sp.PostingHash, ng.sp.PostingAuth) {
-		return "", ErrPostingDisabled
-	}
-	stamp := make([]byte, group.StampLen)
-	rand.Read(stamp)
-	msg, err := group.AppendPost(nil, message, stamp)
-	if err != nil {
-		return "", err
-	}
-	if len(msg) > group.MaxPost {
-		return "", fmt.Errorf("rtmfp: post of %d bytes, more than %d", len(msg), group.MaxPost)
-	}
-	id := group.PostID(msg)
-	if !ng.do(func() {
-		ng.remember(id, msg, time.Now())
-		ng.c.postsSent.Add(1)
-		ng.log.Debug("posting", "id", id[:8], "neighbors", len(ng.links))
-		for _, l := range ng.links {
-			if l.connected {
-				l.sendPost(msg)
-			}
-		}
-	}) {
-		return "", ErrGroupClosed
-	}
-	return id, nil
-}
-
-// remember records a post's ID, and keeps its body for replay to new
-// neighbours: only while it may be replayed, and within the bytes a
-// replay sends at most (a flood of posts cannot make the group hold more).
-func (ng *NetGroup) remember(id string, msg []byte, now time.Time) {
-	ng.seen[id] = now
-	ng.seenQ = append(ng.seenQ, seenPost{id, now})
-	ng.recent = append(ng.recent, recentPost{now, msg})
-	ng.recentBytes += len(msg)
-	ng.forget(now)
-}
-
-// forget drops post IDs past their memory or count and bodies past their
-// replay time or byte budget.
-func (ng *NetGroup) forget(now time.Time) {
-	for len(ng.seenQ) > 0 && (now.Sub(ng.seenQ[0].at) > groupPostMemory || len(ng.seenQ) > groupMaxSeen) {
-		delete(ng.seen, ng.seenQ[0].id)
-		ng.seenQ = ng.seenQ[1:]
-	}
-	for len(ng.recent) > 0 && (now.Sub(ng.recent[0].at) > groupPostReplay || ng.recentBytes > groupReplayMax) {
-		ng.recentBytes -= len(ng.recent[0].msg)
-		ng.recent = ng.recent[1:]
-	}
-}
-
-// replayPosts sends a new neighbour the posts of the last few seconds: a
-// post that was flooding while the neighbourship formed would otherwise
-// miss the members behind it. Duplicates are dropped by ID as usual.
-func (ng *NetGroup) replayPosts(l *groupLink, now time.Time) {
-	ng.forget(now)
-	for _, p := range ng.recent {
-		l.sendPost(p.msg)
-	}
-}
-
-// onPost floods a post onwards the first time it is seen.
-func (ng *NetGroup) onPost(from *groupLink, msg []byte) {
-	if !ng.sp.Posting {
-		ng.c.postsDropped.Add(1)
-		return
-	}
-	if now := time.Now(); !from.postCount.take(now, groupPostRate, 1) || !from.postBytes.take(now, groupPostByteRate, float64(len(msg))) {
-		ng.c.postsDropped.Add(1) // a neighbour flooding the group
-		return
-	}
-	v, id, ok, err := group.ParsePost(msg)
-	if err != nil {
-		ng.c.postsDropped.Add(1)
-		return
-	}
-	if !ok {
-		return // a post key message: nothing to deliver
-	}
-	if _, dup := ng.seen[id]; dup {
-		ng.c.postsDuplicate.Add(1)
-		return
-	}
-	ng.remember(id, msg, time.Now())
-	ng.c.postsReceived.Add(1)
-	ng.log.Debug("post", "id", id[:8], "from", groupLog(from.id))
-	ng.emit(flash.LevelStatus, GroupPostingNotify, "post received", "message", v, "messageID", id)
-	for _, l := range ng.links {
-		if l != from && l.connected {
-			l.sendPost(msg)
-		}
-	}
-}
-
-func (ng *NetGroup) routingOK() bool { return ng.sp.Routing }
-
-// SendToNearest delivers a message to the member whose group address is
-// nearest groupAddress, hop by hop through neighbours (each forwards to
-// its neighbour nearest the address, until a member is nearer than all
-// its neighbours). That member gets NetGroup.SendTo.Notify; if it is this
-// one, the event comes here with fromLocal true. Routing runs between
-// Stratus members (neighbours that do not speak Stratus's routing layout
-// are skipped).
-func (ng *NetGroup) SendToNearest(message any, groupAddress string) SendResult {
-	b, err := hex.DecodeString(groupAddress)
-	return ng.sendTo(err == nil && len(b) == 32, message, func(body []byte) SendResult {
-		return ng.route(false, group.Routed{Mode: group.ModeNearest, Dest: group.Addr(b), Origin: ng.selfAddr, Body: body}, message)
-	})
-}
-
-// SendToNeighbor sends a message to the neighbour right after
-// (NextIncreasing) or before (NextDecreasing) this member on the ring.
-func (ng *NetGroup) SendToNeighbor(message any, mode SendMode) SendResult {
-	return ng.sendTo(mode == NextIncreasing || mode == NextDecreasing, message, func(body []byte) SendResult {
-		id, ok := ng.mesh.NextNeighbor(mode == NextIncreasing, ng.canRoute)
-		if !ok {
-			return SendNoRoute
-		}
-		ng.links[id].sendRouted(group.Routed{Mode: group.ModeNeighbor, Dest: group.AddressOf(id), Origin: ng.selfAddr, Body: body})
-		return SendSent
-	})
-}
-
-// SendToAllNeighbors sends a message to every neighbour.
-func (ng *NetGroup) SendToAllNeighbors(message any) SendResult {
-	return ng.sendTo(true, message, func(body []byte) SendResult {
-		res := SendNoRoute
-		for id, l := range ng.links {
-			if ng.canRoute(id) {
-				l.sendRouted(group.Routed{Mode: group.ModeNeighbor, Dest: group.AddressOf(id), Origin: ng.selfAddr, Body: body})
-				res = SendSent
-			}
-		}
-		return res
-	})
-}
-
-// sendTo encodes a message and runs send on the loop; an invalid request
-// or a group without routingEnabled gives SendError.
-func (ng *NetGroup) sendTo(valid bool, message any, send func(body []byte) SendResult) SendResult {
-	if !valid || !ng.routingOK() {
-		return SendError
-	}
-	body, err := amf.AppendAMF0(nil, message)
-	if err != nil {
-		return SendError
-	}
-	res := SendError
-	ng.call(func() { res = send(body) })
-	return res
-}
-
-func (ng *NetGroup) canRoute(id [32]byte) bool {
-	l := ng.links[id]
-	return l != nil && l.connected && l.capable
-}
-
-// route delivers or forwards a routed message (mode nearest); received
-// says it came from a neighbour rather than from this member's
-// SendToNearest.
-func (ng *NetGroup) route(received bool, r group.Routed, v any) SendResult {
-	next, self := ng.mesh.Nearest(r.Dest, ng.canRoute)
-	if self {
-		ng.c.routedDelivered.Add(1)
-		ng.emit(flash.LevelStatus, GroupSendToNotify, "message for the nearest member", "message", v,
-			"from", r.Origin.String(), "fromLocal", !received)
-		return SendSent
-	}
-	if int(r.Hops) >= group.MaxHops {
-		ng.c.routedDropped.Add(1)
-		return SendNoRoute
-	}
-	if received {
-		r.Hops++
-		ng.c.routedForwarded.Add(1)
-	}
-	ng.links[next].sendRouted(r)
-	return SendSent
-}
-
-// onRouted handles a routed message from a neighbour.
-func (ng *NetGroup) onRouted(msg []byte) {
-	r, err := group.ParseRouted(msg)
-	if err != nil || !ng.routingOK() {
-		ng.c.routedDropped.Add(1)
-		return
-	}
-	v, err := r.Value()
-	if err != nil {
-		ng.c.routedDropped.Add(1)
-		return
-	}
-	if r.Mode == group.ModeNeighbor {
-		ng.c.routedDelivered.Add(1)
-		ng.emit(flash.LevelStatus, GroupSendToNotify, "message from a neighbour", "message", v,
-			"from", r.Origin.String(), "fromLocal", false)
-		return
-	}
-	ng.route(true, r, v)
-}
-
 // Close leaves the group: each neighbour's group flow is finished (which
 // ends the neighbourship), the server channel is finished (the server
 // drops the membership), and sessions used by nothing else close.
@@ -908,26 +667,6 @@ func (ng *NetGroup) shutdown() {
 		ng.gcOut.Close()
 	}
 	ng.unregister()
-}
-
-// bucket is a token bucket: rate per second, bursts of two seconds' worth.
-type bucket struct {
-	tokens float64
-	at     time.Time
-}
-
-func (b *bucket) take(now time.Time, rate, n float64) bool {
-	if b.at.IsZero() {
-		b.tokens = 2 * rate
-	} else if d := now.Sub(b.at).Seconds(); d > 0 {
-		b.tokens = min(2*rate, b.tokens+d*rate)
-	}
-	b.at = now
-	if b.tokens < n {
-		return false
-	}
-	b.tokens -= n
-	return true
 }
 
 func floatBits(f float64) uint64 { return math.Float64bits(f) }
