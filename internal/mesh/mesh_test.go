@@ -429,3 +429,37 @@ func TestGoneMember(t *testing.T) {
 		t.Fatal("the server's announcement ignored")
 	}
 }
+
+// A disconnect request (0c) is accepted from a neighbour this member does
+// not want while it has surplus neighbours, and refused from one it wants.
+func TestAcceptClose(t *testing.T) {
+	all := ids(40, 3)
+	m := newMesh(all[0])
+	for _, id := range all[1:] {
+		m.Hear(t0, id, 0, nil)
+		m.Connected(t0, id, 10*time.Millisecond)
+	}
+	best := m.Best(t0)
+	var wanted, unwanted ID
+	for _, id := range all[1:] {
+		if best[id] {
+			wanted = id
+		} else {
+			unwanted = id
+		}
+	}
+	if m.AcceptClose(t0, wanted) {
+		t.Fatal("a wanted neighbour let go")
+	}
+	if !m.AcceptClose(t0, unwanted) {
+		t.Fatal("a surplus neighbour kept")
+	}
+	small := newMesh(all[0])
+	for _, id := range all[1:4] {
+		small.Hear(t0, id, 0, nil)
+		small.Connected(t0, id, 10*time.Millisecond)
+	}
+	if small.AcceptClose(t0, all[1]) {
+		t.Fatal("a small group lets a neighbour go")
+	}
+}
