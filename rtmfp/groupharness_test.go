@@ -93,6 +93,8 @@ type member struct {
 	sendTo    []rtmfp.Status
 	connected bool
 	left      map[string]int // Neighbor.Disconnect by peer ID
+	nbrs      map[string]bool
+	twice     []string // Neighbor.Connect for a neighbour already connected, or Disconnect for none
 }
 
 func (m *member) record(st rtmfp.Status) {
@@ -108,9 +110,19 @@ func (m *member) record(st rtmfp.Status) {
 		m.sendTo = append(m.sendTo, st)
 	case rtmfp.GroupConnectSuccess:
 		m.connected = true
+	case rtmfp.GroupNeighborConnect:
+		p, _ := st.Info.GetString("peerID")
+		if m.nbrs[p] {
+			m.twice = append(m.twice, "connect "+p[:8])
+		}
+		m.nbrs[p] = true
 	case rtmfp.GroupNeighborDisconnect:
 		p, _ := st.Info.GetString("peerID")
 		m.left[p]++
+		if !m.nbrs[p] {
+			m.twice = append(m.twice, "disconnect "+p[:8])
+		}
+		delete(m.nbrs, p)
 	}
 	close(m.changed)
 	m.changed = make(chan struct{})
@@ -177,7 +189,7 @@ func startMembers(t testing.TB, url string, n int, o groupOpts) ([]*member, *hub
 				errs[i] = err
 				return
 			}
-			ms[i] = &member{nc: nc, hub: h, changed: make(chan struct{}), posts: map[string]int{}, postMsgs: map[string]any{}, left: map[string]int{}}
+			ms[i] = &member{nc: nc, hub: h, changed: make(chan struct{}), posts: map[string]int{}, postMsgs: map[string]any{}, left: map[string]int{}, nbrs: map[string]bool{}}
 		})
 	}
 	wg.Wait()
@@ -195,6 +207,21 @@ func startMembers(t testing.TB, url string, n int, o groupOpts) ([]*member, *hub
 			t.Fatal(err)
 		}
 	}
+	// Neighbour events pair up: a Connect for a neighbour, a Disconnect
+	// when it goes, never two in a row (a session replaced under a
+	// neighbourship is no new neighbour).
+	t.Cleanup(func() {
+		for i, m := range ms {
+			if m == nil {
+				continue // a member the test closed
+			}
+			m.mu.Lock()
+			if len(m.twice) > 0 {
+				t.Errorf("member %d: unpaired neighbour events %v", i, m.twice)
+			}
+			m.mu.Unlock()
+		}
+	})
 	r := rand.New(rand.NewPCG(uint64(n), 7))
 	for i, m := range ms {
 		ng, err := rtmfp.NewNetGroup(m.nc, o.spec)
@@ -331,6 +358,12 @@ type lossyConn struct {
 
 func newLossyConn(c net.PacketConn, loss float64, seed uint64) *lossyConn {
 	return &lossyConn{PacketConn: c, rnd: rand.New(rand.NewPCG(seed, 99)), loss: loss}
+}
+
+func (c *lossyConn) setLoss(loss float64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.loss = loss
 }
 
 func (c *lossyConn) drop() bool {

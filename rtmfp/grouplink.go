@@ -5,12 +5,14 @@ import (
 	"context"
 	"encoding/hex"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/stratus-rtmfp/stratus/internal/engine"
 	"github.com/stratus-rtmfp/stratus/internal/flash"
 	"github.com/stratus-rtmfp/stratus/internal/group"
+	"github.com/stratus-rtmfp/stratus/internal/mesh"
 	"github.com/stratus-rtmfp/stratus/internal/wire"
 )
 
@@ -27,6 +29,7 @@ type groupLink struct {
 	started time.Time
 	stop    chan struct{} // closed with the link
 
+	silentConnect   bool // replaces a connected link to the member: its Connect was told
 	validated       bool // their init checked
 	connected       bool // NetGroup.Neighbor.Connect reported
 	capable         bool // a Stratus member: reads our routing flow
@@ -36,6 +39,15 @@ type groupLink struct {
 
 	postOut  *engine.SendFlow
 	routeOut *engine.SendFlow
+	waiting  []waitingFlow // their post and routing flows, until validated
+
+	postCount, postBytes bucket // posts this member may send us
+}
+
+// waitingFlow is a flow a member opened before its init was checked.
+type waitingFlow struct {
+	f     *engine.RecvFlow
+	start func()
 }
 
 // onGroupSessionFlow reads the group init a peer sends first on its GR
@@ -52,22 +64,15 @@ func (nc *NetConnection) onGroupSessionFlow(pc *peerConn, f *engine.RecvFlow) {
 		f.Reject(0)
 		return
 	}
-	// The 02 that follows the init comes with it (same flush): read it
-	// now, so that the neighbour's capabilities are known when it counts.
-	var note string
-	var early [][]byte
-	ctx, cancel = context.WithTimeout(context.Background(), 200*time.Millisecond)
-	if m, err := f.Read(ctx); err == nil {
-		if n, err := group.ParseData(m); err == nil {
-			note = n
-		}
-		early = append(early, m)
+	// A Stratus member says what it reads in an option of this flow.
+	capable := false
+	if v, ok := f.Option(group.CapabilityOption); ok && len(v) > 0 && v[0]&group.CapRouting != 0 {
+		capable = true
 	}
-	cancel()
 	nc.mu.Lock()
 	ng := nc.groups[strings.ToLower(in.GroupHex)]
 	nc.mu.Unlock()
-	if ng == nil || !ng.do(func() { ng.onInit(pc, f, in, note, early) }) {
+	if ng == nil || !ng.do(func() { ng.onInit(pc, f, in, capable) }) {
 		f.Reject(0)
 		nc.spawn(func() { pc.after(refusedLinger, false) })
 	}
@@ -76,7 +81,7 @@ func (nc *NetConnection) onGroupSessionFlow(pc *peerConn, f *engine.RecvFlow) {
 // onInit checks a peer's group init: our group, addressed to us, and the
 // HMAC only a holder of the groupspec can compute for this session. A
 // wrong one gets the flow refused (the peer then closes the session).
-func (ng *NetGroup) onInit(pc *peerConn, f *engine.RecvFlow, in group.Init, note string, early [][]byte) {
+func (ng *NetGroup) onInit(pc *peerConn, f *engine.RecvFlow, in group.Init, capable bool) {
 	now := time.Now()
 	id, _ := ParsePeerID(pc.farID)
 	refuse := func(why string) {
@@ -99,10 +104,14 @@ func (ng *NetGroup) onInit(pc *peerConn, f *engine.RecvFlow, in group.Init, note
 		return
 	}
 	l := ng.links[id]
+	silent := false
 	if l != nil && l.pc != pc {
 		// Two sessions with the same member: keep the one opened by
-		// the member with the greater peer ID.
+		// the member with the greater peer ID. The neighbour stays one:
+		// no Disconnect now, no second Connect (a Disconnect if the new
+		// session fails).
 		if canonical(ng.self, id, pc.ps.sess.Initiator()) {
+			silent = l.connected || l.silentConnect
 			ng.closeLink(l, false, "")
 			l = nil
 		} else {
@@ -129,22 +138,25 @@ func (ng *NetGroup) onInit(pc *peerConn, f *engine.RecvFlow, in group.Init, note
 		l = ng.newLink(pc, id, now)
 		if l == nil {
 			f.Reject(0)
+			if silent {
+				ng.emitNeighbor(GroupNeighborDisconnect, "neighbour disconnected: session replaced and lost", id)
+			}
 			return
 		}
+		l.silentConnect = silent
 	}
 	if l.in != nil && l.in != f {
 		l.in.Reject(0)
 	}
 	l.in, l.validated = f, true
-	if note == group.CapabilityNote {
-		l.capable = true
+	for _, w := range l.waiting {
+		w.start()
 	}
+	l.waiting = nil
+	l.capable = capable
 	ng.mesh.Hear(now, id, 0, nil)
 	ng.nc.spawn(func() { ng.readSession(l, f) })
 	ng.maybeConnected(l, now)
-	for _, m := range early {
-		ng.onSessionMsg(l, m)
-	}
 }
 
 // canonical reports whether a session with peer far should be kept when
@@ -164,10 +176,10 @@ func (ng *NetGroup) startLink(pc *peerConn, id [32]byte, now time.Time) {
 	}
 }
 
-// newLink opens our GR 1c flow and sends our init, 02 (with the Stratus
-// note) and begin.
+// newLink opens our GR 1c flow (with the Stratus capability option) and
+// sends our init, 02 and begin.
 func (ng *NetGroup) newLink(pc *peerConn, id [32]byte, now time.Time) *groupLink {
-	out, err := pc.ps.sess.OpenFlow(group.MetaSession, nil)
+	out, err := pc.ps.sess.OpenFlow(group.MetaSession, nil, wire.Option{Type: group.CapabilityOption, Value: group.Capabilities})
 	if err != nil {
 		return nil
 	}
@@ -184,7 +196,7 @@ func (ng *NetGroup) newLink(pc *peerConn, id [32]byte, now time.Time) *groupLink
 	ng.links[id] = l
 	key := group.Key(ng.ident.Text, pc.ps.sess.FarNonce())
 	l.write(out, group.AppendInit(nil, group.Init{GroupHex: ng.ident.HexID(), Key: key, Target: id}))
-	l.write(out, group.AppendData(nil, group.CapabilityNote))
+	l.write(out, group.AppendData(nil, ""))
 	l.write(out, []byte{group.TypeBegin})
 	ng.nc.spawn(func() { ng.watchOut(l) })
 	return l
@@ -225,9 +237,10 @@ func (ng *NetGroup) readSession(l *groupLink, f *engine.RecvFlow) {
 
 // attachGroupFlow takes a flow a group member opened besides its GR 1c
 // flow: posts (GR 18/19) or routed messages (GR 1d). It belongs to the
-// group whose GR 1c flow it is associated with; without that, to the
-// only group. Its messages count as the member's whichever session
-// carries them (two members may briefly have two sessions).
+// neighbourship whose GR 1c flow it is associated with (without an
+// association, the session's only one), and is read only once that
+// member's init has been checked on this very session: anyone can open a
+// session to a member, and the group HMAC is what says it is a member.
 func (nc *NetConnection) attachGroupFlow(pc *peerConn, f *engine.RecvFlow, kind byte) {
 	switch kind {
 	case group.FlowKind(group.MetaPosts), group.FlowKind(group.MetaPostKeys), group.FlowKind(group.MetaRouting):
@@ -240,32 +253,84 @@ func (nc *NetConnection) attachGroupFlow(pc *peerConn, f *engine.RecvFlow, kind 
 		f.Reject(0)
 		return
 	}
-	var ng *NetGroup
-	if l := pc.linkFor(f); l != nil {
-		ng = l.ng
-	} else {
-		nc.mu.Lock()
-		if len(nc.groups) == 1 {
-			for _, g := range nc.groups {
-				ng = g
-			}
-		}
-		nc.mu.Unlock()
-	}
-	if ng == nil {
-		nc.log.Debug("group flow refused", "peer", pc.farID[:12], "kind", kind)
+	l := pc.linkFor(f)
+	if l == nil {
+		nc.log.Debug("group flow refused: no neighbourship", "peer", pc.farID[:12], "kind", kind)
 		f.Reject(0)
 		return
 	}
-	peer, _ := ParsePeerID(pc.farID)
-	ng.readFlow(f, func(m []byte) {
+	ng := l.ng
+	if !ng.do(func() { ng.admitFlow(l, f, kind) }) {
+		f.Reject(0)
+	}
+}
+
+// maxWaitingFlows bounds the flows a member may open before its init is
+// checked (its post and routing flows, and a few reopened ones).
+const maxWaitingFlows = 4
+
+// admitFlow starts reading a neighbour's post or routing flow once the
+// neighbourship is validated; a flow that comes first (the member
+// checked our init before we checked its) waits for that.
+func (ng *NetGroup) admitFlow(l *groupLink, f *engine.RecvFlow, kind byte) {
+	refuse := func(why string) {
+		ng.trace("flow refused " + why)
+		ng.log.Debug("group flow refused", "peer", groupLog(l.id), "kind", kind, "why", why)
+		f.Reject(0)
+	}
+	switch {
+	case l.closed || ng.links[l.id] != l:
+		refuse("no neighbourship")
+		return
+	case kind == group.FlowKind(group.MetaRouting) && !ng.sp.Routing:
+		refuse("routing not enabled")
+		return
+	case kind != group.FlowKind(group.MetaRouting) && !ng.sp.Posting:
+		refuse("posting not enabled")
+		return
+	}
+	ng.whenValidated(l, f, func(m []byte) {
 		switch kind {
 		case group.FlowKind(group.MetaPosts):
-			ng.onPost(ng.links[peer], m)
+			ng.onPost(l, m)
 		case group.FlowKind(group.MetaRouting):
 			ng.onRouted(m)
 		}
 	})
+}
+
+// whenValidated reads f, a flow of l's member, with handle on the loop
+// once l's init has been checked; until then the flow waits (a few at
+// most), and it is refused if the neighbourship ends first.
+func (ng *NetGroup) whenValidated(l *groupLink, f *engine.RecvFlow, handle func(m []byte)) {
+	if l.closed || ng.links[l.id] != l {
+		f.Reject(0)
+		return
+	}
+	start := func() {
+		ng.nc.spawn(func() {
+			ng.readFlow(f, func(m []byte) {
+				if !l.closed {
+					handle(m)
+				}
+			})
+		})
+	}
+	if l.validated {
+		start()
+		return
+	}
+	if len(l.waiting) >= maxWaitingFlows {
+		ng.trace("flow refused too many before the group handshake")
+		f.Reject(0)
+		return
+	}
+	l.waiting = append(l.waiting, waitingFlow{f, start})
+}
+
+// emitNeighbor reports a Neighbor.Connect or Disconnect for id.
+func (ng *NetGroup) emitNeighbor(code, desc string, id [32]byte) {
+	ng.emit(flash.LevelStatus, code, desc, "neighbor", group.AddressOf(id).String(), "peerID", hex.EncodeToString(id[:]))
 }
 
 // sessionEnded is the router's notice that the link's session closed.
@@ -278,12 +343,17 @@ func (ng *NetGroup) maybeConnected(l *groupLink, now time.Time) {
 		return
 	}
 	l.connected = true
+	ng.connected()
 	ng.log.Debug("neighbour", "peer", groupLog(l.id), "initiator", l.pc.ps.sess.Initiator())
 	ng.c.neighborsConnected.Add(1)
 	ng.mesh.Connected(now, l.id, l.pc.ps.sess.SRTT())
 	ng.neighbors.Store(int32(len(ng.mesh.Neighbors())))
-	ng.emit(flash.LevelStatus, GroupNeighborConnect, "neighbour connected", "neighbor", group.AddressOf(l.id).String(),
-		"peerID", hex.EncodeToString(l.id[:]))
+	if !l.silentConnect {
+		ng.emitNeighbor(GroupNeighborConnect, "neighbour connected", l.id)
+	} else {
+		ng.trace("neighbour kept on a new session")
+	}
+	l.silentConnect = false
 	ng.soon(now)
 	if ng.sp.Posting {
 		ng.replayPosts(l, now)
@@ -299,9 +369,7 @@ func (ng *NetGroup) onSessionMsg(l *groupLink, m []byte) {
 	now := time.Now()
 	switch m[0] {
 	case group.TypeData:
-		if note, err := group.ParseData(m); err == nil && note == group.CapabilityNote {
-			l.capable = true
-		}
+		// Bare from Flash, librtmfp and Stratus; nothing to act on.
 	case group.TypeBegin, group.TypeBeginNear:
 		if !l.reported {
 			ng.sendReport(l, true, now)
@@ -327,11 +395,11 @@ func (ng *NetGroup) onReport(l *groupLink, m []byte, now time.Time) {
 	ng.c.reportsReceived.Add(1)
 	ng.mesh.Hear(now, l.id, 0, rep.Self)
 	if rep.SeenAs.IsValid() && rep.SeenAs.Port() != 0 && !rep.SeenAs.Addr().IsUnspecified() {
-		ng.addMyAddr(rep.SeenAs)
+		ng.addMyAddr(l.id, rep.SeenAs, now)
 	}
 	news := false
 	for _, p := range rep.Peers {
-		if ng.mesh.Hear(now, p.ID, time.Duration(p.Age)*time.Second, p.Addrs) {
+		if ng.mesh.HearReported(now, l.id, p.ID, time.Duration(p.Age)*time.Second, p.Addrs) {
 			news = true
 		}
 	}
@@ -348,16 +416,55 @@ func (ng *NetGroup) onReport(l *groupLink, m []byte, now time.Time) {
 	ng.sendReport(l, false, now)
 }
 
-func (ng *NetGroup) addMyAddr(a netip.AddrPort) {
-	for _, x := range ng.myAddrs {
-		if x.AddrPort == a {
-			return
+// addMyAddr records where a neighbour sees us. What we advertise in
+// reports is the addresses most neighbours agree on (at most
+// maxMyAddrs), so one lying neighbour cannot make the group knock on a
+// door of its choosing in our name; news older than mesh.PeerTimeout is
+// forgotten.
+func (ng *NetGroup) addMyAddr(from [32]byte, a netip.AddrPort, now time.Time) {
+	if ng.seenAs == nil {
+		ng.seenAs = map[netip.AddrPort]map[[32]byte]time.Time{}
+	}
+	for x, by := range ng.seenAs {
+		for id, at := range by {
+			if now.Sub(at) > mesh.PeerTimeout || id == from && x != a {
+				delete(by, id) // stale, or that neighbour now sees us elsewhere
+			}
+		}
+		if len(by) == 0 {
+			delete(ng.seenAs, x)
 		}
 	}
-	if len(ng.myAddrs) < 7 {
-		ng.myAddrs = append(ng.myAddrs, wire.Address{AddrPort: a, Origin: group.OriginPublic})
+	if ng.seenAs[a] == nil {
+		if len(ng.seenAs) >= 4*maxMyAddrs {
+			return
+		}
+		ng.seenAs[a] = map[[32]byte]time.Time{}
+	}
+	ng.seenAs[a][from] = now
+	type cand struct {
+		a netip.AddrPort
+		n int
+	}
+	var cs []cand
+	for x, by := range ng.seenAs {
+		cs = append(cs, cand{x, len(by)})
+	}
+	slices.SortFunc(cs, func(p, q cand) int {
+		if p.n != q.n {
+			return q.n - p.n
+		}
+		return p.a.Compare(q.a)
+	})
+	ng.myAddrs = ng.myAddrs[:0]
+	for _, c := range cs[:min(len(cs), maxMyAddrs)] {
+		ng.myAddrs = append(ng.myAddrs, wire.Address{AddrPort: c.a, Origin: group.OriginPublic})
 	}
 }
+
+// maxMyAddrs bounds the addresses where neighbours see us that we
+// advertise.
+const maxMyAddrs = 3
 
 // sendReport tells a neighbour where we see it, our addresses, and the
 // members its own neighbour choice would want.
@@ -445,12 +552,15 @@ func (ng *NetGroup) closeLink(l *groupLink, byPeer bool, why string) {
 	if l.connected {
 		ng.mesh.Disconnected(now, l.id, byPeer)
 		ng.neighbors.Store(int32(len(ng.mesh.Neighbors())))
-		if why != "" {
-			ng.emit(flash.LevelStatus, GroupNeighborDisconnect, "neighbour disconnected: "+why,
-				"neighbor", group.AddressOf(l.id).String(), "peerID", hex.EncodeToString(l.id[:]))
-		}
+	}
+	if (l.connected || l.silentConnect) && why != "" {
+		ng.emitNeighbor(GroupNeighborDisconnect, "neighbour disconnected: "+why, l.id)
 	}
 	ng.mediaLinkDown(l)
+	for _, w := range l.waiting {
+		w.f.Reject(0)
+	}
+	l.waiting = nil
 	for _, f := range []*engine.SendFlow{l.out, l.postOut, l.routeOut} {
 		if f != nil {
 			f.Close()

@@ -899,8 +899,8 @@ func (nc *NetConnection) attachMediaFlow(pc *peerConn, f *engine.RecvFlow, kind 
 		}
 		ng := l.ng
 		fs := &mediaFlowState{}
-		ng.readFlow(f, func(m []byte) { ng.onMediaControl(l, f, fs, m) })
-		return true
+		// Only from a member whose group init was checked on this session.
+		return ng.do(func() { ng.whenValidated(l, f, func(m []byte) { ng.onMediaControl(l, f, fs, m) }) })
 	case groupmedia.MetaData[2]:
 		assoc, ok := f.Assoc()
 		if !ok {

@@ -2,10 +2,8 @@ package rtmfp
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"log/slog"
 	"math"
 	"net/netip"
@@ -14,7 +12,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/stratus-rtmfp/stratus/amf"
 	"github.com/stratus-rtmfp/stratus/internal/engine"
 	"github.com/stratus-rtmfp/stratus/internal/flash"
 	"github.com/stratus-rtmfp/stratus/internal/group"
@@ -33,25 +30,6 @@ const (
 	GroupSendToNotify       = "NetGroup.SendTo.Notify"
 )
 
-// SendResult is what the sendTo methods return (NetGroupSendResult).
-type SendResult string
-
-// SendResult values.
-const (
-	SendSent    SendResult = "sent"
-	SendNoRoute SendResult = "noRoute"
-	SendError   SendResult = "error"
-)
-
-// SendMode picks the neighbour of SendToNeighbor (NetGroupSendMode).
-type SendMode string
-
-// SendMode values.
-const (
-	NextIncreasing SendMode = "nextIncreasing"
-	NextDecreasing SendMode = "nextDecreasing"
-)
-
 // Timers of the group protocol (docs/netgroup.md §7). Variables so that
 // tests can shorten them.
 var (
@@ -65,8 +43,11 @@ var (
 	groupNewsReport    = 500 * time.Millisecond // extra report after news of new members
 	groupMaxSeen       = 100000                 // post IDs remembered at most
 	groupPostReplay    = 10 * time.Second       // posts this recent go to a new neighbour
-	groupReplayMax     = 256 << 10              // at most this many bytes of them
+	groupReplayMax     = 256 << 10              // at most this many bytes of them (kept and replayed)
 	groupStatusBuffer  = 1024
+	groupPostRate      = 100.0                  // posts a neighbour may send us per second (twice as many at once)
+	groupPostByteRate  = 256.0 * 1024           // and bytes of posts
+	joinSettle         = 500 * time.Millisecond // a refusal of the join may follow its acknowledgement this late
 )
 
 // groupTrace, when set (by tests), hears what a group's loop does that
@@ -118,38 +99,48 @@ type NetGroup struct {
 	log      *slog.Logger
 	c        groupCounters
 
-	status   chan Status
-	mail     chan func()
-	quit     chan struct{} // closed when the group closes
-	loopDone chan struct{}
-	closing  sync.Once
-	gcID     atomic.Uint64 // our GC flow's ID + 1 (0: none)
+	status      chan Status
+	mail        chan func()
+	quit        chan struct{} // closed when the group closes
+	loopDone    chan struct{}
+	closing     sync.Once
+	gcID        atomic.Uint64 // our GC flow's ID + 1 (0: none)
+	heardServer chan struct{} // closed when the server first speaks on the GC flow
+	heardOnce   sync.Once
 
 	// Owned by the loop goroutine.
-	mesh       *mesh.Mesh
-	links      map[[32]byte]*groupLink
-	gcOut      *engine.SendFlow
-	joined     bool
-	seen       map[string]time.Time
-	seenQ      []seenPost
-	myAddrs    []wire.Address // where others see us (their 0d options)
-	planAt     time.Time
-	reportAt   time.Time
-	cleanAt    time.Time
-	newsAt     time.Time
-	media      map[[32]byte]*mediaStream // multicast streams we publish or play (and relay)
-	players    map[string][]*groupStream // group NetStreams playing each name
-	seenKeys   map[[32]byte]bool         // streams reported by PublishNotify
-	pending    []*pendingAnnounce        // streams announced that nobody plays here yet
-	neighbors  atomic.Int32
-	estimate   atomic.Uint64 // float64 bits
-	closedLoop bool
+	mesh        *mesh.Mesh
+	links       map[[32]byte]*groupLink
+	gcOut       *engine.SendFlow
+	joined      bool
+	seen        map[string]time.Time
+	seenQ       []seenPost
+	recent      []recentPost // bodies of the last groupPostReplay, at most groupReplayMax bytes
+	recentBytes int
+	myAddrs     []wire.Address                            // where others see us (their 0d options), as we advertise it
+	seenAs      map[netip.AddrPort]map[[32]byte]time.Time // where each neighbour last said it sees us
+	planAt      time.Time
+	reportAt    time.Time
+	cleanAt     time.Time
+	newsAt      time.Time
+	media       map[[32]byte]*mediaStream // multicast streams we publish or play (and relay)
+	players     map[string][]*groupStream // group NetStreams playing each name
+	seenKeys    map[[32]byte]bool         // streams reported by PublishNotify
+	pending     []*pendingAnnounce        // streams announced that nobody plays here yet
+	neighbors   atomic.Int32
+	estimate    atomic.Uint64 // float64 bits
+	closedLoop  bool
 }
 
 type seenPost struct {
-	id  string
+	id string
+	at time.Time
+}
+
+// recentPost is a post kept for neighbours that come later.
+type recentPost struct {
 	at  time.Time
-	msg []byte // kept while recent, for neighbours that come later
+	msg []byte
 }
 
 // NewNetGroup joins the group a groupspec string names (as new
@@ -159,6 +150,12 @@ type seenPost struct {
 // group's members; NetGroup.Connect.Success follows once the server has
 // the join. Status reports the group's events.
 func NewNetGroup(nc *NetConnection, groupspec string) (*NetGroup, error) {
+	return newNetGroup(nc, groupspec, nil)
+}
+
+// newNetGroup is NewNetGroup; prepare, if not nil, runs before the group
+// starts (tests change what the group is made of there).
+func newNetGroup(nc *NetConnection, groupspec string, prepare func(ng *NetGroup)) (*NetGroup, error) {
 	ident, err := group.IdentityOf(groupspec)
 	if err != nil {
 		return nil, err
@@ -171,11 +168,14 @@ func NewNetGroup(nc *NetConnection, groupspec string) (*NetGroup, error) {
 		return nil, errors.New("rtmfp: peerToPeerDisabled groups (IP multicast only) are not supported")
 	}
 	ng := &NetGroup{nc: nc, spec: groupspec, ident: ident, sp: sp, self: nc.id.PeerID, selfAddr: group.AddressOf(nc.id.PeerID),
-		log: nc.log.With("group", sp.Name, "self", groupLog(nc.id.PeerID)), status: make(chan Status, groupStatusBuffer), mail: make(chan func(), 256),
-		quit: make(chan struct{}), loopDone: make(chan struct{}), links: map[[32]byte]*groupLink{}, seen: map[string]time.Time{},
+		log: nc.log.With("group", sp.Name, "self", groupLog(nc.id.PeerID)), status: make(chan Status, groupStatusBuffer), mail: make(chan func()),
+		quit: make(chan struct{}), loopDone: make(chan struct{}), heardServer: make(chan struct{}), links: map[[32]byte]*groupLink{}, seen: map[string]time.Time{},
 		media: map[[32]byte]*mediaStream{}, players: map[string][]*groupStream{}, seenKeys: map[[32]byte]bool{}}
 	maxN := nc.cfg.MaxGroupNeighbors
 	ng.mesh = mesh.New(ng.self, mesh.Config{MaxNeighbors: maxN})
+	if prepare != nil {
+		prepare(ng)
+	}
 	nc.mu.Lock()
 	if nc.closed {
 		nc.mu.Unlock()
@@ -221,38 +221,78 @@ func (ng *NetGroup) unregister() {
 	nc.mu.Unlock()
 }
 
-// join sends the join on the GC flow and reports its outcome: success
-// once the server acknowledged it, rejected if the server refused the
-// flow, failed if the connection closed first.
+// join sends the join on the GC flow and reports its outcome, once:
+// Connect.Rejected if the server refused the flow, Connect.Failed if the
+// join never reached it (the group then closes), Connect.Success
+// otherwise. A server refuses the GC flow as it reads the join (at the
+// flow's opening, or at the join itself), but its acknowledgement can go
+// first (Stratus handles flows after it has acknowledged their data), so
+// Success waits a little after the acknowledgement: joinSettle, or four
+// round trips if longer, or less if the server already speaks on the
+// group's flow (member announcements: it took the join), or a first
+// neighbourship forms (Success comes before any Neighbor.Connect, as in
+// Flash; the group is then joined whatever the server says later).
 func (ng *NetGroup) join() {
 	ctx, cancel := untilClosed(ng.quit) // the loop closes quit when the connection closes
 	defer cancel()
+	fail := func(level, code, desc string) {
+		ng.emitConnect(level, code, desc)
+		ng.Close()
+	}
 	r, err := ng.gcOut.WriteMessage(ctx, flash.AppendGroupJoin(nil, ng.ident.ID), time.Time{})
 	if err != nil {
-		ng.emitConnect(flash.LevelError, GroupConnectFailed, "cannot join: "+err.Error())
+		fail(flash.LevelError, GroupConnectFailed, "cannot join: "+err.Error())
 		return
 	}
 	select {
 	case <-r.Done():
 	case <-ctx.Done():
-		ng.emitConnect(flash.LevelError, GroupConnectFailed, "connection closed before the server had the join")
+		fail(flash.LevelError, GroupConnectFailed, "connection closed before the server had the join")
 		return
 	}
+	refused := make(chan struct{})
+	go func() {
+		if err := ng.gcOut.WaitComplete(ctx); err != nil {
+			if rej, _ := ng.gcOut.Rejected(); rej {
+				close(refused)
+			}
+		}
+	}()
+	if r.Delivered() {
+		settle := time.NewTimer(max(joinSettle, 4*ng.nc.sess.SRTT()))
+		select {
+		case <-settle.C:
+		case <-ng.heardServer:
+		case <-refused:
+		case <-ctx.Done():
+		}
+		settle.Stop()
+	}
+	select {
+	case <-refused:
+		joined := false
+		ng.call(func() { joined = ng.joined })
+		if !joined { // a neighbourship that formed meanwhile already told Success
+			fail(flash.LevelError, GroupConnectRejected, "the server refused the group")
+			return
+		}
+	default:
+	}
 	if !r.Delivered() {
-		ng.emitConnect(flash.LevelError, GroupConnectFailed, "the server did not take the join")
+		fail(flash.LevelError, GroupConnectFailed, "the server did not take the join")
+		return
+	}
+	if ctx.Err() != nil {
 		return
 	}
 	ng.do(func() { ng.connected() })
-	// A server that refuses the group refuses the flow. (One shutting
-	// down refuses its flows too, then closes: that is no refusal.)
-	if err := ng.gcOut.WaitComplete(ctx); err != nil {
-		if rej, _ := ng.gcOut.Rejected(); rej {
-			select {
-			case <-ctx.Done():
-			case <-time.After(time.Second):
-				ng.emitConnect(flash.LevelError, GroupConnectRejected, "the server refused the group")
-			}
-		}
+	// A refusal later than that is no answer to the join (a server
+	// shutting down refuses its flows, then closes): the group goes on
+	// with the members it has.
+	select {
+	case <-refused:
+		ng.log.Info("the server ended the group's channel")
+	case <-ctx.Done():
 	}
 }
 
@@ -282,8 +322,12 @@ func (ng *NetGroup) emit(level, code, desc string, extra ...any) {
 // Status delivers the group's events: NetGroup.Connect.*,
 // NetGroup.Neighbor.Connect/Disconnect (info: neighbor, peerID),
 // NetGroup.Posting.Notify (info: message, messageID) and
-// NetGroup.SendTo.Notify (info: message, from, fromLocal). Events nobody
-// reads beyond its buffer (1024) are dropped and counted.
+// NetGroup.SendTo.Notify (info: message, from, fromLocal). The group
+// never waits for the reader: events beyond the channel's buffer (1024)
+// are dropped and counted (Stats().EventsDropped), posts and neighbour
+// events alike. An application that must see every post reads this
+// channel without pause (hand slow work to another goroutine). The
+// channel is not closed; Done tells when the group has closed.
 func (ng *NetGroup) Status() <-chan Status { return ng.status }
 
 // Done is closed when the group is closed.
@@ -304,7 +348,10 @@ func (ng *NetGroup) ConvertPeerIDToGroupAddress(peerID string) (string, error) {
 	return ConvertPeerIDToGroupAddress(peerID)
 }
 
-// do runs fn on the group's loop; false if the group is closed.
+// do runs fn on the group's loop; false if the group is closed. The mail
+// channel is unbuffered: true means the loop took fn and runs it (with a
+// buffer, a send could win against a loop that had already ended, and fn,
+// a handshake to answer say, would never run).
 func (ng *NetGroup) do(fn func()) bool {
 	select {
 	case ng.mail <- fn:
@@ -409,19 +456,7 @@ func (ng *NetGroup) manage(now time.Time) {
 		ng.mesh.Clean(now)
 	}
 	ng.mediaTick(now)
-	for len(ng.seenQ) > 0 && (now.Sub(ng.seenQ[0].at) > groupPostMemory || len(ng.seenQ) > groupMaxSeen) {
-		delete(ng.seen, ng.seenQ[0].id)
-		ng.seenQ = ng.seenQ[1:]
-	}
-	// Bodies are kept only while they may be replayed.
-	for i := len(ng.seenQ) - 1; i >= 0 && ng.seenQ[i].msg != nil; i-- {
-		if now.Sub(ng.seenQ[i].at) > groupPostReplay {
-			for j := i; j >= 0 && ng.seenQ[j].msg != nil; j-- {
-				ng.seenQ[j].msg = nil
-			}
-			break
-		}
-	}
+	ng.forget(now)
 }
 
 // dial opens a session to a member (or uses the open one) and starts the
@@ -440,7 +475,7 @@ func (ng *NetGroup) dial(id [32]byte) {
 	if p.Host.IsValid() && p.Host != ng.nc.server {
 		extra = append(extra, p.Host)
 	}
-	for _, a := range p.Addrs {
+	for _, a := range p.DialAddrs() {
 		if len(extra) < 6 {
 			extra = append(extra, a.AddrPort)
 		}
@@ -451,6 +486,13 @@ func (ng *NetGroup) dial(id [32]byte) {
 		pc, err := ng.nc.dialPeer(ctx, hex.EncodeToString(id[:]), false, extra)
 		ng.do(func() {
 			now := time.Now()
+			if errors.Is(err, engine.ErrPeerGone) {
+				ng.trace("member gone")
+				ng.log.Debug("member gone", "peer", groupLog(id))
+				ng.mesh.Gone(now, id)
+				ng.soon(now)
+				return
+			}
 			if err != nil {
 				ng.log.Debug("dial failed", "peer", hex.EncodeToString(id[:8]), "err", err)
 				ng.mesh.DialFailed(now, id)
@@ -511,6 +553,7 @@ func (ng *NetGroup) onMember(id [32]byte) {
 // readServer reads the server's GC flow: member announcements.
 func (ng *NetGroup) readServer(f *engine.RecvFlow) {
 	ng.readFlow(f, func(m []byte) {
+		ng.heardOnce.Do(func() { close(ng.heardServer) })
 		if id, ok := flash.ParseGroupMember(m); ok {
 			ng.onMember(id)
 		}
@@ -594,200 +637,6 @@ func (ng *NetGroup) Stats() GroupStats {
 		PostsDropped: c.postsDropped.Load(), RoutedDelivered: c.routedDelivered.Load(), RoutedForwarded: c.routedForwarded.Load(),
 		RoutedDropped: c.routedDropped.Load(), ReportsSent: c.reportsSent.Load(), ReportsReceived: c.reportsReceived.Load(),
 		HandshakesRefused: c.handshakesRefused.Load(), NeighborsConnected: c.neighborsConnected.Load(), EventsDropped: c.eventsDropped.Load()}
-}
-
-// ErrPostingDisabled is returned by Post in a group without
-// postingEnabled, or without the posting password the groupspec asks for.
-var ErrPostingDisabled = errors.New("rtmfp: posting is not enabled in this group (or needs its posting password)")
-
-// Post sends a message to every member of the group and returns its
-// message ID (hex SHA-256 of the message as sent). Each member gets
-// NetGroup.Posting.Notify once: members forward a post they have not
-// seen to their neighbours and drop those they have. Every call is a new
-// message (a random stamp follows the value on the wire), so posting the
-// same value twice delivers it twice. Posts reach the members connected
-// through the current neighbours; a member with no neighbour yet misses
-// them. message is any value the amf package encodes; strings and
-// numbers are what librtmfp members can read.
-func (ng *NetGroup) Post(message any) (string, error) {
-	if !ng.sp.Posting || ng.sp.PostingHash != nil && !group.PasswordMatches(ng.sp.PostingHash, ng.sp.PostingAuth) {
-		return "", ErrPostingDisabled
-	}
-	stamp := make([]byte, group.StampLen)
-	rand.Read(stamp)
-	msg, err := group.AppendPost(nil, message, stamp)
-	if err != nil {
-		return "", err
-	}
-	if len(msg) > group.MaxPost {
-		return "", fmt.Errorf("rtmfp: post of %d bytes, more than %d", len(msg), group.MaxPost)
-	}
-	id := group.PostID(msg)
-	if !ng.do(func() {
-		ng.remember(id, msg, time.Now())
-		ng.c.postsSent.Add(1)
-		ng.log.Debug("posting", "id", id[:8], "neighbors", len(ng.links))
-		for _, l := range ng.links {
-			if l.connected {
-				l.sendPost(msg)
-			}
-		}
-	}) {
-		return "", ErrGroupClosed
-	}
-	return id, nil
-}
-
-func (ng *NetGroup) remember(id string, msg []byte, now time.Time) {
-	ng.seen[id] = now
-	ng.seenQ = append(ng.seenQ, seenPost{id, now, msg})
-}
-
-// replayPosts sends a new neighbour the posts of the last few seconds: a
-// post that was flooding while the neighbourship formed would otherwise
-// miss the members behind it. Duplicates are dropped by ID as usual.
-func (ng *NetGroup) replayPosts(l *groupLink, now time.Time) {
-	budget := groupReplayMax
-	first := len(ng.seenQ)
-	for first > 0 && now.Sub(ng.seenQ[first-1].at) <= groupPostReplay && budget >= len(ng.seenQ[first-1].msg) {
-		first--
-		budget -= len(ng.seenQ[first].msg)
-	}
-	for _, p := range ng.seenQ[first:] {
-		l.sendPost(p.msg)
-	}
-}
-
-// onPost floods a post onwards the first time it is seen.
-func (ng *NetGroup) onPost(from *groupLink, msg []byte) {
-	v, id, ok, err := group.ParsePost(msg)
-	if err != nil {
-		ng.c.postsDropped.Add(1)
-		return
-	}
-	if !ok {
-		return // a post key message: nothing to deliver
-	}
-	if _, dup := ng.seen[id]; dup {
-		ng.c.postsDuplicate.Add(1)
-		return
-	}
-	ng.remember(id, msg, time.Now())
-	ng.c.postsReceived.Add(1)
-	ng.log.Debug("post", "id", id[:8], "from", from != nil)
-	ng.emit(flash.LevelStatus, GroupPostingNotify, "post received", "message", v, "messageID", id)
-	for _, l := range ng.links {
-		if l != from && l.connected {
-			l.sendPost(msg)
-		}
-	}
-}
-
-func (ng *NetGroup) routingOK() bool { return ng.sp.Routing }
-
-// SendToNearest delivers a message to the member whose group address is
-// nearest groupAddress, hop by hop through neighbours (each forwards to
-// its neighbour nearest the address, until a member is nearer than all
-// its neighbours). That member gets NetGroup.SendTo.Notify; if it is this
-// one, the event comes here with fromLocal true. Routing runs between
-// Stratus members (neighbours that do not speak Stratus's routing layout
-// are skipped).
-func (ng *NetGroup) SendToNearest(message any, groupAddress string) SendResult {
-	b, err := hex.DecodeString(groupAddress)
-	return ng.sendTo(err == nil && len(b) == 32, message, func(body []byte) SendResult {
-		return ng.route(false, group.Routed{Mode: group.ModeNearest, Dest: group.Addr(b), Origin: ng.selfAddr, Body: body}, message)
-	})
-}
-
-// SendToNeighbor sends a message to the neighbour right after
-// (NextIncreasing) or before (NextDecreasing) this member on the ring.
-func (ng *NetGroup) SendToNeighbor(message any, mode SendMode) SendResult {
-	return ng.sendTo(mode == NextIncreasing || mode == NextDecreasing, message, func(body []byte) SendResult {
-		id, ok := ng.mesh.NextNeighbor(mode == NextIncreasing, ng.canRoute)
-		if !ok {
-			return SendNoRoute
-		}
-		ng.links[id].sendRouted(group.Routed{Mode: group.ModeNeighbor, Dest: group.AddressOf(id), Origin: ng.selfAddr, Body: body})
-		return SendSent
-	})
-}
-
-// SendToAllNeighbors sends a message to every neighbour.
-func (ng *NetGroup) SendToAllNeighbors(message any) SendResult {
-	return ng.sendTo(true, message, func(body []byte) SendResult {
-		res := SendNoRoute
-		for id, l := range ng.links {
-			if ng.canRoute(id) {
-				l.sendRouted(group.Routed{Mode: group.ModeNeighbor, Dest: group.AddressOf(id), Origin: ng.selfAddr, Body: body})
-				res = SendSent
-			}
-		}
-		return res
-	})
-}
-
-// sendTo encodes a message and runs send on the loop; an invalid request
-// or a group without routingEnabled gives SendError.
-func (ng *NetGroup) sendTo(valid bool, message any, send func(body []byte) SendResult) SendResult {
-	if !valid || !ng.routingOK() {
-		return SendError
-	}
-	body, err := amf.AppendAMF0(nil, message)
-	if err != nil {
-		return SendError
-	}
-	res := SendError
-	ng.call(func() { res = send(body) })
-	return res
-}
-
-func (ng *NetGroup) canRoute(id [32]byte) bool {
-	l := ng.links[id]
-	return l != nil && l.connected && l.capable
-}
-
-// route delivers or forwards a routed message (mode nearest); received
-// says it came from a neighbour rather than from this member's
-// SendToNearest.
-func (ng *NetGroup) route(received bool, r group.Routed, v any) SendResult {
-	next, self := ng.mesh.Nearest(r.Dest, ng.canRoute)
-	if self {
-		ng.c.routedDelivered.Add(1)
-		ng.emit(flash.LevelStatus, GroupSendToNotify, "message for the nearest member", "message", v,
-			"from", r.Origin.String(), "fromLocal", !received)
-		return SendSent
-	}
-	if int(r.Hops) >= group.MaxHops {
-		ng.c.routedDropped.Add(1)
-		return SendNoRoute
-	}
-	if received {
-		r.Hops++
-		ng.c.routedForwarded.Add(1)
-	}
-	ng.links[next].sendRouted(r)
-	return SendSent
-}
-
-// onRouted handles a routed message from a neighbour.
-func (ng *NetGroup) onRouted(msg []byte) {
-	r, err := group.ParseRouted(msg)
-	if err != nil || !ng.routingOK() {
-		ng.c.routedDropped.Add(1)
-		return
-	}
-	v, err := r.Value()
-	if err != nil {
-		ng.c.routedDropped.Add(1)
-		return
-	}
-	if r.Mode == group.ModeNeighbor {
-		ng.c.routedDelivered.Add(1)
-		ng.emit(flash.LevelStatus, GroupSendToNotify, "message from a neighbour", "message", v,
-			"from", r.Origin.String(), "fromLocal", false)
-		return
-	}
-	ng.route(true, r, v)
 }
 
 // Close leaves the group: each neighbour's group flow is finished (which

@@ -19,7 +19,7 @@ func startServer(t testing.TB) string {
 
 func dial(t *testing.T, url string) *rtmfp.NetConnection {
 	t.Helper()
-	nc, err := rtmfp.Connect(context.Background(), url, &rtmfp.Config{LocalAddr: "127.0.0.1:0", PeerTimeout: 5 * time.Second})
+	nc, err := rtmfp.Connect(context.Background(), url, &rtmfp.Config{LocalAddr: "127.0.0.1:0", PeerTimeout: 5 * time.Second, Logger: testLogger})
 	if err != nil {
 		t.Fatal(err)
 	}

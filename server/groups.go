@@ -114,7 +114,7 @@ func (c *client) openGroupFlow(f *engine.RecvFlow) {
 		ok = false
 	}
 	if !ok {
-		f.Reject(0) // the client reports NetGroup.Connect.Failed
+		f.Reject(0) // the client reports NetGroup.Connect.Rejected
 		return
 	}
 	g := &gcFlow{c: c, in: f}

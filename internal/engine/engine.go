@@ -35,6 +35,8 @@ var (
 	ErrOpenTimeout    = errors.New("engine: session open timed out")
 	ErrNotIntroducer  = errors.New("engine: session is not an introducer")
 	ErrTooManyPending = errors.New("engine: too many sessions opening")
+	// ErrPeerGone: the introducer says the peer has no session any more.
+	ErrPeerGone = errors.New("engine: the server says the peer is gone")
 )
 
 // Config configures an engine. Identity is required.

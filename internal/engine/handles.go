@@ -226,15 +226,16 @@ func (s *Session) SetKeepalive(keepalive, deadAfter time.Duration) {
 }
 
 // OpenFlow opens a send flow. assoc, if not nil, makes it the return flow
-// of a flow we receive.
-func (s *Session) OpenFlow(metadata []byte, assoc *RecvFlow) (*SendFlow, error) {
+// of a flow we receive; optional options (types 0x2000 and up) go with
+// the metadata.
+func (s *Session) OpenFlow(metadata []byte, assoc *RecvFlow, optional ...wire.Option) (*SendFlow, error) {
 	s.e.mu.Lock()
 	defer s.e.mu.Unlock()
 	var a *session.RecvFlow
 	if assoc != nil {
 		a = assoc.core
 	}
-	f, err := s.core.OpenFlow(append([]byte(nil), metadata...), a)
+	f, err := s.core.OpenFlow(append([]byte(nil), metadata...), a, optional...)
 	if err != nil {
 		return nil, err
 	}
@@ -449,6 +450,17 @@ func (f *RecvFlow) ID() uint64 { return f.core.ID }
 
 // Metadata is the flow's user metadata.
 func (f *RecvFlow) Metadata() []byte { return f.core.Metadata }
+
+// Option returns the value of the flow's optional option typ, if the
+// far end sent one.
+func (f *RecvFlow) Option(typ uint64) ([]byte, bool) {
+	for _, o := range f.core.Optional {
+		if o.Type == typ {
+			return o.Value, true
+		}
+	}
+	return nil, false
+}
 
 // Assoc returns the ID of our send flow this flow answers, if any.
 func (f *RecvFlow) Assoc() (uint64, bool) { return f.core.Assoc, f.core.HasAssoc }

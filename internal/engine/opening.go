@@ -224,6 +224,13 @@ func (e *Engine) onRedirect(now time.Time, src netip.AddrPort, rd wire.Redirect)
 	if len(addrs) == 0 {
 		addrs = []wire.Address{{AddrPort: src, Origin: wire.OriginObserved}}
 	}
+	// The introducer (the first candidate: the rendezvous server) answering
+	// with nothing but an unspecified address says the peer is gone
+	// (MonaServer 2 and Stratus do so for members whose session ended).
+	if len(o.candidates) > 0 && netip.AddrPortFrom(src.Addr().Unmap(), src.Port()) == o.candidates[0] && allUnspecified(addrs) {
+		o.fail(ErrPeerGone)
+		return
+	}
 	for _, a := range addrs {
 		c := netip.AddrPortFrom(a.AddrPort.Addr().Unmap(), a.AddrPort.Port())
 		if !c.IsValid() || c.Port() == 0 || c.Addr().IsUnspecified() || o.hasCandidate(c) || len(o.candidates) >= maxCandidates {
@@ -337,4 +344,13 @@ func (e *Engine) nextOpeningTimer() time.Time {
 		}
 	}
 	return t
+}
+
+func allUnspecified(addrs []wire.Address) bool {
+	for _, a := range addrs {
+		if a.AddrPort.IsValid() && !a.AddrPort.Addr().IsUnspecified() {
+			return false
+		}
+	}
+	return len(addrs) > 0
 }

@@ -37,7 +37,7 @@ func FuzzParseGroupMessages(f *testing.F) {
 	f.Add(AppendInit(nil, Init{GroupHex: "c3ab09fc9d3fd2fe3f4f82762c530b96f2eb1c49d9fe615f48f250545b731dc9"}))
 	f.Add(AppendReport(nil, Report{Peers: []ReportPeer{{Age: 3}}}))
 	f.Add([]byte{0x0a, 0x01, 0x05, 0x08, 0x0d, 0x02, 1, 2, 3, 4, 0, 1, 0x82, 0x0a, 0, 0})
-	f.Add(AppendData(nil, CapabilityNote))
+	f.Add(AppendData(nil, "a note"))
 	f.Add([]byte{0x02, 0x00, 0x02, 'h', 'i', 1, 2, 3})
 	f.Add(AppendRouted(nil, Routed{Mode: ModeNearest, Body: []byte{0x05}}))
 	f.Fuzz(func(t *testing.T, m []byte) {

@@ -255,11 +255,14 @@ func TestReportKnownAnswer(t *testing.T) {
 }
 
 func TestDataPostRouted(t *testing.T) {
-	d := AppendData(nil, CapabilityNote)
-	if d[0] != 0x02 || d[1] != byte(len(CapabilityNote)) {
+	if d := AppendData(nil, ""); !bytes.Equal(d, []byte{0x02}) {
+		t.Fatalf("02 is sent bare, as librtmfp does: %x", d)
+	}
+	d := AppendData(nil, "note")
+	if d[0] != 0x02 || d[1] != 4 {
 		t.Fatalf("%x", d)
 	}
-	if n, err := ParseData(d); err != nil || n != CapabilityNote {
+	if n, err := ParseData(d); err != nil || n != "note" {
 		t.Fatal(err)
 	}
 	if n, err := ParseData([]byte{0x02}); err != nil || n != "" {
@@ -295,5 +298,52 @@ func TestDataPostRouted(t *testing.T) {
 func TestFlowKinds(t *testing.T) {
 	if FlowKind([]byte{'G', 'R', 0x1c, 0x00}) != 0x1c || FlowKind([]byte("GC")) != 0 || !IsServerChannel([]byte("GC")) || FlowKind([]byte("TC\x04")) != 0 {
 		t.Fatal()
+	}
+}
+
+// The GR 1c flow's option list with the capability option, as librtmfp's
+// flow-header reader walks it: the signature, then (where a return
+// association would be) the option's length and an unknown part, then
+// parts it skips by length until a zero length. It must end exactly at
+// the marker, so that the first message starts where it does.
+func TestCapabilityOptionKeepsLibrtmfpInPlace(t *testing.T) {
+	for _, assoc := range []bool{false, true} {
+		opts := wire.AppendOption(nil, wire.OptMetadata, MetaSession)
+		if assoc {
+			opts = wire.AppendOptionVLU(opts, wire.OptReturnFlow, 3)
+		}
+		capOpt := wire.AppendOption(nil, CapabilityOption, Capabilities)
+		if !bytes.Equal(capOpt, []byte{0x03, 0xc0, 0x01, CapRouting}) {
+			t.Fatalf("option %x", capOpt)
+		}
+		opts = append(append(opts, capOpt...), 0x00)
+		b := append(opts, 0x01) // the group init's first byte
+		i := 0
+		i += 1 + int(b[i]) // signature (its length byte counts the type byte)
+		if b[i] > 0 {
+			i++
+			if b[i] == 0x0a {
+				i++
+				_, n, _ := wire.ParseVLU(b[i:])
+				i += n
+			} else {
+				i++ // "unknown fullduplex header part"
+			}
+			for l := int(b[i]); l > 0; l = int(b[i]) {
+				i += 1 + l // "unknown message part", skipped
+			}
+			i++
+		}
+		if i != len(opts) || b[i] != 0x01 {
+			t.Fatalf("assoc %v: librtmfp would read data from offset %d, not %d (%x)", assoc, i, len(opts), b)
+		}
+		// RFC 7016 readers skip it (optional type) and we read it back.
+		var seen []wire.Option
+		if _, err := wire.WalkOptionList(opts, func(o wire.Option) { seen = append(seen, o) }); err != nil {
+			t.Fatal(err)
+		}
+		if last := seen[len(seen)-1]; last.Type != CapabilityOption || !bytes.Equal(last.Value, Capabilities) {
+			t.Fatalf("%+v", seen)
+		}
 	}
 }

@@ -115,9 +115,10 @@ func ParseInit(m []byte) (Init, error) {
 	return Init{GroupHex: string(gid), Key: [32]byte(key), Target: [32]byte(raw[2:])}, nil
 }
 
-// AppendData appends the 02 message that precedes begin. A non-empty note
-// follows as VLU length ‖ bytes, which librtmfp reads and only logs;
-// Stratus members put CapabilityNote there.
+// AppendData appends the 02 message that precedes begin. Flash and
+// librtmfp send it bare; a note would follow as VLU length ‖ bytes
+// (librtmfp reads and logs one; what Flash does with one is unknown), so
+// Stratus sends none.
 func AppendData(b []byte, note string) []byte {
 	b = append(b, TypeData)
 	if note != "" {
@@ -146,8 +147,23 @@ func ParseData(m []byte) (string, error) {
 	return string(s), nil
 }
 
-// CapabilityNote is what a Stratus member writes in its 02 message: it
-// tells another Stratus member that it reads the routing flow (GR 1d) in
-// Stratus's layout. Other implementations never see Stratus routing
-// messages, since they reject message types they do not know.
-const CapabilityNote = "stratus/1 routing"
+// CapabilityOption is the flow option a Stratus member puts on its GR 1c
+// flow, after the metadata (and return association, if any): its
+// one-byte value holds capability bits (CapRouting). Option types from
+// 0x2000 up are optional: RFC 7016 receivers that do not know one ignore
+// it, so Flash sees nothing it has to understand. The type is 0x2001 and
+// the value one byte so that librtmfp's flow-header reader, which expects
+// a return association in that place, keeps its place: it reads the
+// option's length, takes c0 as an unknown header part, then reads 01 (the
+// type's second byte) as the length of a part it skips (the value), and
+// finds the marker. Other implementations never see Stratus routing
+// messages: they are sent only to members whose flow carried the option.
+const CapabilityOption uint64 = 0x2001
+
+// Capability bits in CapabilityOption's value.
+const (
+	CapRouting byte = 0x01 // reads routed messages (GR 1d) in Stratus's layout
+)
+
+// Capabilities is this implementation's CapabilityOption value.
+var Capabilities = []byte{CapRouting}

@@ -7,7 +7,7 @@ import (
 // Routing (sendToNearest, sendToNeighbor, sendToAllNeighbors) between
 // Stratus members, on GR 1d flows (docs/netgroup.md §5). Flash's layout is
 // unknown and librtmfp neither sends nor routes such messages, so this is
-// Stratus's own, sent only to members that announced CapabilityNote.
+// Stratus's own, sent only to members that announced CapRouting (CapabilityOption).
 //
 //	40 ‖ mode(1) ‖ hops(1) ‖ destination group address(32) ‖ origin group address(32) ‖ AMF0 value
 //

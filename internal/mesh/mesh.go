@@ -47,8 +47,11 @@ type Config struct {
 	// MaxNeighbors bounds the connected neighbours (dials stop there and
 	// incoming neighbours are refused). Default 64.
 	MaxNeighbors int
-	// MaxHeard bounds the heard list; past it, news of unknown members is
-	// dropped. Default 4096.
+	// MaxHeard bounds the heard list. Past it, a member met directly or
+	// announced by the server takes the place of the stalest one only
+	// reports named; a reported member takes the place of a staler
+	// reported one, or is dropped. No neighbour reports more than a
+	// quarter of it. Default 4096.
 	MaxHeard int
 	// MaxDialing bounds dials in progress. Default 8.
 	MaxDialing int
@@ -63,7 +66,7 @@ type Config struct {
 type Peer struct {
 	ID    ID
 	Addr  group.Addr
-	Addrs []wire.Address // public and local addresses, at most MaxAddrs
+	Addrs []wire.Address // public and local addresses, at most MaxAddrs: its own first, newest first
 	Host  netip.AddrPort // its server, where a rendezvous through it works
 	Heard time.Time      // last news of it
 
@@ -71,6 +74,10 @@ type Peer struct {
 	Since     time.Time // when the neighbourship started
 	RTT       time.Duration
 	Dialing   bool
+
+	own      int  // leading Addrs the member gave itself
+	reported bool // known only from reports (reporter's)
+	reporter ID
 
 	askedAt  time.Time
 	failures int       // failed dials, refusals and drops since the last lasting neighbourship
@@ -80,15 +87,17 @@ type Peer struct {
 
 // Mesh is one member's view of its group.
 type Mesh struct {
-	cfg      Config
-	self     ID
-	selfAddr group.Addr
-	peers    map[ID]*Peer
-	ring     []*Peer // heard members by group address; nil when stale
-	best     map[ID]bool
-	order    []ID // best, most wanted first (ring neighbours, then the rest)
-	random   ID
-	hasRand  bool
+	cfg        Config
+	self       ID
+	selfAddr   group.Addr
+	peers      map[ID]*Peer
+	ring       []*Peer // heard members by group address; nil when stale
+	best       map[ID]bool
+	order      []ID // best, most wanted first (ring neighbours, then the rest)
+	random     ID
+	hasRand    bool
+	byReporter map[ID]int       // members known only from each neighbour's reports
+	gone       map[ID]time.Time // members the server says are gone: reports of them ignored until then
 }
 
 // New returns the view of member self.
@@ -111,7 +120,7 @@ func New(self ID, cfg Config) *Mesh {
 	if cfg.Rand == nil {
 		cfg.Rand = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
 	}
-	return &Mesh{cfg: cfg, self: self, selfAddr: group.AddressOf(self), peers: map[ID]*Peer{}, best: map[ID]bool{}}
+	return &Mesh{cfg: cfg, self: self, selfAddr: group.AddressOf(self), peers: map[ID]*Peer{}, best: map[ID]bool{}, byReporter: map[ID]int{}, gone: map[ID]time.Time{}}
 }
 
 // Self is this member's address on the ring.
@@ -123,50 +132,181 @@ func (m *Mesh) Peer(id ID) *Peer { return m.peers[id] }
 // Heard is the number of members known (not counting this one).
 func (m *Mesh) Heard() int { return len(m.peers) }
 
-// Hear records news of a member: announced by the server (age 0), listed
-// in a report (age in seconds), or met directly. Addresses are merged.
-// It reports whether the member was new. News at least PeerTimeout old,
-// and news of this member itself, are ignored.
+// Hear records first-hand news of a member: announced by the server, met
+// directly, or given by the application; addrs are the member's own. It
+// reports whether the member was new. A full heard list makes room for
+// it (the stalest member only reports named goes). News of this member
+// itself is ignored.
 func (m *Mesh) Hear(now time.Time, id ID, age time.Duration, addrs []wire.Address) bool {
 	if id == m.self || age >= PeerTimeout {
 		return false
 	}
+	delete(m.gone, id)
+	p, isNew := m.peers[id], false
+	if p == nil {
+		if len(m.peers) >= m.cfg.MaxHeard && !m.evictReported() {
+			return false // every place is taken by members met first-hand
+		}
+		p, isNew = m.add(id, now.Add(-age)), true
+	}
+	if p.reported {
+		m.unreport(p)
+	}
+	m.heardAt(p, now.Add(-age))
+	m.setOwnAddrs(p, addrs)
+	return isNew
+}
+
+// HearReported records news of a member from a neighbour's report (from:
+// that neighbour), age seconds old, with the addresses the report gives.
+// Such news is second-hand: it takes the place of staler second-hand
+// news when the heard list is full, and no neighbour fills more than a
+// quarter of the list.
+func (m *Mesh) HearReported(now time.Time, from, id ID, age time.Duration, addrs []wire.Address) bool {
+	if id == m.self || age >= PeerTimeout {
+		return false
+	}
 	at := now.Add(-age)
-	p := m.peers[id]
-	isNew := p == nil
-	if isNew {
-		if len(m.peers) >= m.cfg.MaxHeard {
+	if until, ok := m.gone[id]; ok {
+		if now.Before(until) {
+			return false // others still report it; the server said it is gone
+		}
+		delete(m.gone, id)
+	}
+	p, isNew := m.peers[id], false
+	if p == nil {
+		if m.byReporter[from] >= max(m.cfg.MaxHeard/4, 1) {
 			return false
 		}
-		p = &Peer{ID: id, Addr: group.AddressOf(id), Heard: at}
-		m.peers[id] = p
-		m.ring = nil
+		if len(m.peers) >= m.cfg.MaxHeard {
+			v := m.stalestReported()
+			if v == nil || !v.Heard.Before(at) {
+				return false
+			}
+			m.Remove(v.ID)
+		}
+		p, isNew = m.add(id, at), true
+		p.reported, p.reporter = true, from
+		m.byReporter[from]++
 	}
-	if at.After(p.Heard) {
-		p.Heard = at
-	}
+	m.heardAt(p, at)
 	for _, a := range addrs {
 		m.addAddr(p, a)
 	}
 	return isNew
 }
 
+func (m *Mesh) add(id ID, at time.Time) *Peer {
+	p := &Peer{ID: id, Addr: group.AddressOf(id), Heard: at}
+	m.peers[id] = p
+	m.ring = nil
+	return p
+}
+
+func (m *Mesh) heardAt(p *Peer, at time.Time) {
+	if at.After(p.Heard) {
+		p.Heard = at
+	}
+}
+
+func (m *Mesh) unreport(p *Peer) {
+	if p.reported {
+		p.reported = false
+		if m.byReporter[p.reporter]--; m.byReporter[p.reporter] <= 0 {
+			delete(m.byReporter, p.reporter)
+		}
+	}
+}
+
+// stalestReported is the member with the oldest news among those known
+// only from reports and neither connected nor being dialled, or nil.
+func (m *Mesh) stalestReported() *Peer {
+	var v *Peer
+	for _, p := range m.peers {
+		if p.reported && !p.Connected && !p.Dialing && (v == nil || p.Heard.Before(v.Heard)) {
+			v = p
+		}
+	}
+	return v
+}
+
+func (m *Mesh) evictReported() bool {
+	v := m.stalestReported()
+	if v == nil {
+		return false
+	}
+	m.Remove(v.ID)
+	return true
+}
+
+// setOwnAddrs puts the addresses a member gave itself first (they replace
+// the ones it gave before); second-hand ones fill the places left.
+func (m *Mesh) setOwnAddrs(p *Peer, addrs []wire.Address) {
+	var own []wire.Address
+	for _, a := range addrs {
+		if !usable(a) {
+			continue
+		}
+		if a.Origin == group.OriginHost {
+			p.Host = a.AddrPort
+			continue
+		}
+		if len(own) < MaxAddrs && !slices.ContainsFunc(own, func(x wire.Address) bool { return x.AddrPort == a.AddrPort }) {
+			own = append(own, a)
+		}
+	}
+	if len(own) == 0 {
+		return
+	}
+	rest := p.Addrs[p.own:]
+	p.Addrs = own
+	for _, a := range rest {
+		if len(p.Addrs) < MaxAddrs && !slices.ContainsFunc(p.Addrs, func(x wire.Address) bool { return x.AddrPort == a.AddrPort }) {
+			p.Addrs = append(p.Addrs, a)
+		}
+	}
+	p.own = len(own)
+}
+
+func usable(a wire.Address) bool {
+	return a.AddrPort.IsValid() && a.AddrPort.Port() != 0 && !a.AddrPort.Addr().IsUnspecified()
+}
+
+// addAddr records a second-hand address: the newest go first after the
+// member's own, and the oldest second-hand one makes room.
 func (m *Mesh) addAddr(p *Peer, a wire.Address) {
-	if !a.AddrPort.IsValid() || a.AddrPort.Port() == 0 || a.AddrPort.Addr().IsUnspecified() {
+	if !usable(a) {
 		return
 	}
 	if a.Origin == group.OriginHost {
-		p.Host = a.AddrPort
+		if !p.Host.IsValid() {
+			p.Host = a.AddrPort
+		}
 		return
 	}
-	for _, x := range p.Addrs {
-		if x.AddrPort == a.AddrPort {
+	if i := slices.IndexFunc(p.Addrs, func(x wire.Address) bool { return x.AddrPort == a.AddrPort }); i >= 0 {
+		if i < p.own {
 			return
 		}
+		p.Addrs = slices.Delete(p.Addrs, i, i+1)
 	}
-	if len(p.Addrs) < MaxAddrs {
-		p.Addrs = append(p.Addrs, a)
+	if p.own >= MaxAddrs {
+		return
 	}
+	p.Addrs = slices.Insert(p.Addrs, p.own, a)
+	if len(p.Addrs) > MaxAddrs {
+		p.Addrs = p.Addrs[:MaxAddrs]
+	}
+}
+
+// DialAddrs is where to send a member IHellos besides the server: its
+// own addresses, or, while it has given none, the two newest second-hand
+// ones (so that a lying report makes members knock on few doors).
+func (p *Peer) DialAddrs() []wire.Address {
+	if p.own > 0 {
+		return p.Addrs[:p.own]
+	}
+	return p.Addrs[:min(len(p.Addrs), 2)]
 }
 
 // Connected records that the member became a neighbour (both group inits
@@ -240,7 +380,8 @@ func (m *Mesh) Ban(now time.Time, id ID, d time.Duration) {
 
 // Remove forgets a member (the server said it is gone).
 func (m *Mesh) Remove(id ID) {
-	if _, ok := m.peers[id]; ok {
+	if p, ok := m.peers[id]; ok {
+		m.unreport(p)
 		delete(m.peers, id)
 		delete(m.best, id)
 		m.ring = nil
@@ -248,6 +389,25 @@ func (m *Mesh) Remove(id ID) {
 			m.hasRand = false
 		}
 	}
+}
+
+// Gone records that the server says the member has no session: it
+// leaves the heard list, and reports of it are ignored for PeerTimeout
+// (members that have not heard keep reporting it), unless it is heard of
+// first-hand again.
+func (m *Mesh) Gone(now time.Time, id ID) {
+	if p := m.peers[id]; p != nil && p.Connected {
+		return
+	}
+	m.Remove(id)
+	if len(m.gone) >= m.cfg.MaxHeard {
+		for g, until := range m.gone {
+			if !now.Before(until) || len(m.gone) >= m.cfg.MaxHeard {
+				delete(m.gone, g)
+			}
+		}
+	}
+	m.gone[id] = now.Add(PeerTimeout)
 }
 
 // Clean drops members without news for PeerTimeout (neighbours are kept:

@@ -312,3 +312,154 @@ func TestBoundAndMakingRoom(t *testing.T) {
 		}
 	}
 }
+
+// One neighbour's reports (made-up members, news always fresh) cannot
+// fill the heard list: it gets a quarter of it. Members the server
+// announces, or met directly, always get in (the stalest reported member
+// makes room), and become neighbours within the bound.
+func TestHeardListResistsOneReporter(t *testing.T) {
+	all := ids(200, 9)
+	self, liar := all[0], all[1]
+	m := New(self, Config{MaxHeard: 40, MaxNeighbors: 4, Rand: rand.New(rand.NewPCG(1, 2))})
+	m.Hear(t0, liar, 0, nil)
+	m.Connected(t0, liar, time.Millisecond)
+	fake := ids(100, 10)
+	n := 0
+	for i, id := range fake {
+		if m.HearReported(t0.Add(time.Duration(i)*time.Millisecond), liar, id, 0, nil) {
+			n++
+		}
+	}
+	if n != 10 {
+		t.Fatalf("one reporter placed %d members, want 10 (a quarter of 40)", n)
+	}
+	// Other neighbours' reports fill the list; then the server announces
+	// more members: each still gets in, in place of reported ones.
+	for i, id := range all[2:40] {
+		m.HearReported(t0, all[2+i%3], id, 0, nil)
+	}
+	if m.Heard() != 40 {
+		t.Fatalf("heard %d", m.Heard())
+	}
+	for _, id := range all[100:110] {
+		if !m.Hear(t0.Add(time.Second), id, 0, nil) {
+			t.Fatal("a member the server announced was dropped")
+		}
+	}
+	if m.Heard() != 40 {
+		t.Fatalf("heard %d, bound 40", m.Heard())
+	}
+	// Fresher reported news replaces staler reported news; older news
+	// does not.
+	if !m.HearReported(t0.Add(2*time.Second), all[2], all[150], 0, nil) {
+		t.Fatal("fresh news not taken")
+	}
+	if m.HearReported(t0.Add(2*time.Second), all[2], all[151], time.Hour/60*4, nil) {
+		t.Fatal("stale news replaced fresher")
+	}
+	// Neighbours are recorded as such (and count against the bound).
+	for _, id := range all[100:103] {
+		if ok, _ := m.CanAccept(t0, id); !ok {
+			t.Fatal("not accepted")
+		}
+		m.Connected(t0.Add(time.Second), id, time.Millisecond)
+	}
+	if got := len(m.Neighbors()); got != 4 {
+		t.Fatalf("%d neighbours", got)
+	}
+	if ok, evict := m.CanAccept(t0, all[104]); ok && evict == nil {
+		t.Fatal("accepted past the bound")
+	}
+}
+
+// A member's own addresses come first and replace those it gave before;
+// second-hand ones take the places left, newest first, the oldest making
+// room; IHellos go to its own ones, or to two second-hand ones.
+func TestAddressesRefresh(t *testing.T) {
+	all := ids(2, 11)
+	m := newMesh(all[0])
+	addr := func(i int) wire.Address {
+		return wire.Address{AddrPort: netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 0, byte(i)}), 1935), Origin: group.OriginPublic}
+	}
+	for i := 1; i <= 9; i++ {
+		m.HearReported(t0, all[0], all[1], 0, []wire.Address{addr(i)})
+	}
+	p := m.Peer(all[1])
+	if len(p.Addrs) != MaxAddrs || p.Addrs[0] != addr(9) || p.Addrs[MaxAddrs-1] != addr(3) {
+		t.Fatalf("%v", p.Addrs)
+	}
+	if d := p.DialAddrs(); len(d) != 2 || d[0] != addr(9) {
+		t.Fatalf("dial %v", d)
+	}
+	m.Hear(t0, all[1], 0, []wire.Address{addr(20), addr(21)})
+	if p.Addrs[0] != addr(20) || p.Addrs[1] != addr(21) || p.Addrs[2] != addr(9) || len(p.Addrs) != MaxAddrs {
+		t.Fatalf("%v", p.Addrs)
+	}
+	m.HearReported(t0, all[0], all[1], 0, []wire.Address{addr(30)})
+	if p.Addrs[2] != addr(30) || p.Addrs[0] != addr(20) {
+		t.Fatalf("%v", p.Addrs)
+	}
+	if d := p.DialAddrs(); len(d) != 2 || d[0] != addr(20) || d[1] != addr(21) {
+		t.Fatalf("dial %v", d)
+	}
+	m.Hear(t0, all[1], 0, []wire.Address{addr(22)})
+	if p.Addrs[0] != addr(22) || p.Addrs[1] != addr(30) {
+		t.Fatalf("own addresses not replaced: %v", p.Addrs)
+	}
+}
+
+// A member the server says is gone leaves the heard list; reports of it
+// are ignored for PeerTimeout, first-hand news brings it back.
+func TestGoneMember(t *testing.T) {
+	all := ids(4, 12)
+	m := newMesh(all[0])
+	m.Hear(t0, all[1], 0, nil)
+	m.Gone(t0, all[1])
+	if m.Peer(all[1]) != nil {
+		t.Fatal("still heard")
+	}
+	if m.HearReported(t0.Add(time.Minute), all[2], all[1], 0, nil) || m.Peer(all[1]) != nil {
+		t.Fatal("a report brought it back")
+	}
+	if !m.HearReported(t0.Add(PeerTimeout+time.Second), all[2], all[1], 0, nil) {
+		t.Fatal("reports ignored for ever")
+	}
+	m.Gone(t0, all[3])
+	if !m.Hear(t0, all[3], 0, nil) {
+		t.Fatal("the server's announcement ignored")
+	}
+}
+
+// A disconnect request (0c) is accepted from a neighbour this member does
+// not want while it has surplus neighbours, and refused from one it wants.
+func TestAcceptClose(t *testing.T) {
+	all := ids(40, 3)
+	m := newMesh(all[0])
+	for _, id := range all[1:] {
+		m.Hear(t0, id, 0, nil)
+		m.Connected(t0, id, 10*time.Millisecond)
+	}
+	best := m.Best(t0)
+	var wanted, unwanted ID
+	for _, id := range all[1:] {
+		if best[id] {
+			wanted = id
+		} else {
+			unwanted = id
+		}
+	}
+	if m.AcceptClose(t0, wanted) {
+		t.Fatal("a wanted neighbour let go")
+	}
+	if !m.AcceptClose(t0, unwanted) {
+		t.Fatal("a surplus neighbour kept")
+	}
+	small := newMesh(all[0])
+	for _, id := range all[1:4] {
+		small.Hear(t0, id, 0, nil)
+		small.Connected(t0, id, 10*time.Millisecond)
+	}
+	if small.AcceptClose(t0, all[1]) {
+		t.Fatal("a small group lets a neighbour go")
+	}
+}

@@ -103,6 +103,14 @@ func joinGroup(ctx context.Context, nc *rtmfp.NetConnection, o GroupOptions, ev 
 	return ng, nil
 }
 
+// newGroupEvents writes events as JSON lines, with <, > and & as they
+// are (messages are text for people and scripts, not HTML).
+func newGroupEvents(out io.Writer) *groupEvents {
+	enc := json.NewEncoder(out)
+	enc.SetEscapeHTML(false)
+	return &groupEvents{enc: enc}
+}
+
 // GroupPost joins the group, waits for a first neighbour, posts message
 // Count times (each a new post), stays Stay so that the posts spread, and
 // leaves. Events go to out as JSON lines.
@@ -110,7 +118,7 @@ func GroupPost(ctx context.Context, nc *rtmfp.NetConnection, out io.Writer, mess
 	if o.Count <= 0 {
 		o.Count = 1
 	}
-	ev := &groupEvents{enc: json.NewEncoder(out)}
+	ev := newGroupEvents(out)
 	ng, err := joinGroup(ctx, nc, o, ev)
 	if err != nil {
 		return err
@@ -160,7 +168,7 @@ func GroupPost(ctx context.Context, nc *rtmfp.NetConnection, out io.Writer, mess
 // GroupListen joins the group and writes every event (posts, neighbours,
 // routed messages) to out as JSON lines, until Duration or ctx ends.
 func GroupListen(ctx context.Context, nc *rtmfp.NetConnection, out io.Writer, o GroupOptions) error {
-	ev := &groupEvents{enc: json.NewEncoder(out)}
+	ev := newGroupEvents(out)
 	ng, err := joinGroup(ctx, nc, o, ev)
 	if err != nil {
 		return err

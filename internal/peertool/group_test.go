@@ -25,8 +25,8 @@ func TestGroupPostAndListen(t *testing.T) {
 	srv := servertest.Start(t, server.Config{Open: true})
 	url := srv.URL("key")
 	spec := "G:027f02010101000103010c050e74657374011b00"
-	connect := func() *rtmfp.NetConnection {
-		nc, err := rtmfp.Connect(context.Background(), url, &rtmfp.Config{LocalAddr: "127.0.0.1:0"})
+	connect := func(maxNeighbors int) *rtmfp.NetConnection {
+		nc, err := rtmfp.Connect(context.Background(), url, &rtmfp.Config{LocalAddr: "127.0.0.1:0", MaxGroupNeighbors: maxNeighbors})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -35,9 +35,10 @@ func TestGroupPostAndListen(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	// Two listeners, the second a neighbour of the first; the poster
-	// knows only the second, so the first gets the posts relayed.
-	l1, l2 := connect(), connect()
+	// Two listeners, neighbours; the first takes no other neighbour (the
+	// server introduces the poster to both), so it gets the posts only as
+	// the second relays them.
+	l1, l2 := connect(1), connect(0)
 	lines := make(chan map[string]any, 100)
 	listen := func(nc *rtmfp.NetConnection, who string, neighbors []string) {
 		r, w := io.Pipe()
@@ -77,7 +78,7 @@ func TestGroupPostAndListen(t *testing.T) {
 	wait("neighbourship between the listeners", func(m map[string]any) bool {
 		return m["who"] == "l1" && m["event"] == rtmfp.GroupNeighborConnect && m["peerID"] == l2.NearID()
 	})
-	p := connect()
+	p := connect(0)
 	done := make(chan error, 1)
 	go func() {
 		done <- GroupPost(ctx, p, io.Discard, "hello group", GroupOptions{Group: spec, Neighbors: []string{l2.NearID()},
@@ -88,6 +89,9 @@ func TestGroupPostAndListen(t *testing.T) {
 	for len(posts["l1"]) < 3 || len(posts["l2"]) < 3 {
 		select {
 		case m := <-lines:
+			if m["who"] == "l1" && m["event"] == rtmfp.GroupNeighborConnect && m["peerID"] == p.NearID() {
+				t.Fatal("the poster became l1's neighbour: nothing is relayed")
+			}
 			if m["event"] != rtmfp.GroupPostingNotify {
 				continue
 			}
@@ -104,7 +108,7 @@ func TestGroupPostAndListen(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Without any neighbour, post gives up after its wait.
-	lonely := connect()
+	lonely := connect(0)
 	err := GroupPost(ctx, lonely, io.Discard, "x", GroupOptions{Group: "G:027f02010101000103010c060e616c6f6e65011b00", Wait: 200 * time.Millisecond})
 	if err != ErrNoNeighbor {
 		t.Fatal(err)
@@ -179,4 +183,13 @@ func TestGroupFLV(t *testing.T) {
 		ffmpegClean(t, out)
 	}
 	t.Logf("%d source tags recorded by 3 players", len(src))
+}
+
+// Event lines print messages as they are: <, > and & are not escaped.
+func TestGroupEventsNotHTMLEscaped(t *testing.T) {
+	var b bytes.Buffer
+	newGroupEvents(&b).line(map[string]any{"event": "posted", "message": "<a & b>"})
+	if !bytes.Contains(b.Bytes(), []byte(`"<a & b>"`)) {
+		t.Fatalf("%s", b.Bytes())
+	}
 }

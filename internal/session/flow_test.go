@@ -176,3 +176,31 @@ func TestKeepaliveKeepsQuietSessionAlive(t *testing.T) {
 		t.Fatalf("only %d pings and replies in 5 minutes", l.delivered)
 	}
 }
+
+// Optional flow options (types from 0x2000) travel with the metadata and
+// the return association and reach the receiver's flow; the flow is
+// accepted. Mandatory types cannot be sent as optional ones.
+func TestOptionalFlowOptions(t *testing.T) {
+	l := newLink(t, 0, 0, 10*time.Millisecond, 0, 23)
+	back, _ := l.s[0].OpenFlow([]byte("B"), nil)
+	back.Write([]byte("x"), time.Time{}, nil)
+	if !l.run(time.Second, func() bool { return len(l.h[1].recvFlows) == 1 }) {
+		t.Fatal("no flow")
+	}
+	opt := wire.Option{Type: 0x2001, Value: []byte{0x01}}
+	f, err := l.s[1].OpenFlow([]byte("O"), l.h[1].recvFlows[0], opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write([]byte("y"), time.Time{}, nil)
+	if !l.run(time.Second, func() bool { return len(l.h[0].recvFlows) == 1 && l.h[0].recvFlows[0].Pending() == 1 }) {
+		t.Fatal("no flow back")
+	}
+	rf := l.h[0].recvFlows[0]
+	if rf.Rejected() || !rf.HasAssoc || len(rf.Optional) != 1 || rf.Optional[0].Type != 0x2001 || !bytes.Equal(rf.Optional[0].Value, opt.Value) {
+		t.Fatalf("%+v", rf)
+	}
+	if _, err := l.s[1].OpenFlow([]byte("O"), nil, wire.Option{Type: 0x1fff}); err == nil {
+		t.Fatal("a mandatory option type opened as optional")
+	}
+}

@@ -14,6 +14,10 @@ type RecvFlow struct {
 	// send flows that this flow answers.
 	Assoc    uint64
 	HasAssoc bool
+	// Optional holds the flow's optional options (types 0x2000 and up,
+	// which a receiver that does not know them ignores): at most
+	// maxOptional, each at most maxOptionalValue bytes.
+	Optional []wire.Option
 	// ArrivalOrder delivers each message as soon as it is complete instead
 	// of in sending order (set at acceptance from the flow's metadata).
 	ArrivalOrder bool

@@ -28,6 +28,8 @@ const (
 	mobilityValidity = 120 * time.Second
 	maxEchoAge       = 128 * time.Second
 	maxMetadata      = 512
+	maxOptional      = 4  // optional options kept per received flow
+	maxOptionalValue = 64 // bytes of each
 	maxRecvFlows     = 256
 	maxSeq           = 1 << 62 // sequence numbers beyond this are refused
 	maxPingPayload   = 256
@@ -332,7 +334,7 @@ func (s *Session) sendFlowChanged(f *SendFlow) {
 
 // OpenFlow opens a send flow with the given metadata, optionally as the
 // return flow of a flow we receive.
-func (s *Session) OpenFlow(metadata []byte, assoc *RecvFlow) (*SendFlow, error) {
+func (s *Session) OpenFlow(metadata []byte, assoc *RecvFlow, optional ...wire.Option) (*SendFlow, error) {
 	if s.state != stateOpen {
 		return nil, ErrSessionClosed
 	}
@@ -345,6 +347,12 @@ func (s *Session) OpenFlow(metadata []byte, assoc *RecvFlow) (*SendFlow, error) 
 	if assoc != nil {
 		f.Assoc, f.HasAssoc = assoc.ID, true
 		opts = wire.AppendOptionVLU(opts, wire.OptReturnFlow, assoc.ID)
+	}
+	for _, o := range optional {
+		if o.Type < wire.OptOptional || len(o.Value) > maxOptionalValue {
+			return nil, ErrMetadata
+		}
+		opts = wire.AppendOption(opts, o.Type, o.Value)
 	}
 	f.options = append(opts, 0)
 	s.sendOrder = append(s.sendOrder, f)
@@ -627,8 +635,12 @@ func (s *Session) onUserData(now time.Time, ud wire.UserData) *RecvFlow {
 						ok = false
 					}
 					f.Assoc, f.HasAssoc = v, true
-				case o.Type < 0x2000:
+				case o.Type < wire.OptOptional:
 					ok = false // unknown mandatory option
+				case len(f.Optional) < maxOptional && len(o.Value) <= maxOptionalValue:
+					// Optional options are kept (a few small ones) for
+					// the layer above; the rest are ignored.
+					f.Optional = append(f.Optional, wire.Option{Type: o.Type, Value: append([]byte(nil), o.Value...)})
 				}
 			})
 		}

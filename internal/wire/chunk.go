@@ -281,6 +281,9 @@ const (
 const (
 	OptMetadata   uint64 = 0x00
 	OptReturnFlow uint64 = 0x0a
+	// OptOptional is the first optional option type: a receiver that
+	// does not know one ignores it (RFC 7016 §2.3.11.1.1).
+	OptOptional uint64 = 0x2000
 )
 
 // UserData is a 0x10 or 0x11 chunk. For 0x11 (Next) the flow ID, sequence
