@@ -289,7 +289,7 @@ func (ng *NetGroup) admitFlow(l *groupLink, f *engine.RecvFlow, kind byte) {
 		refuse("posting not enabled")
 		return
 	}
-	ng.whenValidated(l, f, func(m []byte) {
+	ng.whenValidated(l, f, false, func(m []byte) {
 		switch kind {
 		case group.FlowKind(group.MetaPosts):
 			ng.onPost(l, m)
@@ -302,7 +302,13 @@ func (ng *NetGroup) admitFlow(l *groupLink, f *engine.RecvFlow, kind byte) {
 // whenValidated reads f, a flow of l's member, with handle on the loop
 // once l's init has been checked; until then the flow waits (a few at
 // most), and it is refused if the neighbourship ends first.
-func (ng *NetGroup) whenValidated(l *groupLink, f *engine.RecvFlow, handle func(m []byte)) {
+//
+// With afterClose, what the flow brings after the neighbourship ended is
+// still handled (the handler checks l.closed): a member that leaves
+// writes its last words on its other flows just before it ends the
+// neighbourship, and those flows are read apart from it, so its end can
+// be seen first.
+func (ng *NetGroup) whenValidated(l *groupLink, f *engine.RecvFlow, afterClose bool, handle func(m []byte)) {
 	if l.closed || ng.links[l.id] != l {
 		f.Reject(0)
 		return
@@ -310,7 +316,7 @@ func (ng *NetGroup) whenValidated(l *groupLink, f *engine.RecvFlow, handle func(
 	start := func() {
 		ng.nc.spawn(func() {
 			ng.readFlow(f, func(m []byte) {
-				if !l.closed {
+				if !l.closed || afterClose {
 					handle(m)
 				}
 			})

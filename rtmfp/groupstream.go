@@ -634,7 +634,19 @@ func (g *groupStream) groupClose() {
 func (ng *NetGroup) onMediaControl(l *groupLink, f *engine.RecvFlow, fs *mediaFlowState, msg []byte) {
 	now := time.Now()
 	peer := l.id
-	if l.closed || len(msg) == 0 {
+	if len(msg) == 0 {
+		return
+	}
+	if l.closed {
+		// A publisher that leaves writes the stream's end and then ends
+		// the neighbourship; we may see the neighbourship end first (its
+		// GR 1c and this flow are read apart). The end is still taken: a
+		// player that misses it waits for the stream forever.
+		if m := fs.m; m != nil && msg[0] == groupmedia.TypeMediaInfo && ng.media[m.key] == m {
+			if an, end, err := groupmedia.ParseMediaInfo(msg); err == nil && an == nil {
+				ng.onMediaEnd(m, peer, end)
+			}
+		}
 		return
 	}
 	if fs.m == nil {
@@ -663,22 +675,7 @@ func (ng *NetGroup) onMediaControl(l *groupLink, f *engine.RecvFlow, fs *mediaFl
 		an, end, err := groupmedia.ParseMediaInfo(msg)
 		bad = err
 		if err == nil && an == nil {
-			was := m.st.Ended()
-			m.st.OnEnd(end)
-			// Pass the end on: a member that is no neighbour of the
-			// publisher hears it only from its relays, and a player
-			// that never hears it waits for the stream forever.
-			if e := m.st.Ended(); e != was {
-				for id, mp := range m.peers {
-					if id != peer && mp.out11 != nil {
-						mp.l.write(mp.out11, groupmedia.AppendEnd(nil, e))
-					}
-				}
-			}
-			if !m.ended && (m.local == nil || !m.local.publisher) {
-				m.ended = true
-				ng.notifyUnpublish(m)
-			}
+			ng.onMediaEnd(m, peer, end)
 		}
 	case groupmedia.TypeMap:
 		mp, err := groupmedia.ParseMap(msg)
@@ -697,6 +694,26 @@ func (ng *NetGroup) onMediaControl(l *groupLink, f *engine.RecvFlow, fs *mediaFl
 		}
 	default:
 		bad = groupmedia.ErrType
+	}
+}
+
+// onMediaEnd takes a neighbour's word that the stream ended at end.
+func (ng *NetGroup) onMediaEnd(m *mediaStream, peer [32]byte, end uint64) {
+	was := m.st.Ended()
+	m.st.OnEnd(end)
+	// Pass the end on: a member that is no neighbour of the publisher
+	// hears it only from its relays, and a player that never hears it
+	// waits for the stream forever.
+	if e := m.st.Ended(); e != was {
+		for id, mp := range m.peers {
+			if id != peer && mp.out11 != nil {
+				mp.l.write(mp.out11, groupmedia.AppendEnd(nil, e))
+			}
+		}
+	}
+	if !m.ended && (m.local == nil || !m.local.publisher) {
+		m.ended = true
+		ng.notifyUnpublish(m)
 	}
 }
 
@@ -900,7 +917,7 @@ func (nc *NetConnection) attachMediaFlow(pc *peerConn, f *engine.RecvFlow, kind 
 		ng := l.ng
 		fs := &mediaFlowState{}
 		// Only from a member whose group init was checked on this session.
-		return ng.do(func() { ng.whenValidated(l, f, func(m []byte) { ng.onMediaControl(l, f, fs, m) }) })
+		return ng.do(func() { ng.whenValidated(l, f, true, func(m []byte) { ng.onMediaControl(l, f, fs, m) }) })
 	case groupmedia.MetaData[2]:
 		assoc, ok := f.Assoc()
 		if !ok {

@@ -176,3 +176,35 @@ func TestGroupStreamHostileMember(t *testing.T) {
 		}
 	}
 }
+
+// A publisher that leaves writes the stream's end on its GR 11 flow and
+// then ends the neighbourship. The two are read apart, so a player may
+// see the neighbourship end first; the end read after it must still end
+// the stream (it used to be dropped, and the player waited forever: the
+// hang of peertool's TestGroupFLV).
+func TestGroupStreamEndAfterNeighbourshipEnded(t *testing.T) {
+	ng := testGroup()
+	ng.media, ng.players, ng.seenKeys = map[[32]byte]*mediaStream{}, map[string][]*groupStream{}, map[[32]byte]bool{}
+	ns := &NetStream{role: roleGroup, status: make(chan Status, 64), media: make(chan Message, 16), done: make(chan struct{})}
+	g := &groupStream{ng: ng, ns: ns, name: "cam"}
+	ns.grp = g
+	key := [32]byte{1}
+	m := ng.newMedia(key, "cam", groupmedia.DefaultParams, g, false)
+	g.ms = m
+	pub := [32]byte{2}
+	l := &groupLink{ng: ng, id: pub, closed: true}
+	ng.onMediaControl(l, nil, &mediaFlowState{m: m}, groupmedia.AppendEnd(nil, 42))
+	if m.st.Ended() != 42 || !m.ended {
+		t.Fatalf("end not taken: Ended %d, ended %v", m.st.Ended(), m.ended)
+	}
+	for {
+		select {
+		case st := <-ns.status:
+			if st.Code == PlayUnpublishNotify {
+				return
+			}
+		default:
+			t.Fatal("the player heard no PlayUnpublishNotify")
+		}
+	}
+}
