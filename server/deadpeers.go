@@ -22,9 +22,17 @@ import (
 // lists, so that a lookup for one of them gets that answer at once.
 // Peers never seen get the usual silence.
 type deadPeers struct {
-	mu    sync.Mutex
-	byID  map[[32]byte]deadPeer
-	queue []deadEntry // in order of death, for expiry and the size bound
+	mu   sync.Mutex
+	byID map[[32]byte]deadPeer
+	// queue[head:] is every death still remembered, oldest first, for
+	// expiry and the size bound. Expiring advances head; the slice is
+	// compacted only once the expired prefix is as long as what is left,
+	// so each entry is copied at most once per entry expired since the
+	// last compaction: O(1) amortized per add, however full the table.
+	// (The lookup path takes mu for every unknown peer ID.)
+	queue []deadEntry
+	head  int
+	limit int // entries kept at most (maxDeadPeers)
 }
 
 type deadPeer struct {
@@ -42,20 +50,22 @@ const (
 	maxDeadPeers     = 1 << 16
 )
 
-func newDeadPeers() *deadPeers { return &deadPeers{byID: map[[32]byte]deadPeer{}} }
+func newDeadPeers(limit int) *deadPeers {
+	return &deadPeers{byID: map[[32]byte]deadPeer{}, limit: limit}
+}
 
 // expire drops what is too old or too many; d.mu held.
 func (d *deadPeers) expire(now time.Time) {
-	n := 0
-	for n < len(d.queue) && (now.Sub(d.queue[n].at) > deadPeerLifetime || len(d.queue)-n > maxDeadPeers) {
-		e := d.queue[n]
+	for d.head < len(d.queue) && (now.Sub(d.queue[d.head].at) > deadPeerLifetime || len(d.queue)-d.head > d.limit) {
+		e := d.queue[d.head]
 		if p, ok := d.byID[e.id]; ok && p.at.Equal(e.at) {
 			delete(d.byID, e.id)
 		}
-		n++
+		d.head++
 	}
-	if n > 0 {
-		d.queue = append(d.queue[:0], d.queue[n:]...)
+	if d.head > 0 && d.head >= len(d.queue)-d.head {
+		d.queue = d.queue[:copy(d.queue, d.queue[d.head:])]
+		d.head = 0
 	}
 }
 

@@ -78,7 +78,7 @@ func New(cfg Config) (*Server, error) {
 		hello: limiter(cfg.HelloRate), lookups: limiter(cfg.LookupRate),
 		prefix: ratelimit.NewPrefix(cfg.HelloRatePerPrefix, int(2*cfg.HelloRatePerPrefix), prefixBuckets),
 		done:   make(chan struct{}),
-		groups: membership.NewLocal(membership.DefaultPolicy), dead: newDeadPeers(),
+		groups: membership.NewLocal(membership.DefaultPolicy), dead: newDeadPeers(maxDeadPeers),
 	}
 	s.keys = newKeyCache(cfg.Store, cfg.Open)
 	s.exchange = newExchange(s)
