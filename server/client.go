@@ -62,13 +62,13 @@ type client struct {
 	ctrlIn                              *engine.RecvFlow
 	ctrlOut                             *engine.SendFlow
 	opened                              time.Time
-	streams                             uint64 // bitmap of server NetStream IDs 1..63 handed out
+	since                               time.Time // when connect was accepted
+	streams                             uint64    // bitmap of server NetStream IDs 1..63 handed out
 
 	// NetGroup server channels (event goroutine only).
 	gc           []*gcFlow
 	groupAddr    [32]byte
 	hasGroupAddr bool
-	wasMember    bool
 
 	connectTimer *time.Timer
 }
@@ -575,7 +575,7 @@ func (c *client) onConnect(cmd flash.Command) {
 		c.refuse(cmd.TxID, flash.ConnectAppShutdown, "server shutting down")
 		return
 	}
-	c.key = key
+	c.key, c.since = key, time.Now()
 	s.setState(c, connected)
 	s.perKey[key]++
 	if old := s.byPeer[c.peerID]; old == nil || old.state != connected {

@@ -23,6 +23,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/stratus-rtmfp/stratus/internal/membership"
 	"github.com/stratus-rtmfp/stratus/store"
 )
 
@@ -109,6 +110,12 @@ type Config struct {
 	// Server.Gatherer).
 	Registerer prometheus.Registerer
 	Gatherer   prometheus.Gatherer
+
+	// groupDirectory, if set, makes the directory NetGroup membership
+	// lives in, handing it what delivers announcements to this server's
+	// members (a cluster's directory; tests). Unexported: the directory's
+	// types are internal.
+	groupDirectory func(membership.Handler) membership.Directory
 }
 
 func (c *Config) defaults() {

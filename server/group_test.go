@@ -394,9 +394,16 @@ func TestGroupAdminAPI(t *testing.T) {
 	a := newGroupClient(t, h, srv.Addr, "app")
 	a.join(testGroupID)
 	waitMembers(t, srv, testGroupID, "app", 1)
+	id := hex.EncodeToString(testGroupID[:])
+	// Negative limits (public API) list nothing, and panic no more.
+	if ov := srv.Groups(-1); ov.Groups != 1 || len(ov.Keys) != 1 || ov.Keys[0].Groups != 1 || len(ov.Keys[0].List) != 0 {
+		t.Fatalf("Groups(-1): %+v", ov)
+	}
+	if gs, err := srv.Group(id, "", -1); err != nil || len(gs) != 1 || gs[0].Members != 1 || len(gs[0].MemberList) != 0 {
+		t.Fatalf("Group(id, \"\", -1): %+v %v", gs, err)
+	}
 	_, web := adminServer(t, srv)
 	get := func(path string) (int, string) { return web.do("GET", path, "") }
-	id := hex.EncodeToString(testGroupID[:])
 	for _, c := range []struct {
 		path string
 		code int

@@ -14,10 +14,12 @@ import (
 // NetGroup server channel (reference §7.2-7.4). A client whose
 // GroupSpecifier has serverChannelEnabled opens a "GC" flow per group and
 // sends the group's ID on it; the server records the membership in the
-// Directory (keyed by developer key and group ID) and tells members whom
-// to connect to with "0b ‖ peer ID" messages on its own GC flow,
-// associated with the client's. The members then meet through ordinary
-// introductions. Leaving is finishing the GC flow or ending the session.
+// membership.Directory (keyed by developer key and group ID), which
+// decides whom to tell about whom and hands each announcement to the
+// groupHandler of the server holding its recipient; that server sends
+// "0b ‖ peer ID" on its own GC flow, associated with the client's. The
+// members then meet through ordinary introductions. Leaving is finishing
+// the GC flow or ending the session.
 
 // maxGroupspec bounds the groupspec text of an old-form join (kind 0x10):
 // real ones are a few hundred bytes at most.
@@ -172,33 +174,43 @@ func (c *client) onGroupMessage(g *gcFlow, msg []byte) {
 			return
 		}
 	}
-	plan, joined := s.groups.Join(key, membership.Member{Peer: c.peerID, Addr: c.groupAddress(), Joined: now, Local: g}, nil)
-	if !joined {
+	res, announced := s.groups.Join(key, c.member(g, now))
+	switch res {
+	case membership.Joined, membership.Replaced:
+	case membership.Superseded:
+		s.metrics.groupDrop("superseded") // a newer session of this peer ID is the member
+		return
+	default:
 		s.metrics.groupDrop("duplicate")
 		return
 	}
 	g.group, g.joined = key, true
-	c.wasMember = true
 	s.metrics.groupJoins.Inc()
-	s.metrics.groupPlan.Observe(float64(len(plan)))
-	s.announce(plan, c.peerID)
+	s.metrics.groupPlan.Observe(float64(announced))
 	s.tellGroup(SessionGroupJoined, c, hex.EncodeToString(id[:]))
 }
 
-// leaveGroup removes the flow's membership, if any, and sends the repair
-// announcement.
+// member is c's membership through GC flow g.
+func (c *client) member(g *gcFlow, now time.Time) membership.Member {
+	c.srv.mu.Lock()
+	since := c.since
+	c.srv.mu.Unlock()
+	return membership.Member{Peer: c.peerID, Addr: c.groupAddress(), Joined: now, Since: since, Local: g}
+}
+
+// leaveGroup removes the flow's membership, if any: the directory sends
+// the repair announcement and remembers the peer as gone (a lookup of it
+// once its session has ended gets the "peer gone" answer).
 func (c *client) leaveGroup(g *gcFlow, reason string) {
 	if !g.joined {
 		return
 	}
 	g.joined = false
 	s := c.srv
-	plan, ok := s.groups.Leave(g.group, membership.Member{Addr: c.groupAddress(), Local: g}, nil)
-	if !ok {
-		return
+	if !s.groups.Leave(g.group, membership.Member{Peer: c.peerID, Addr: c.groupAddress(), Local: g}, time.Now()) {
+		return // a newer session of this peer ID took the membership over
 	}
 	s.metrics.groupLeaves.WithLabelValues(reason).Inc()
-	s.announce(plan, [32]byte{})
 	s.tellGroup(SessionGroupLeft, c, hex.EncodeToString(g.group.ID[:]))
 }
 
@@ -220,43 +232,31 @@ func (c *client) dropGroupFlow(g *gcFlow) {
 }
 
 // leaveAllGroups runs when the session is gone: its memberships disappear
-// at once (handing newcomers dead members is what makes joins slow), and
-// if it ever was a member its peer ID is remembered as dead for the peers
-// that may still dial it.
+// at once (handing newcomers dead members is what makes joins slow).
 func (c *client) leaveAllGroups() {
 	for _, g := range c.gc {
 		c.leaveGroup(g, "session_closed")
 		g.shut()
 	}
 	c.gc = nil
-	if c.wasMember {
-		c.srv.dead.add(c.peerID, c.key, time.Now())
-	}
 }
 
-// announce delivers a plan's announcements to the members connected here.
-// joiner is the peer whose join made the plan (zero for a leave's repair).
-func (s *Server) announce(plan []membership.Announcement, joiner [32]byte) {
-	var msg [33]byte
-	for _, a := range plan {
-		g, ok := a.To.Local.(*gcFlow)
-		if !ok {
-			continue // a member another node serves (a cluster delivers those)
-		}
-		kind := "repair"
-		switch {
-		case joiner == [32]byte{}:
-		case a.To.Peer == joiner:
-			kind = "joiner"
-		default:
-			kind = "member"
-		}
-		if !g.send(flash.AppendGroupMember(msg[:0], a.Peer)) {
-			s.metrics.groupDrop("send_failed")
-			continue
-		}
-		s.metrics.groupMessages.WithLabelValues(kind).Inc()
+// groupHandler adapts Server to membership.Handler: the directory hands it
+// the announcements for the members this server holds.
+type groupHandler Server
+
+func (h *groupHandler) Announce(local any, a membership.Announcement) {
+	s := (*Server)(h)
+	g, ok := local.(*gcFlow)
+	if !ok {
+		return // not a handle of this server's: nothing to send on
 	}
+	var msg [33]byte
+	if !g.send(flash.AppendGroupMember(msg[:0], a.Peer)) {
+		s.metrics.groupDrop("send_failed")
+		return
+	}
+	s.metrics.groupMessages.WithLabelValues(a.Kind.String()).Inc()
 }
 
 func (s *Server) groupBurst() int { return max(1, int(2*s.cfg.GroupMessageRate)) }

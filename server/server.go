@@ -36,9 +36,9 @@ type Server struct {
 	keys     *keyCache
 	exchange *exchange.Registry
 	// groups holds NetGroup membership, beside the peer registry rather
-	// than under s.mu: joins lock only their own group.
+	// than under s.mu: joins lock only their own group. It has its own
+	// locks; never call it with s.mu held.
 	groups membership.Directory
-	dead   *deadPeers
 
 	mu       sync.Mutex
 	engines  []*engine.Engine
@@ -78,7 +78,11 @@ func New(cfg Config) (*Server, error) {
 		hello: limiter(cfg.HelloRate), lookups: limiter(cfg.LookupRate),
 		prefix: ratelimit.NewPrefix(cfg.HelloRatePerPrefix, int(2*cfg.HelloRatePerPrefix), prefixBuckets),
 		done:   make(chan struct{}),
-		groups: membership.NewLocal(membership.DefaultPolicy), dead: newDeadPeers(maxDeadPeers),
+	}
+	if cfg.groupDirectory != nil {
+		s.groups = cfg.groupDirectory((*groupHandler)(s))
+	} else {
+		s.groups = membership.NewLocal(membership.DefaultPolicy, (*groupHandler)(s))
 	}
 	s.keys = newKeyCache(cfg.Store, cfg.Open)
 	s.exchange = newExchange(s)

@@ -45,10 +45,10 @@ func (s *simState) rank(a [32]byte) int {
 func (s *simState) at(i int) [32]byte { n := len(s.ring); return s.ring[((i%n)+n)%n] }
 
 // ours runs the real Directory.
-type ours struct{ d *Local }
+type ours struct{ d testDir }
 
 func (p ours) join(_ *simState, x [32]byte) (e [][2][32]byte) {
-	out, _ := p.d.Join(GroupKey{}, Member{Peer: x, Addr: x}, nil)
+	out, _ := p.d.join(GroupKey{}, Member{Peer: x, Addr: x})
 	for _, a := range out {
 		e = append(e, [2][32]byte{a.To.Addr, a.Peer})
 	}
@@ -56,7 +56,7 @@ func (p ours) join(_ *simState, x [32]byte) (e [][2][32]byte) {
 }
 
 func (p ours) leave(_ *simState, x [32]byte) (e [][2][32]byte) {
-	out, _ := p.d.Leave(GroupKey{}, Member{Addr: x}, nil)
+	out, _ := p.d.leave(GroupKey{}, Member{Peer: x, Addr: x})
 	for _, a := range out {
 		e = append(e, [2][32]byte{a.To.Addr, a.Peer})
 	}
@@ -233,7 +233,7 @@ func TestPolicyComparison(t *testing.T) {
 		name string
 		p    simPolicy
 	}{
-		{"stratus (4+4 ring, 2 random)", ours{NewLocal(Policy{})}},
+		{"stratus (4+4 ring, 2 random)", ours{newTestDir()}},
 		{"MonaServer 2 (3+3 told about X)", mona2{}},
 		{"Cumulus (5 recent + 1 random)", cumulus{}},
 	} {
