@@ -6,6 +6,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/stratus-rtmfp/stratus/amf"
 	"github.com/stratus-rtmfp/stratus/internal/engine"
 	"github.com/stratus-rtmfp/stratus/internal/flash"
@@ -67,6 +69,7 @@ type client struct {
 
 	// NetGroup server channels (event goroutine only).
 	gc           []*gcFlow
+	groupBudget  *rate.Limiter // GC flow opens and messages (made at the first)
 	groupAddr    [32]byte
 	hasGroupAddr bool
 

@@ -73,8 +73,9 @@ type Config struct {
 	LookupRate       float64
 	MaxPeerAddresses int // setPeerInfo addresses kept per client, default 8
 	// NetGroup server channel: groups (GC flows) per session, default
-	// 64; join messages per second per GC flow (burst twice that),
-	// default 5.
+	// 64; GC flow opens and GC messages per second per session, all its
+	// flows together (bursts of twice that, and at least two per group
+	// it may hold, to open and join them all at once), default 5.
 	MaxGroupsPerSession int
 	GroupMessageRate    float64
 

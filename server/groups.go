@@ -6,6 +6,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/stratus-rtmfp/stratus/internal/engine"
 	"github.com/stratus-rtmfp/stratus/internal/flash"
 	"github.com/stratus-rtmfp/stratus/internal/membership"
@@ -34,35 +36,10 @@ type gcFlow struct {
 	in     *engine.RecvFlow
 	group  membership.GroupKey
 	joined bool
-	bucket tokenBucket
 
 	mu     sync.Mutex // guards out and closed
 	out    *engine.SendFlow
 	closed bool
-}
-
-// tokenBucket is a per-flow message budget, small enough to keep per
-// membership (x/time/rate's limiter holds a mutex it does not need here).
-type tokenBucket struct {
-	tokens float64
-	last   time.Time
-}
-
-func (b *tokenBucket) allow(now time.Time, rate float64, burst int) bool {
-	if rate < 0 {
-		return true
-	}
-	if b.last.IsZero() {
-		b.tokens = float64(burst)
-	} else {
-		b.tokens = min(float64(burst), b.tokens+now.Sub(b.last).Seconds()*rate)
-	}
-	b.last = now
-	if b.tokens < 1 {
-		return false
-	}
-	b.tokens--
-	return true
 }
 
 // send writes one message on the server's GC flow for this membership,
@@ -114,6 +91,9 @@ func (c *client) openGroupFlow(f *engine.RecvFlow) {
 	case s.cfg.MaxGroupsPerSession > 0 && len(c.gc) >= s.cfg.MaxGroupsPerSession:
 		s.metrics.groupDrop("group_limit")
 		ok = false
+	case !c.groupAllow(time.Now()):
+		s.metrics.groupDrop("rate") // opening a flow costs like a message: it buys no fresh budget
+		ok = false
 	}
 	if !ok {
 		f.Reject(0) // the client reports NetGroup.Connect.Failed
@@ -129,7 +109,7 @@ func (c *client) openGroupFlow(f *engine.RecvFlow) {
 func (c *client) onGroupMessage(g *gcFlow, msg []byte) {
 	s := c.srv
 	now := time.Now()
-	if !g.bucket.allow(now, s.cfg.GroupMessageRate, s.groupBurst()) {
+	if !c.groupAllow(now) {
 		s.metrics.groupDrop("rate")
 		return
 	}
@@ -259,4 +239,23 @@ func (h *groupHandler) Announce(local any, a membership.Announcement) {
 	s.metrics.groupMessages.WithLabelValues(a.Kind.String()).Inc()
 }
 
-func (s *Server) groupBurst() int { return max(1, int(2*s.cfg.GroupMessageRate)) }
+// groupAllow spends one unit of the client's NetGroup budget: GC flow
+// opens and GC messages on any of its flows share it, so that neither a
+// new flow nor many flows buy a fresh burst (each join or leave makes the
+// server send up to a policy's worth of announcements to others).
+func (c *client) groupAllow(now time.Time) bool {
+	s := c.srv
+	if s.cfg.GroupMessageRate < 0 {
+		return true
+	}
+	if c.groupBudget == nil {
+		c.groupBudget = rate.NewLimiter(rate.Limit(s.cfg.GroupMessageRate), s.groupBurst())
+	}
+	return c.groupBudget.AllowN(now, 1)
+}
+
+// groupBurst is twice the rate, and at least enough for a client to open
+// and join every group it may hold at once.
+func (s *Server) groupBurst() int {
+	return max(1, int(2*s.cfg.GroupMessageRate), 2*s.cfg.MaxGroupsPerSession)
+}
