@@ -405,6 +405,53 @@ func TestGroupRateBudget(t *testing.T) {
 	}
 }
 
+// A member that stops acknowledging its GC flow makes the server hold at
+// most a few KiB of announcements for it (maxGroupOutstanding, 4 KiB); the
+// rest are dropped and counted. (The engine's 1 MiB per flow was the
+// bound: 64 MiB for a session that held 64 groups.)
+func TestGroupStalledMemberBounded(t *testing.T) {
+	h := newHub()
+	srv, reg := groupServer(t, func(c *server.Config) { c.GroupMessageRate = -1 })
+	// A reads nothing on its GC flow, and its engine buffers 2 KiB of it:
+	// past that its window stays shut and nothing it gets is acknowledged.
+	a := newGroupClient(t, h, srv.Addr, "k", func(c *engine.Config) { c.RecvBuffer = 2 << 10 })
+	a.mu.Lock()
+	a.stall = true
+	a.mu.Unlock()
+	a.join(testGroupID)
+	waitMembers(t, srv, testGroupID, "k", 1)
+	// B joins and leaves 200 times: each join tells A (the group's only
+	// other member) about B, one 33-byte message; a group of one has
+	// nobody to repair.
+	b := newGroupClient(t, h, srv.Addr, "k")
+	const cycles = 200
+	var flows []*engine.SendFlow
+	for range cycles {
+		f := b.join(testGroupID)
+		f.Close()
+		flows = append(flows, f)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, f := range flows {
+		f.WaitComplete(ctx)
+	}
+	marker := newGroupClient(t, h, srv.Addr, "k")
+	marker.join([32]byte{9})
+	srv.WaitEvent(t, hexID(marker.peerID()), server.SessionGroupJoined)
+	sent := metricValues(t, reg, "stratus_group_bootstrap_messages_total", "kind")["member"]
+	failed := metricValues(t, reg, "stratus_group_drops_total", "reason")["send_failed"]
+	t.Logf("%v announcements queued for the stalled member, %v dropped", sent, failed)
+	if sent+failed != cycles {
+		t.Fatalf("%v sent and %v dropped for %d joins", sent, failed, cycles)
+	}
+	// 4 KiB is 124 messages, and 2 KiB of them may have reached A's
+	// buffer (and been acknowledged).
+	if most := float64(4<<10/33 + 2<<10/33 + 2); sent > most {
+		t.Fatalf("%v announcements queued for a member that acknowledges nothing, want at most %v", sent, most)
+	}
+}
+
 // A session that has not connected cannot open a GC flow.
 func TestGroupFlowBeforeConnect(t *testing.T) {
 	srv, reg := groupServer(t, nil)

@@ -31,6 +31,9 @@ type groupClient struct {
 	// onMember, if set before the first join, is called (on a reading
 	// goroutine) for each peer announced.
 	onMember func(peer [32]byte)
+	// stall, if set before the first join, leaves the server's GC flows
+	// unread: a client that stops acknowledging them.
+	stall bool
 
 	mu   sync.Mutex
 	got  map[uint64][][]byte // messages on the server's GC flow answering our flow ID
@@ -87,15 +90,20 @@ func shortIdentity(t testing.TB) *handshake.Identity {
 	return id
 }
 
-// newGroupClient connects to the server at addr with developer key key.
-func newGroupClient(t testing.TB, h *hub, addr netip.AddrPort, key string) *groupClient {
+// newGroupClient connects to the server at addr with developer key key;
+// mods change its engine's configuration.
+func newGroupClient(t testing.TB, h *hub, addr netip.AddrPort, key string, mods ...func(*engine.Config)) *groupClient {
 	t.Helper()
 	conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	c := &groupClient{t: t, id: shortIdentity(t), hub: h, got: map[uint64][][]byte{}, meta: map[uint64][]byte{}}
-	c.e, err = engine.New(conn, engine.Config{Identity: c.id, EphemeralKeys: -1, Keepalive: 5 * time.Second})
+	cfg := engine.Config{Identity: c.id, EphemeralKeys: -1, Keepalive: 5 * time.Second}
+	for _, m := range mods {
+		m(&cfg)
+	}
+	c.e, err = engine.New(conn, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,7 +167,11 @@ func (c *groupClient) accept(connected chan<- string) {
 		assoc, _ := f.Assoc()
 		c.mu.Lock()
 		c.meta[assoc] = f.Metadata()
+		stall := c.stall
 		c.mu.Unlock()
+		if stall {
+			continue
+		}
 		go readAll(f, func(raw []byte) {
 			c.mu.Lock()
 			c.got[assoc] = append(c.got[assoc], raw)

@@ -27,6 +27,15 @@ import (
 // real ones are a few hundred bytes at most.
 const maxGroupspec = 1024
 
+// maxGroupOutstanding bounds what one of the server's GC flows may hold
+// unacknowledged: 124 announcements of 33 bytes. A member that keeps up
+// acknowledges within a round trip, and a join or leave sends it at most
+// one; announcements are advisory (members also learn peers from each
+// other's group reports), so past this they are dropped and counted
+// (send_failed) rather than held: a client advertising no window on its
+// GC flows holds at most this much per group, not the engine's 1 MiB.
+const maxGroupOutstanding = 4 << 10
+
 // gcFlow is one of a client's server channel flows: at most one group at
 // a time. Its other fields belong to the client's event goroutine; the
 // outgoing side is shared with other members' events, which announce
@@ -44,7 +53,8 @@ type gcFlow struct {
 
 // send writes one message on the server's GC flow for this membership,
 // opening it (associated with the client's) the first time. It never
-// blocks: a member that stops acknowledging misses announcements.
+// blocks: a member that stops acknowledging misses announcements past
+// maxGroupOutstanding.
 func (g *gcFlow) send(msg []byte) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -58,7 +68,7 @@ func (g *gcFlow) send(msg []byte) bool {
 		}
 		g.out = out
 	}
-	return g.out.TryWrite(msg) == nil
+	return g.out.TryWriteWithin(msg, maxGroupOutstanding) == nil
 }
 
 // shut finishes the server's GC flow; nothing is sent on it any more.
