@@ -283,6 +283,21 @@ func TestGroupSeveralPerClient(t *testing.T) {
 	if n, _ := members(t, srv, g2, "k"); n != 2 {
 		t.Fatalf("%d members", n)
 	}
+	// The same on a flow that is in another group: dropped too, and the
+	// flow stays where it was (it used to leave its group first, and end
+	// in none).
+	a.sendAcked(fa3, flash.AppendGroupJoin(nil, g2))
+	a.join([32]byte{5})
+	waitMembers(t, srv, [32]byte{5}, "k", 1)
+	if d := metricValues(t, reg, "stratus_group_drops_total", "reason"); d["duplicate"] != 2 {
+		t.Fatalf("drops %v", d)
+	}
+	if l := metricValues(t, reg, "stratus_group_leaves_total", "reason"); l["moved"] != 0 {
+		t.Fatalf("leaves %v", l)
+	}
+	if n, _ := members(t, srv, g3, "k"); n != 2 {
+		t.Fatalf("%d members left in the flow's group", n)
+	}
 	// Leaving one group leaves the others alone.
 	fa1.Close()
 	waitMembers(t, srv, testGroupID, "k", 1)

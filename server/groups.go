@@ -151,18 +151,16 @@ func (c *client) onGroupMessage(g *gcFlow, msg []byte) {
 		return
 	}
 	key := membership.GroupKey{DevKey: c.key, ID: id}
-	if g.joined {
-		if g.group == key {
+	for _, o := range c.gc {
+		if o.joined && o.group == key {
+			// A member already, through this flow or another: dropped
+			// before anything changes (the flow keeps its group).
 			s.metrics.groupDrop("duplicate")
 			return
 		}
-		c.leaveGroup(g, "moved") // a second join names another group (MonaServer 2)
 	}
-	for _, o := range c.gc {
-		if o.joined && o.group == key {
-			s.metrics.groupDrop("duplicate") // this client is a member through another flow
-			return
-		}
+	if g.joined {
+		c.leaveGroup(g, "moved") // a second join names another group (MonaServer 2)
 	}
 	res, announced := s.groups.Join(key, c.member(g, now))
 	switch res {
