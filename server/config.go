@@ -72,11 +72,14 @@ type Config struct {
 	// second in all, default 50000 (negative: no limit).
 	LookupRate       float64
 	MaxPeerAddresses int // setPeerInfo addresses kept per client, default 8
-	// NetGroup server channel: groups (GC flows) per session, default
-	// 64; GC flow opens and GC messages per second per session, all its
+	// NetGroup server channel: groups (GC flows) per session, default 8
+	// (librtmfp holds one group per NetConnection, Flash applications a
+	// few); memberships (GC flows in a group) in all, default 500000;
+	// GC flow opens and GC messages per second per session, all its
 	// flows together (bursts of twice that, and at least two per group
 	// it may hold, to open and join them all at once), default 5.
 	MaxGroupsPerSession int
+	MaxGroupMembers     int
 	GroupMessageRate    float64
 
 	// The peer-ID exchange (Server.Exchange and the stratus.exchange.*
@@ -144,7 +147,8 @@ func (c *Config) defaults() {
 	def(&c.MaxSessionsPerKey, -1)
 	def(&c.HandshakeBurst, 100)
 	def(&c.MaxPeerAddresses, 8)
-	def(&c.MaxGroupsPerSession, 64)
+	def(&c.MaxGroupsPerSession, 8)
+	def(&c.MaxGroupMembers, 500000)
 	if c.GroupMessageRate == 0 {
 		c.GroupMessageRate = 5
 	}

@@ -362,6 +362,42 @@ func TestGroupBadInput(t *testing.T) {
 	}
 }
 
+// --max-group-members bounds the memberships of all sessions together:
+// past it a join's flow is refused (the client's NetGroup fails) and
+// counted; leaving frees the place, whatever made the membership go.
+func TestGroupMemberLimit(t *testing.T) {
+	h := newHub()
+	srv, reg := groupServer(t, func(c *server.Config) { c.MaxGroupMembers = 3 })
+	var cs []*groupClient
+	var fs []*engine.SendFlow
+	for range 4 {
+		cs = append(cs, newGroupClient(t, h, srv.Addr, "k"))
+	}
+	fs = append(fs, cs[0].join(testGroupID), cs[1].join(testGroupID), cs[2].join([32]byte{2}))
+	waitMembers(t, srv, testGroupID, "k", 2)
+	waitMembers(t, srv, [32]byte{2}, "k", 1)
+	cs[3].waitRefused(cs[3].join(testGroupID), "a fourth membership")
+	if d := metricValues(t, reg, "stratus_group_drops_total", "reason"); d["member_limit"] != 1 {
+		t.Fatalf("drops %v", d)
+	}
+	// A duplicate join does not use up a place; a move keeps its own.
+	cs[0].sendAcked(fs[0], flash.AppendGroupJoin(nil, testGroupID))
+	cs[1].sendAcked(fs[1], flash.AppendGroupJoin(nil, [32]byte{2}))
+	waitMembers(t, srv, [32]byte{2}, "k", 2)
+	// One leaves its group, one's session ends: two places free.
+	fs[0].Close()
+	cs[2].e.Close()
+	waitMembers(t, srv, testGroupID, "k", 0)
+	waitMembers(t, srv, [32]byte{2}, "k", 1)
+	cs[3].join(testGroupID)
+	cs[0].join(testGroupID)
+	waitMembers(t, srv, testGroupID, "k", 2)
+	cs[3].waitRefused(cs[3].join([32]byte{3}), "a fourth membership again")
+	if d := metricValues(t, reg, "stratus_group_drops_total", "reason"); d["member_limit"] != 2 || d["duplicate"] != 1 {
+		t.Fatalf("drops %v", d)
+	}
+}
+
 // The NetGroup budget (--group-message-rate) is the client's, whatever
 // its flows: opening a GC flow costs like a message, so a session cannot
 // buy fresh bursts by opening flow after flow. (It was per flow, each new

@@ -106,7 +106,10 @@ func (c *client) openGroupFlow(f *engine.RecvFlow) {
 		ok = false
 	}
 	if !ok {
-		f.Reject(0) // the client reports NetGroup.Connect.Failed
+		// A flow exception: librtmfp drops its GC flow without an event
+		// (its NetGroup then hears no announcements); what Flash does with
+		// it (NetGroup.Connect.Failed or Rejected?) has not been checked.
+		f.Reject(0)
 		return
 	}
 	g := &gcFlow{c: c, in: f}
@@ -162,13 +165,23 @@ func (c *client) onGroupMessage(g *gcFlow, msg []byte) {
 	if g.joined {
 		c.leaveGroup(g, "moved") // a second join names another group (MonaServer 2)
 	}
+	if !s.reserveMember() {
+		s.metrics.groupDrop("member_limit")
+		// The flow is in no group: refuse it, the client hears that the
+		// join failed.
+		c.dropGroupFlow(g)
+		g.in.Reject(0)
+		return
+	}
 	res, announced := s.groups.Join(key, c.member(g, now))
 	switch res {
 	case membership.Joined, membership.Replaced:
 	case membership.Superseded:
+		s.groupMembers.Add(-1)
 		s.metrics.groupDrop("superseded") // a newer session of this peer ID is the member
 		return
 	default:
+		s.groupMembers.Add(-1)
 		s.metrics.groupDrop("duplicate")
 		return
 	}
@@ -195,6 +208,7 @@ func (c *client) leaveGroup(g *gcFlow, reason string) {
 	}
 	g.joined = false
 	s := c.srv
+	s.groupMembers.Add(-1)
 	if !s.groups.Leave(g.group, membership.Member{Peer: c.peerID, Addr: c.groupAddress(), Local: g}, time.Now()) {
 		return // a newer session of this peer ID took the membership over
 	}
@@ -245,6 +259,16 @@ func (h *groupHandler) Announce(local any, a membership.Announcement) {
 		return
 	}
 	s.metrics.groupMessages.WithLabelValues(a.Kind.String()).Inc()
+}
+
+// reserveMember counts one more membership, unless that would pass
+// Config.MaxGroupMembers.
+func (s *Server) reserveMember() bool {
+	if n := s.groupMembers.Add(1); s.cfg.MaxGroupMembers > 0 && n > int64(s.cfg.MaxGroupMembers) {
+		s.groupMembers.Add(-1)
+		return false
+	}
+	return true
 }
 
 // groupAllow spends one unit of the client's NetGroup budget: GC flow

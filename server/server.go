@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -39,6 +40,9 @@ type Server struct {
 	// than under s.mu: joins lock only their own group. It has its own
 	// locks; never call it with s.mu held.
 	groups membership.Directory
+	// groupMembers counts this server's GC flows that are in a group, for
+	// Config.MaxGroupMembers.
+	groupMembers atomic.Int64
 
 	mu       sync.Mutex
 	engines  []*engine.Engine

@@ -38,7 +38,7 @@ func Embedded(mod func(*server.Config)) (*Target, error) {
 	cfg := server.Config{Store: store.NewMemory(), Open: true,
 		ClientKeepalive: time.Hour, ReapAfter: 2 * time.Hour, ConnectTimeout: time.Hour,
 		HandshakeRate: -1, HelloRate: -1, MaxSessionsPerIP: -1, MaxSessions: -1,
-		MaxGroupsPerSession: -1, Registerer: reg, Gatherer: reg}
+		MaxGroupsPerSession: -1, MaxGroupMembers: -1, Registerer: reg, Gatherer: reg}
 	if mod != nil {
 		mod(&cfg)
 	}
