@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -43,6 +44,33 @@ func (s *Server) setState(c *client, st clientState) {
 		}
 	}
 	c.state = st
+}
+
+// peerOf returns the session lookups of peer ID id reach: the newest of
+// its connected sessions (the same identity reconnected before its old
+// session timed out: the newest wins, and when it goes the older one,
+// still connected, is the peer again); nil if it has none. s.mu held.
+func (s *Server) peerOf(id [32]byte) *client {
+	cs := s.byPeer[id]
+	for i := len(cs) - 1; i >= 0; i-- {
+		if cs[i].state == connected {
+			return cs[i]
+		}
+	}
+	return nil
+}
+
+// removePeer forgets session c of its peer ID; s.mu held.
+func (s *Server) removePeer(c *client) {
+	cs := s.byPeer[c.peerID]
+	if i := slices.Index(cs, c); i >= 0 {
+		cs = slices.Delete(cs, i, i+1)
+	}
+	if len(cs) == 0 {
+		delete(s.byPeer, c.peerID)
+		return
+	}
+	s.byPeer[c.peerID] = cs
 }
 
 // client is the server's state for one session (reference §5.10).
@@ -164,9 +192,7 @@ func (ev *events) SessionClosed(sess *engine.Session, err error) {
 	if s.byAddr[c.observed] == c {
 		delete(s.byAddr, c.observed)
 	}
-	if s.byPeer[c.peerID] == c {
-		delete(s.byPeer, c.peerID)
-	}
+	s.removePeer(c)
 	wasConnected := c.state != waitConnect && c.key != ""
 	if wasConnected {
 		if s.perKey[c.key]--; s.perKey[c.key] <= 0 {
@@ -581,11 +607,7 @@ func (c *client) onConnect(cmd flash.Command) {
 	c.key, c.since = key, time.Now()
 	s.setState(c, connected)
 	s.perKey[key]++
-	if old := s.byPeer[c.peerID]; old == nil || old.state != connected {
-		s.byPeer[c.peerID] = c
-	} else {
-		s.byPeer[c.peerID] = c // the same identity reconnected: the newest session wins
-	}
+	s.byPeer[c.peerID] = append(s.byPeer[c.peerID], c)
 	s.mu.Unlock()
 	if c.connectTimer != nil {
 		c.connectTimer.Stop()

@@ -203,6 +203,47 @@ func TestGroupSessionDeath(t *testing.T) {
 	}
 }
 
+// One identity, two sessions (a client that reconnected before its old
+// session timed out): the newer is the peer; when it goes, the older,
+// still connected, is the peer again. It used to vanish from the registry
+// with the newer session, and since the newer had been a group member,
+// lookups of a connected peer got the "peer gone" answer.
+func TestGroupIdentityReuse(t *testing.T) {
+	h := newHub()
+	srv, reg := groupServer(t, nil)
+	b := newGroupClient(t, h, srv.Addr, "k")
+	fence := newGroupClient(t, h, srv.Addr, "k")
+	older := newGroupClient(t, h, srv.Addr, "k")
+	newer := newGroupClient(t, h, srv.Addr, "k", func(c *engine.Config) { c.Identity = older.id })
+	id := older.peerID()
+	newer.join(testGroupID)
+	waitMembers(t, srv, testGroupID, "k", 1)
+	newer.e.Close()
+	srv.WaitEvent(t, hexID(id), server.SessionClosed)
+	waitMembers(t, srv, testGroupID, "k", 0)
+	got := b.lookups(srv.Addr, id, fence.peerID())
+	if len(got[0]) == 0 || isGone(got[0]) || got[0][0].AddrPort != older.conn.LocalAddr().(*net.UDPAddr).AddrPort() {
+		t.Fatalf("lookup of a connected peer whose newer session ended: %v", got[0])
+	}
+	if v := introResults(t, reg); v["ok"] != 2 || v["dead"] != 0 || v["unknown"] != 0 {
+		t.Fatalf("introduction results %v", v)
+	}
+	// Once the older goes too, the peer is gone (it left a group).
+	older.e.Close()
+	srv.WaitUntil(t, "the older session closed", func() bool {
+		n := 0
+		for _, ev := range srv.Events() {
+			if ev.PeerID == hexID(id) && ev.Kind == server.SessionClosed {
+				n++
+			}
+		}
+		return n == 2
+	})
+	if got := b.lookups(srv.Addr, id, fence.peerID()); !isGone(got[0]) {
+		t.Fatalf("lookup of the peer with no session left: %v", got[0])
+	}
+}
+
 // The same group ID under two developer keys is two groups.
 func TestGroupKeyIsolation(t *testing.T) {
 	h := newHub()

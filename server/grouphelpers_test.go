@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
 	"net"
 	"net/netip"
@@ -23,6 +24,7 @@ import (
 type groupClient struct {
 	t       testing.TB
 	e       *engine.Engine
+	conn    *tapConn
 	sess    *engine.Session
 	id      *handshake.Identity
 	srvCtrl *engine.RecvFlow // the server's NetConnection flow
@@ -94,16 +96,17 @@ func shortIdentity(t testing.TB) *handshake.Identity {
 // mods change its engine's configuration.
 func newGroupClient(t testing.TB, h *hub, addr netip.AddrPort, key string, mods ...func(*engine.Config)) *groupClient {
 	t.Helper()
-	conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &groupClient{t: t, id: shortIdentity(t), hub: h, got: map[uint64][][]byte{}, meta: map[uint64][]byte{}}
+	c := &groupClient{t: t, id: shortIdentity(t), hub: h, got: map[uint64][][]byte{}, meta: map[uint64][]byte{}, conn: newTapConn(conn)}
 	cfg := engine.Config{Identity: c.id, EphemeralKeys: -1, Keepalive: 5 * time.Second}
 	for _, m := range mods {
 		m(&cfg)
 	}
-	c.e, err = engine.New(conn, cfg)
+	c.id = cfg.Identity
+	c.e, err = engine.New(c.conn, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -310,6 +313,36 @@ func metricValues(t testing.TB, g prometheus.Gatherer, name, label string) map[s
 	return out
 }
 
+// lookupPacket is an IHello for peerID with tag, as an initiator with no
+// session sends it (session ID 0, the default key).
+func lookupPacket(peerID [32]byte, tag []byte) []byte {
+	pkt := wire.AppendHeader(nil, wire.Header{Flags: wire.FlagTimestamp | wire.ModeStartup})
+	pkt = wire.IHello{EPD: handshake.FingerprintEPD(peerID), Tag: tag}.Append(pkt)
+	return wire.NewDefaultSealer().Seal(nil, 0, pkt)
+}
+
+// redirectIn returns the Redirect a datagram carries, if it does (d is
+// left as it was: opening decrypts in place).
+func redirectIn(d []byte) (wire.Redirect, bool) {
+	if sid, err := wire.SessionID(d); err != nil || sid != 0 {
+		return wire.Redirect{}, false
+	}
+	pt, err := wire.NewDefaultOpener().Open(append([]byte(nil), d...))
+	if err != nil {
+		return wire.Redirect{}, false
+	}
+	_, hl, err := wire.ParseHeader(pt)
+	if err != nil {
+		return wire.Redirect{}, false
+	}
+	c, _, ok := wire.NextChunk(pt[hl:])
+	if !ok || c.Type != wire.ChunkRedirect {
+		return wire.Redirect{}, false
+	}
+	rd, err := wire.ParseRedirect(c.Payload)
+	return rd, err == nil
+}
+
 // lookupAnswer sends an IHello for peerID from a socket with no session
 // and returns the addresses of the Redirect that comes back (ok false if
 // none came within a second).
@@ -321,9 +354,7 @@ func lookupAnswer(t testing.TB, server netip.AddrPort, peerID [32]byte) ([]wire.
 	}
 	defer conn.Close()
 	tag := []byte("dead-lookup-0123")
-	pkt := wire.AppendHeader(nil, wire.Header{Flags: wire.FlagTimestamp | wire.ModeStartup})
-	pkt = wire.IHello{EPD: handshake.FingerprintEPD(peerID), Tag: tag}.Append(pkt)
-	conn.WriteToUDPAddrPort(wire.NewDefaultSealer().Seal(nil, 0, pkt), server)
+	conn.WriteToUDPAddrPort(lookupPacket(peerID, tag), server)
 	conn.SetReadDeadline(time.Now().Add(time.Second))
 	buf := make([]byte, 2048)
 	for {
@@ -331,15 +362,99 @@ func lookupAnswer(t testing.TB, server netip.AddrPort, peerID [32]byte) ([]wire.
 		if err != nil {
 			return nil, false
 		}
-		pt, err := wire.NewDefaultOpener().Open(buf[:n])
-		if err != nil {
-			continue
-		}
-		_, hl, _ := wire.ParseHeader(pt)
-		if c, _, ok := wire.NextChunk(pt[hl:]); ok && c.Type == wire.ChunkRedirect {
-			if rd, err := wire.ParseRedirect(c.Payload); err == nil && string(rd.Tag) == string(tag) {
-				return rd.Addresses, true
-			}
+		if rd, ok := redirectIn(buf[:n]); ok && string(rd.Tag) == string(tag) {
+			return rd.Addresses, true
 		}
 	}
+}
+
+// tapConn is a client's socket with a tap on what it reads: the Redirects
+// answering the test's own lookups go to redirects, not to the engine.
+// The test's lookups leave from the client's address, so that the server
+// takes them for the connected client's (the real-client path).
+type tapConn struct {
+	*net.UDPConn
+	redirects chan wire.Redirect
+}
+
+func newTapConn(c *net.UDPConn) *tapConn {
+	return &tapConn{UDPConn: c, redirects: make(chan wire.Redirect, 64)}
+}
+
+func (c *tapConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	for {
+		n, a, err := c.ReadFromUDPAddrPort(b) // an IPv4 address, not v4-in-v6
+		if err != nil {
+			return n, nil, err
+		}
+		if rd, ok := redirectIn(b[:n]); ok && bytes.HasPrefix(rd.Tag, lookupTagPrefix) {
+			c.redirects <- rd
+			continue
+		}
+		return n, net.UDPAddrFromAddrPort(a), nil
+	}
+}
+
+var lookupTagPrefix = []byte("test-lookup-")
+
+// lookups sends lookups of each peer ID in turn, from send, and returns
+// the addresses of the Redirect each got (nil: none). The last one must
+// be answered (a live peer the server will introduce): the server handles
+// one source's datagrams in order, so once that answer is in, every
+// earlier lookup has been handled (and counted) and its answer, if any,
+// has come. No waiting for silence.
+func lookups(t testing.TB, send func([]byte), redirects <-chan wire.Redirect, ids ...[32]byte) [][]wire.Address {
+	t.Helper()
+	out := make([][]wire.Address, len(ids))
+	tags := map[string]int{}
+	for i, id := range ids {
+		tag := append(append([]byte(nil), lookupTagPrefix...), byte(i>>8), byte(i), 0, 0)
+		tags[string(tag)] = i
+		send(lookupPacket(id, tag))
+	}
+	deadline := time.After(10 * time.Second)
+	for out[len(ids)-1] == nil {
+		select {
+		case rd := <-redirects:
+			if i, ok := tags[string(rd.Tag)]; ok && out[i] == nil {
+				out[i] = rd.Addresses
+			}
+		case <-deadline:
+			t.Fatalf("no answer to the lookup of %x, a live peer", ids[len(ids)-1][:4])
+		}
+	}
+	return out
+}
+
+// lookups looks peers up from c's own address (see lookups).
+func (c *groupClient) lookups(server netip.AddrPort, ids ...[32]byte) [][]wire.Address {
+	c.t.Helper()
+	return lookups(c.t, func(pkt []byte) { c.conn.WriteTo(pkt, net.UDPAddrFromAddrPort(server)) }, c.conn.redirects, ids...)
+}
+
+// anonymousLookups looks peers up from a socket with no session (see
+// lookups).
+func anonymousLookups(t testing.TB, server netip.AddrPort, ids ...[32]byte) [][]wire.Address {
+	t.Helper()
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc := newTapConn(conn)
+	defer tc.Close()
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			if _, _, err := tc.ReadFrom(buf); err != nil {
+				return
+			}
+		}
+	}()
+	return lookups(t, func(pkt []byte) { conn.WriteToUDPAddrPort(pkt, server) }, tc.redirects, ids...)
+}
+
+// isGone reports whether a Redirect's addresses are the "peer gone"
+// answer: one unspecified address of unknown origin.
+func isGone(addrs []wire.Address) bool {
+	return len(addrs) == 1 && addrs[0].AddrPort == netip.AddrPortFrom(netip.IPv4Unspecified(), 0) && addrs[0].Origin == wire.OriginUnknown
 }

@@ -46,7 +46,7 @@ type Server struct {
 
 	mu       sync.Mutex
 	engines  []*engine.Engine
-	byPeer   map[[32]byte]*client
+	byPeer   map[[32]byte][]*client // each peer ID's connected sessions, oldest first (peerOf)
 	byAddr   map[netip.AddrPort]*client
 	perIP    map[netip.Prefix]int
 	perKey   map[string]int
@@ -77,7 +77,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{
 		cfg: cfg, id: id, log: cfg.Logger,
-		byPeer: map[[32]byte]*client{}, byAddr: map[netip.AddrPort]*client{},
+		byPeer: map[[32]byte][]*client{}, byAddr: map[netip.AddrPort]*client{},
 		perIP: map[netip.Prefix]int{}, perKey: map[string]int{}, live: map[peerKey]int{}, limiters: map[netip.Prefix]*limiterEntry{},
 		hello: limiter(cfg.HelloRate), lookups: limiter(cfg.LookupRate),
 		prefix: ratelimit.NewPrefix(cfg.HelloRatePerPrefix, int(2*cfg.HelloRatePerPrefix), prefixBuckets),
