@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net"
-	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -19,7 +18,6 @@ import (
 	"github.com/stratus-rtmfp/stratus/internal/flash"
 	"github.com/stratus-rtmfp/stratus/internal/handshake"
 	"github.com/stratus-rtmfp/stratus/internal/membership"
-	"github.com/stratus-rtmfp/stratus/internal/wire"
 	"github.com/stratus-rtmfp/stratus/server"
 	"github.com/stratus-rtmfp/stratus/server/servertest"
 	"github.com/stratus-rtmfp/stratus/store"
@@ -176,24 +174,35 @@ func TestGroupSessionDeath(t *testing.T) {
 	b.join(testGroupID)
 	h.waitFor(t, "A told about B", func() bool { return len(a.messages(fa)) == 1 })
 	// Before A dies, a lookup of A is a normal introduction.
-	if addrs, ok := lookupAnswer(t, srv.Addr, a.peerID()); !ok || len(addrs) == 0 || addrs[0].AddrPort.Addr().IsUnspecified() {
-		t.Fatalf("live member: %v %v", addrs, ok)
+	if got := anonymousLookups(t, srv.Addr, a.peerID()); len(got[0]) == 0 || isGone(got[0]) {
+		t.Fatalf("live member: %v", got[0])
 	}
 	a.e.Close()
 	waitMembers(t, srv, testGroupID, "k", 1)
 	if v := metricValues(t, reg, "stratus_group_leaves_total", "reason"); v["session_closed"] != 1 {
 		t.Fatalf("leaves %v", v)
 	}
-	addrs, ok := lookupAnswer(t, srv.Addr, a.peerID())
-	if !ok || len(addrs) != 1 || addrs[0].AddrPort != netip.AddrPortFrom(netip.IPv4Unspecified(), 0) || addrs[0].Origin != wire.OriginUnknown {
-		t.Fatalf("dead member lookup: %v %v", addrs, ok)
+	// Then the "peer gone" answer: to B, a connected client of its key
+	// (what a member that heard of A from group reports does), and to an
+	// address with no session. Each batch ends with a live peer (C), so
+	// that every answer is in when it returns.
+	c := newGroupClient(t, h, srv.Addr, "k")
+	if got := b.lookups(srv.Addr, a.peerID(), c.peerID()); !isGone(got[0]) {
+		t.Fatalf("dead member, looked up by a connected member: %v", got[0])
 	}
-	if v := introResults(t, reg); v["dead"] < 1 {
+	if got := anonymousLookups(t, srv.Addr, a.peerID(), c.peerID()); !isGone(got[0]) {
+		t.Fatalf("dead member, anonymous lookup: %v", got[0])
+	}
+	if v := introResults(t, reg); v["dead"] != 2 || v["unknown"] != 0 {
 		t.Fatalf("introduction results %v", v)
 	}
-	// A peer that never was a member still gets silence.
-	if _, ok := lookupAnswer(t, srv.Addr, [32]byte{1, 2, 3}); ok {
-		t.Fatal("a never-seen peer got a Redirect")
+	// A peer that never was a member gets silence: not found, and nothing
+	// sent.
+	if got := b.lookups(srv.Addr, [32]byte{1, 2, 3}, c.peerID()); got[0] != nil {
+		t.Fatalf("a never-seen peer got a Redirect: %v", got[0])
+	}
+	if v := introResults(t, reg); v["unknown"] != 1 || v["dead"] != 2 {
+		t.Fatalf("introduction results %v", v)
 	}
 	// The last member goes: the group goes.
 	b.e.Close()
@@ -274,9 +283,24 @@ func TestGroupKeyIsolation(t *testing.T) {
 	if v := metricValues(t, reg, "stratus_groups", ""); v[""] != 2 {
 		t.Fatalf("groups gauge %v", v)
 	}
-	// B (the other key) dies: A's key sees no dead signal for it either.
+	// B (the other key) dies: A, a connected client of another key, gets
+	// no "peer gone" answer for it, only silence (as for a live peer of
+	// another key: keys isolate applications); C, a live peer of A's key,
+	// ends the batch.
 	b.e.Close()
 	waitMembers(t, srv, testGroupID, k2.ID, 0)
+	before := introResults(t, reg)
+	if got := a.lookups(srv.Addr, b.peerID(), c.peerID()); got[0] != nil {
+		t.Fatalf("A, of key one, got %v for B, a dead member of key two", got[0])
+	}
+	if v := introResults(t, reg); v["unknown"] != before["unknown"]+1 || v["dead"] != before["dead"] || v["ok"] != before["ok"]+1 {
+		t.Fatalf("introduction results %v, before %v", v, before)
+	}
+	// A client of key two gets it (E, of key two, ends the batch).
+	d, e := newGroupClient(t, h, srv.Addr, k2.ID), newGroupClient(t, h, srv.Addr, k2.ID)
+	if got := d.lookups(srv.Addr, b.peerID(), e.peerID()); !isGone(got[0]) {
+		t.Fatalf("a client of B's key got %v for B", got[0])
+	}
 }
 
 // One client in several groups: one GC flow each, announcements on the
@@ -652,12 +676,31 @@ func TestGroupFiftyMembersMeet(t *testing.T) {
 		}
 	}
 	start := time.Now()
+	errs := make(chan error, n)
 	for _, c := range clients {
-		go c.join(testGroupID)
+		go func() {
+			_, err := c.tryJoin(testGroupID)
+			errs <- err
+		}()
 	}
-	waitMembers(t, srv, testGroupID, "live", n)
-	want := int(metricValues(t, reg, "stratus_group_bootstrap_messages_total", "kind")["joiner"] +
-		metricValues(t, reg, "stratus_group_bootstrap_messages_total", "kind")["member"])
+	for range clients {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A join is reported once its announcements are handed out: after n
+	// reports the count of messages sent is final.
+	srv.WaitUntil(t, fmt.Sprintf("%d joins reported", n), func() bool {
+		joined := 0
+		for _, ev := range srv.Events() {
+			if ev.Kind == server.SessionGroupJoined && ev.Group == hexID(testGroupID) {
+				joined++
+			}
+		}
+		return joined == n
+	})
+	kinds := metricValues(t, reg, "stratus_group_bootstrap_messages_total", "kind")
+	want := int(kinds["joiner"] + kinds["member"])
 	h.waitFor(t, "every introduced pair connected", func() bool {
 		mu.Lock()
 		defer mu.Unlock()

@@ -205,14 +205,18 @@ func (c *groupClient) peerID() [32]byte { return c.id.PeerID }
 // as Flash does (profile §2.4 row 5).
 func (c *groupClient) open() *engine.SendFlow {
 	c.t.Helper()
-	c.mu.Lock()
-	ctrl := c.srvCtrl
-	c.mu.Unlock()
-	f, err := c.sess.OpenFlow(flash.GroupMetadata, ctrl)
+	f, err := c.tryOpen()
 	if err != nil {
 		c.t.Fatal(err)
 	}
 	return f
+}
+
+func (c *groupClient) tryOpen() (*engine.SendFlow, error) {
+	c.mu.Lock()
+	ctrl := c.srvCtrl
+	c.mu.Unlock()
+	return c.sess.OpenFlow(flash.GroupMetadata, ctrl)
 }
 
 // sendAcked writes msg on f and waits until the server acknowledged it:
@@ -247,11 +251,21 @@ func (c *groupClient) waitRefused(f *engine.SendFlow, what string) {
 // join opens a GC flow and sends the join by group ID.
 func (c *groupClient) join(id [32]byte) *engine.SendFlow {
 	c.t.Helper()
-	f := c.open()
-	if err := f.Write(flash.AppendGroupJoin(nil, id)); err != nil {
+	f, err := c.tryJoin(id)
+	if err != nil {
 		c.t.Fatal(err)
 	}
 	return f
+}
+
+// tryJoin is join for other goroutines than the test's (t.Fatal may only
+// be called on the test's own).
+func (c *groupClient) tryJoin(id [32]byte) (*engine.SendFlow, error) {
+	f, err := c.tryOpen()
+	if err != nil {
+		return nil, err
+	}
+	return f, f.Write(flash.AppendGroupJoin(nil, id))
 }
 
 // messages returns what the server sent on its GC flow answering f.
