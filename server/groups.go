@@ -151,6 +151,7 @@ func (c *client) onGroupMessage(g *gcFlow, msg []byte) {
 	ok := c.state == connected
 	s.mu.Unlock()
 	if !ok {
+		s.metrics.groupDrop("not_connected") // the client is leaving: no new membership
 		return
 	}
 	key := membership.GroupKey{DevKey: c.key, ID: id}
