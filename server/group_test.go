@@ -83,7 +83,7 @@ func TestGroupJoinBootstrapLeave(t *testing.T) {
 	// The first member is told about the second (its ring neighbour, to
 	// dial it): exactly 0b ‖ B's peer ID, on a server flow whose metadata
 	// is "GC" and which answers A's GC flow.
-	h.waitFor(t, "A told about B", func() bool { return len(a.messages(fa)) == 1 })
+	h.WaitUntil(t, "A told about B", func() bool { return len(a.messages(fa)) == 1 })
 	pb := b.peerID()
 	if got := a.messages(fa)[0]; !bytes.Equal(got, append([]byte{0x0b}, pb[:]...)) {
 		t.Fatalf("bootstrap message %x", got)
@@ -115,7 +115,7 @@ func TestGroupJoinBootstrapLeave(t *testing.T) {
 			pairs[k]++
 		}
 	}
-	h.waitFor(t, "three introductions", func() bool { return a.total()+b.total()+c.total() == 3 })
+	h.WaitUntil(t, "three introductions", func() bool { return a.total()+b.total()+c.total() == 3 })
 	count(a, fa)
 	count(b, fb)
 	count(c, fc)
@@ -147,7 +147,7 @@ func TestGroupJoinBootstrapLeave(t *testing.T) {
 	before := b.total() + c.total()
 	fa.Close()
 	waitMembers(t, srv, testGroupID, "live", 2)
-	h.waitFor(t, "the repair announcement", func() bool { return b.total()+c.total() == before+1 })
+	h.WaitUntil(t, "the repair announcement", func() bool { return b.total()+c.total() == before+1 })
 	if v := metricValues(t, reg, "stratus_group_leaves_total", "reason"); v["flow_closed"] != 1 {
 		t.Fatalf("leaves %v", v)
 	}
@@ -172,7 +172,7 @@ func TestGroupSessionDeath(t *testing.T) {
 	b := newGroupClient(t, h, srv.Addr, "k")
 	fa := a.join(testGroupID)
 	b.join(testGroupID)
-	h.waitFor(t, "A told about B", func() bool { return len(a.messages(fa)) == 1 })
+	h.WaitUntil(t, "A told about B", func() bool { return len(a.messages(fa)) == 1 })
 	// Before A dies, a lookup of A is a normal introduction.
 	if got := anonymousLookups(t, srv.Addr, a.peerID()); len(got[0]) == 0 || isGone(got[0]) {
 		t.Fatalf("live member: %v", got[0])
@@ -269,7 +269,7 @@ func TestGroupKeyIsolation(t *testing.T) {
 	fb := b.join(testGroupID)
 	waitMembers(t, srv, testGroupID, k2.ID, 1)
 	fc := c.join(testGroupID)
-	h.waitFor(t, "A told about C", func() bool { return len(a.messages(fa)) == 1 })
+	h.WaitUntil(t, "A told about C", func() bool { return len(a.messages(fa)) == 1 })
 	if got := a.announced(fa); got[c.peerID()] != 1 {
 		t.Fatalf("A learned %v", got)
 	}
@@ -326,7 +326,7 @@ func TestGroupSeveralPerClient(t *testing.T) {
 	fc := c.join(g2)
 	fc3 := c.open()
 	fc3.Write(flash.AppendGroupJoinSpec(nil, spec))
-	h.waitFor(t, "A told about B, and C twice", func() bool {
+	h.WaitUntil(t, "A told about B, and C twice", func() bool {
 		return len(a.messages(fa1)) == 1 && len(a.messages(fa2)) == 1 && len(a.messages(fa3)) == 1
 	})
 	if n := len(b.messages(fb)) + len(c.messages(fc)) + len(c.messages(fc3)); n != 0 {
@@ -671,7 +671,7 @@ func TestGroupFiftyMembersMeet(t *testing.T) {
 					failures = append(failures, err)
 				}
 				mu.Unlock()
-				h.signal()
+				h.Signal()
 			}()
 		}
 	}
@@ -701,7 +701,7 @@ func TestGroupFiftyMembersMeet(t *testing.T) {
 	})
 	kinds := metricValues(t, reg, "stratus_group_bootstrap_messages_total", "kind")
 	want := int(kinds["joiner"] + kinds["member"])
-	h.waitFor(t, "every introduced pair connected", func() bool {
+	h.WaitUntil(t, "every introduced pair connected", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return dials == want && done == want

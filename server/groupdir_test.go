@@ -63,7 +63,7 @@ func TestGroupDirectoryPushes(t *testing.T) {
 	remote := [32]byte{0x42, 0x42}
 	dir.h.Announce(m.Local, membership.Announcement{Group: membership.GroupKey{DevKey: "k", ID: testGroupID},
 		To: m, Peer: remote, Kind: membership.ToMember})
-	h.waitFor(t, "the pushed announcement", func() bool { return a.announced(fa)[remote] == 1 })
+	h.WaitUntil(t, "the pushed announcement", func() bool { return a.announced(fa)[remote] == 1 })
 	if v := metricValues(t, reg, "stratus_group_bootstrap_messages_total", "kind"); v["member"] != 1 {
 		t.Fatalf("bootstrap messages %v", v)
 	}

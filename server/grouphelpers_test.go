@@ -16,6 +16,7 @@ import (
 	"github.com/stratus-rtmfp/stratus/internal/flash"
 	"github.com/stratus-rtmfp/stratus/internal/handshake"
 	"github.com/stratus-rtmfp/stratus/internal/wire"
+	"github.com/stratus-rtmfp/stratus/server/servertest"
 )
 
 // groupClient is a NetGroup client made by hand from the project's engine
@@ -43,40 +44,9 @@ type groupClient struct {
 }
 
 // hub wakes a test whenever any of its clients receives a GC message.
-type hub struct {
-	mu      sync.Mutex
-	changed chan struct{}
-}
+type hub = servertest.Changes
 
-func newHub() *hub { return &hub{changed: make(chan struct{})} }
-
-func (h *hub) signal() {
-	h.mu.Lock()
-	close(h.changed)
-	h.changed = make(chan struct{})
-	h.mu.Unlock()
-}
-
-// waitFor waits, woken by each message any client of the hub receives,
-// until cond holds.
-func (h *hub) waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.NewTimer(10 * time.Second)
-	defer deadline.Stop()
-	for {
-		h.mu.Lock()
-		ch := h.changed
-		h.mu.Unlock()
-		if cond() {
-			return
-		}
-		select {
-		case <-ch:
-		case <-deadline.C:
-			t.Fatalf("after 10s: %s", what)
-		}
-	}
-}
+func newHub() *hub { return &hub{} }
 
 // shortIdentity is a client identity with a short private exponent: a
 // cheap handshake for tests with many clients.
@@ -182,7 +152,7 @@ func (c *groupClient) accept(connected chan<- string) {
 			if p, ok := flash.ParseGroupMember(raw); ok && c.onMember != nil {
 				c.onMember(p)
 			}
-			c.hub.signal()
+			c.hub.Signal()
 		})
 	}
 }
