@@ -141,7 +141,7 @@ func (c *client) onGroupMessage(g *gcFlow, msg []byte) {
 		s.metrics.groupDrop(reason)
 		if !g.joined {
 			// Nothing is kept for a flow that never named a group: refuse
-			// it, and the client hears that the join failed.
+			// it (a flow exception, as in openGroupFlow).
 			c.dropGroupFlow(g)
 			g.in.Reject(0)
 		}
@@ -168,8 +168,8 @@ func (c *client) onGroupMessage(g *gcFlow, msg []byte) {
 	}
 	if !s.reserveMember() {
 		s.metrics.groupDrop("member_limit")
-		// The flow is in no group: refuse it, the client hears that the
-		// join failed.
+		// The flow is in no group: refuse it (a flow exception, as in
+		// openGroupFlow).
 		c.dropGroupFlow(g)
 		g.in.Reject(0)
 		return
