@@ -70,13 +70,15 @@ func (c *counter) wait(n int, d time.Duration) bool {
 }
 
 // Embedded starts an in-process server on a loopback socket, open to any
-// key, configured so that idle sessions are held (no reaping during a run).
+// key, configured so that idle sessions are held (no reaping during a run)
+// and without the limits a load would hit (sessions, handshakes, groups
+// per session and in all, the NetGroup budget).
 func Embedded(mod func(*server.Config)) (*Target, error) {
 	reg := prometheus.NewRegistry()
 	cfg := server.Config{Store: store.NewMemory(), Open: true,
 		ClientKeepalive: time.Hour, ReapAfter: 2 * time.Hour, ConnectTimeout: time.Hour,
 		HandshakeRate: -1, HelloRate: -1, MaxSessionsPerIP: -1, MaxSessions: -1,
-		MaxGroupsPerSession: -1, MaxGroupMembers: -1, Registerer: reg, Gatherer: reg}
+		MaxGroupsPerSession: -1, MaxGroupMembers: -1, GroupMessageRate: -1, Registerer: reg, Gatherer: reg}
 	if mod != nil {
 		mod(&cfg)
 	}

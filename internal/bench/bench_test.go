@@ -30,6 +30,13 @@ func TestBenchSmoke(t *testing.T) {
 		t.Fatalf("intros: %+v %v", in, err)
 	}
 	Report(os.Stdout, "intro", in)
+	// Many groups per client, as the command's defaults (100 each): the
+	// embedded server must not refuse them (limits, budget).
+	g, err := Groups(ctx, tg, GroupsConfig{Members: 2000, Groups: 50, Clients: 100, Concurrency: 4})
+	if err != nil || g.Joins != 2000-50 || g.Failures != 0 {
+		t.Fatalf("groups: %+v %v", g, err)
+	}
+	Report(os.Stdout, "groups", g)
 }
 
 // A thousand members joining one group over UDP, each from its own

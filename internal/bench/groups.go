@@ -320,6 +320,8 @@ type groupRun struct {
 	messages atomic.Int64
 	want     atomic.Int64  // reached is closed
 	reached  chan struct{} // when messages reaches want
+	refusal  chan struct{} // closed at the first refused GC flow
+	once     sync.Once
 }
 
 // sent numbers a join as it is sent.
@@ -417,6 +419,7 @@ func (r *groupRun) refused(s *groupSession, group int) {
 		p.refused = true
 		close(p.done)
 	}
+	r.once.Do(func() { close(r.refusal) }) // no use waiting for the other joins
 }
 
 // errRefused explains a refused GC flow.
@@ -447,7 +450,7 @@ func Groups(ctx context.Context, t *Target, cfg GroupsConfig) (GroupsResult, err
 		return GroupsResult{}, errors.New("bench groups: a group has more members than there are clients")
 	}
 	members := perClient * cfg.Clients
-	run := &groupRun{pending: map[joinKey]*pendingJoin{}, order: map[joinKey]int{}}
+	run := &groupRun{pending: map[joinKey]*pendingJoin{}, order: map[joinKey]int{}, refusal: make(chan struct{})}
 	run.want.Store(1 << 62)
 	sessions, err := groupSessions(ctx, t, cfg.Clients, cfg.Concurrency, run)
 	defer func() {
@@ -482,7 +485,14 @@ func Groups(ctx context.Context, t *Target, cfg GroupsConfig) (GroupsResult, err
 		}
 	}
 	rand.Shuffle(len(rest), func(i, j int) { rest[i], rest[j] = rest[j], rest[i] })
-	var refusals atomic.Int64
+	refused := func() bool {
+		select {
+		case <-run.refusal:
+			return true
+		default:
+			return false
+		}
+	}
 	joinAll := func(slots []slot, lat *[]time.Duration, first bool) (fails int, err error) {
 		var next atomic.Int64
 		var mu sync.Mutex
@@ -493,7 +503,7 @@ func Groups(ctx context.Context, t *Target, cfg GroupsConfig) (GroupsResult, err
 				defer wg.Done()
 				for {
 					i := int(next.Add(1)) - 1
-					if i >= len(slots) || ctx.Err() != nil || refusals.Load() > 0 {
+					if i >= len(slots) || ctx.Err() != nil || refused() {
 						return
 					}
 					sl := slots[i]
@@ -508,13 +518,11 @@ func Groups(ctx context.Context, t *Target, cfg GroupsConfig) (GroupsResult, err
 						select {
 						case <-p.done:
 							ok = true
+						case <-run.refusal:
+							return
 						case <-time.After(500 * time.Millisecond):
 							s.resend(f, id)
 						}
-					}
-					if ok && p.refused {
-						refusals.Add(1)
-						return
 					}
 					mu.Lock()
 					if ok && lat != nil {
@@ -531,7 +539,7 @@ func Groups(ctx context.Context, t *Target, cfg GroupsConfig) (GroupsResult, err
 			}()
 		}
 		wg.Wait()
-		if refusals.Load() > 0 {
+		if refused() {
 			return fails, errRefused
 		}
 		return fails, ctx.Err()
