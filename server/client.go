@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/stratus-rtmfp/stratus/amf"
+	"github.com/stratus-rtmfp/stratus/internal/directory"
 	"github.com/stratus-rtmfp/stratus/internal/engine"
 	"github.com/stratus-rtmfp/stratus/internal/flash"
 	"github.com/stratus-rtmfp/stratus/store"
@@ -39,7 +40,8 @@ type client struct {
 	ctrlIn                              *engine.RecvFlow
 	ctrlOut                             *engine.SendFlow
 	opened                              time.Time
-	streams                             uint64 // bitmap of server NetStream IDs 1..63 handed out
+	since                               time.Time // when connect was accepted
+	streams                             uint64    // bitmap of server NetStream IDs 1..63 handed out
 
 	connectTimer *time.Timer
 }
@@ -128,9 +130,6 @@ func (ev *events) SessionClosed(sess *engine.Session, err error) {
 	if s.byAddr[c.observed] == c {
 		delete(s.byAddr, c.observed)
 	}
-	if s.byPeer[c.peerID] == c {
-		delete(s.byPeer, c.peerID)
-	}
 	wasConnected := c.state != waitConnect && c.key != ""
 	if wasConnected {
 		if s.perKey[c.key]--; s.perKey[c.key] <= 0 {
@@ -139,11 +138,13 @@ func (ev *events) SessionClosed(sess *engine.Session, err error) {
 	}
 	c.state = leaving
 	c.gone = true
-	forget := s.byPeer[c.peerID] == nil // no newer session of the same identity
 	s.mu.Unlock()
+	s.dir.Remove(c.peerID, c)
 	s.metrics.sessions.Dec()
 	if wasConnected {
-		if forget {
+		// Names in the exchange go with the peer, unless a newer session
+		// of the same identity holds them now.
+		if p, ok := s.dir.Lookup(c.peerID); !ok || p.Local == nil {
 			s.exchange.Forget(hexID(c.peerID))
 		}
 		s.metrics.clients.Dec()
@@ -168,6 +169,23 @@ func (ev *events) AddressChanged(sess *engine.Session, addr netip.AddrPort) {
 	s.byAddr[addr] = c
 	s.perIP[ipKey(addr)]++
 	s.mu.Unlock()
+	c.announce()
+}
+
+// record is c's entry in the directory; s.mu held.
+func (c *client) record() directory.Peer {
+	return directory.Peer{ID: c.peerID, Key: c.key, Observed: c.observed, Addrs: c.addrs, Since: c.since, Local: c}
+}
+
+// announce puts a connected client's current addresses in the directory.
+func (c *client) announce() {
+	c.srv.mu.Lock()
+	ok := c.state == connected
+	p := c.record()
+	c.srv.mu.Unlock()
+	if ok {
+		c.srv.dir.Put(p)
+	}
 }
 
 func (ev *events) FlowOpened(f *engine.RecvFlow) {
@@ -519,8 +537,12 @@ func (c *client) onConnect(cmd flash.Command) {
 	if own := s.keys.limit(key); own > 0 {
 		limit = own // the key's own quota (store.Key.MaxSessions)
 	}
+	remote := 0 // the key's sessions on the cluster's other nodes
+	if limit > 0 {
+		remote = s.dir.RemoteSessions(key)
+	}
 	s.mu.Lock()
-	if limit > 0 && s.perKey[key] >= limit {
+	if limit > 0 && s.perKey[key]+remote >= limit {
 		s.mu.Unlock()
 		s.metrics.connect(s.keyLabel(key), "key_limit")
 		c.refuse(cmd.TxID, flash.ConnectRejected, "too many sessions for this developer key")
@@ -531,14 +553,13 @@ func (c *client) onConnect(cmd flash.Command) {
 		c.refuse(cmd.TxID, flash.ConnectAppShutdown, "server shutting down")
 		return
 	}
-	c.key, c.state = key, connected
+	c.key, c.state, c.since = key, connected, time.Now()
 	s.perKey[key]++
-	if old := s.byPeer[c.peerID]; old == nil || old.state != connected {
-		s.byPeer[c.peerID] = c
-	} else {
-		s.byPeer[c.peerID] = c // the same identity reconnected: the newest session wins
-	}
+	rec := c.record()
 	s.mu.Unlock()
+	// If the same identity is connected already, this newer session
+	// replaces it in the directory.
+	s.dir.Put(rec)
 	if c.connectTimer != nil {
 		c.connectTimer.Stop()
 		c.connectTimer = nil
@@ -585,6 +606,7 @@ func (c *client) close() {
 	if already {
 		return
 	}
+	c.srv.dir.Remove(c.peerID, c) // nobody is introduced to a leaving client
 	if c.ctrlOut != nil {
 		c.ctrlOut.Close()
 	}
@@ -626,8 +648,9 @@ func closeAfter(out *engine.SendFlow, sess *engine.Session, wait time.Duration) 
 func (c *client) onSetPeerInfo(args []any) {
 	addrs := parsePeerAddresses(args, c.srv.cfg.MaxPeerAddresses)
 	c.srv.mu.Lock()
-	c.addrs = addrs
+	c.addrs = addrs // a new slice: the directory may hold the old one
 	c.srv.mu.Unlock()
+	c.announce()
 	c.sendKeepalive()
 	c.srv.tell(SessionPeerInfo, c)
 }

@@ -31,10 +31,14 @@ func (s *Server) Connected(peerID, key string) bool {
 	if err != nil || len(raw) != 32 {
 		return false
 	}
+	p, ok := s.dir.Lookup([32]byte(raw))
+	c, local := p.Local.(*client)
+	if !ok || !local {
+		return false // the exchange holds this node's clients only
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c := s.byPeer[[32]byte(raw)]
-	return c != nil && c.state == connected && c.key == key
+	return c.state == connected && c.key == key
 }
 
 // Exchange returns the HTTP side of the peer-ID exchange (see the

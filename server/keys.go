@@ -250,11 +250,13 @@ func (s *Server) closeKeySessions(id, why string) {
 	}
 }
 
-// LiveSessions returns how many clients are connected with a key now.
+// LiveSessions returns how many clients are connected with a key now (in
+// a cluster, on every node, as far as this node knows).
 func (s *Server) LiveSessions(key string) int {
+	remote := s.dir.RemoteSessions(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.perKey[key]
+	return s.perKey[key] + remote
 }
 
 // Keys lists the developer keys.

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/stratus-rtmfp/stratus/internal/directory"
 	"github.com/stratus-rtmfp/stratus/internal/engine"
 	"github.com/stratus-rtmfp/stratus/internal/exchange"
 	"github.com/stratus-rtmfp/stratus/internal/flash"
@@ -34,10 +35,13 @@ type Server struct {
 	metrics  *metrics
 	keys     *keyCache
 	exchange *exchange.Registry
+	// dir is where connected peers live: this process's clients (and, in
+	// a cluster, the other nodes'). It has its own lock; never call it
+	// with s.mu held.
+	dir directory.Directory
 
 	mu       sync.Mutex
 	engines  []*engine.Engine
-	byPeer   map[[32]byte]*client
 	byAddr   map[netip.AddrPort]*client
 	perIP    map[netip.Prefix]int
 	perKey   map[string]int
@@ -67,13 +71,14 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{
 		cfg: cfg, id: id, log: cfg.Logger,
-		byPeer: map[[32]byte]*client{}, byAddr: map[netip.AddrPort]*client{},
-		perIP: map[netip.Prefix]int{}, perKey: map[string]int{}, limiters: map[netip.Prefix]*limiterEntry{},
+		byAddr: map[netip.AddrPort]*client{},
+		perIP:  map[netip.Prefix]int{}, perKey: map[string]int{}, limiters: map[netip.Prefix]*limiterEntry{},
 		hello: limiter(cfg.HelloRate), lookups: limiter(cfg.LookupRate),
 		prefix: ratelimit.NewPrefix(cfg.HelloRatePerPrefix, int(2*cfg.HelloRatePerPrefix), prefixBuckets),
 		done:   make(chan struct{}),
 	}
 	s.keys = newKeyCache(cfg.Store, cfg.Open)
+	s.dir = directory.NewLocal((*deliver)(s))
 	s.exchange = newExchange(s)
 	s.metrics = newMetrics(s, cfg.Registerer, cfg.Gatherer)
 	s.bg.Add(1)
