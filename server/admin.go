@@ -118,6 +118,8 @@ func (s *Server) Sessions() []SessionInfo {
 //	GET  /api/keys/{key}            one key and its usage
 //	POST /api/keys/{key}/revoke     revoke it (DELETE /api/keys/{key} too)
 //	GET  /api/info                  fingerprint, listeners, public addresses
+//	GET  /api/cluster               the cluster: nodes, sessions and load per node
+//	GET  /api/cluster/sessions      connected clients on every node (the directory)
 //	GET  /debug/pprof/...           Go's profiler (net/http/pprof)
 //
 // Everything but /healthz needs o.Token as a bearer token, writes to /api/
@@ -142,10 +144,27 @@ func (s *Server) adminRoutes() http.Handler {
 			http.Error(w, "draining", http.StatusServiceUnavailable)
 			return
 		}
-		w.Write([]byte("ok\n"))
+		// A node cut off from its cluster still serves its own clients:
+		// healthy, and it says so.
+		w.Write([]byte("ok\n" + s.clusterHealth()))
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.gather, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /api/sessions", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, s.Sessions()) })
+	mux.HandleFunc("GET /api/cluster", func(w http.ResponseWriter, r *http.Request) {
+		st, ok := s.Cluster()
+		if !ok {
+			writeJSON(w, http.StatusNotFound, map[string]string{"error": "not clustered (stratus server --cluster)"})
+			return
+		}
+		writeJSON(w, http.StatusOK, st)
+	})
+	mux.HandleFunc("GET /api/cluster/sessions", func(w http.ResponseWriter, r *http.Request) {
+		if s.node == nil {
+			writeJSON(w, http.StatusNotFound, map[string]string{"error": "not clustered (stratus server --cluster)"})
+			return
+		}
+		writeJSON(w, http.StatusOK, s.Peers())
+	})
 	mux.HandleFunc("GET /api/info", func(w http.ResponseWriter, r *http.Request) {
 		var listeners []string
 		for _, e := range s.engineList() {

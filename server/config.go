@@ -91,6 +91,11 @@ type Config struct {
 	RequireHMAC            bool
 	RequireSequenceNumbers bool
 
+	// Cluster, if set, joins this server to a cluster of Stratus nodes
+	// over NATS (see ClusterConfig); nil runs a single server, and nothing
+	// listens but the UDP sockets given to Listen.
+	Cluster *ClusterConfig
+
 	Logger *slog.Logger
 	// OnSession, if set, is told about every session as it opens,
 	// connects and closes (tests wait on it instead of polling; embedders

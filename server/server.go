@@ -8,16 +8,19 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
 
+	"github.com/stratus-rtmfp/stratus/internal/cluster"
 	"github.com/stratus-rtmfp/stratus/internal/directory"
 	"github.com/stratus-rtmfp/stratus/internal/engine"
 	"github.com/stratus-rtmfp/stratus/internal/exchange"
 	"github.com/stratus-rtmfp/stratus/internal/flash"
 	"github.com/stratus-rtmfp/stratus/internal/handshake"
 	"github.com/stratus-rtmfp/stratus/internal/ratelimit"
+	"github.com/stratus-rtmfp/stratus/store"
 )
 
 // Errors.
@@ -39,6 +42,11 @@ type Server struct {
 	// a cluster, the other nodes'). It has its own lock; never call it
 	// with s.mu held.
 	dir directory.Directory
+	// store is Config.Store, or in a cluster the cluster's key store
+	// (which keeps its copy and this node's usage in Config.Store).
+	store      store.Store
+	node       *cluster.Node // nil unless clustered
+	redirectTo atomic.Pointer[redirect]
 
 	mu       sync.Mutex
 	engines  []*engine.Engine
@@ -77,10 +85,18 @@ func New(cfg Config) (*Server, error) {
 		prefix: ratelimit.NewPrefix(cfg.HelloRatePerPrefix, int(2*cfg.HelloRatePerPrefix), prefixBuckets),
 		done:   make(chan struct{}),
 	}
-	s.keys = newKeyCache(cfg.Store, cfg.Open)
-	s.dir = directory.NewLocal((*deliver)(s))
+	s.store, s.dir = cfg.Store, directory.NewLocal((*deliver)(s))
 	s.exchange = newExchange(s)
 	s.metrics = newMetrics(s, cfg.Registerer, cfg.Gatherer)
+	if cfg.Cluster != nil {
+		if err := s.startCluster(); err != nil {
+			return nil, err
+		}
+	}
+	s.keys = newKeyCache(s.store, cfg.Open)
+	if s.node != nil {
+		s.node.Begin()
+	}
 	s.bg.Add(1)
 	go s.housekeeping()
 	return s, nil
@@ -147,6 +163,7 @@ func (s *Server) Listen(conn net.PacketConn) error {
 		UnmatchedIHello: func(src netip.AddrPort, epd handshake.EPD, tag []byte) { s.introduce(e, src, epd, tag) },
 		AllowKeying:     s.allowKeying,
 		AllowHello:      s.allowHello,
+		HelloRedirect:   s.helloRedirect,
 		Logger:          s.cfg.Logger,
 	})
 	if err != nil {
@@ -230,7 +247,11 @@ func (s *Server) Close() error {
 	}
 	s.stopOnce.Do(func() { close(s.done) })
 	s.bg.Wait()
-	return s.flushUsage()
+	err := s.flushUsage()
+	if s.node != nil {
+		s.node.Close() // pushes the usage just flushed, tells the others
+	}
+	return err
 }
 
 // housekeeping flushes usage counters and forgets idle rate limiters.

@@ -1,0 +1,286 @@
+package server_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stratus-rtmfp/stratus/internal/testutil"
+	"github.com/stratus-rtmfp/stratus/rtmfp"
+	"github.com/stratus-rtmfp/stratus/server"
+	"github.com/stratus-rtmfp/stratus/server/servertest"
+	"github.com/stratus-rtmfp/stratus/store"
+)
+
+var clusterSecret = []byte("cluster-test-secret-0123456789")
+
+// testCluster is n servers joined in one cluster on loopback: embedded
+// NATS with routes between them, JetStream R3 for the keys.
+type testCluster struct {
+	cfgs   []server.Config
+	dirs   []string
+	srvs   []*servertest.Server
+	stores []*store.Bolt
+}
+
+func startTestCluster(t *testing.T, n int, mod func(i int, c *server.Config)) *testCluster {
+	t.Helper()
+	ports := testutil.FreeTCPPorts(t, n)
+	var routes []string
+	for _, p := range ports {
+		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", p))
+	}
+	tc := &testCluster{}
+	for i := range n {
+		dir := t.TempDir()
+		st, err := store.OpenBolt(dir, time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st.Close() // each start opens it again (a restart keeps it)
+		cfg := server.Config{
+			ClientKeepalive: 5 * time.Second,
+			Cluster: &server.ClusterConfig{Node: fmt.Sprintf("n%d", i+1), Name: "test", Secret: clusterSecret,
+				Listen: fmt.Sprintf("127.0.0.1:%d", ports[i]), Routes: routes, StoreDir: dir + "/nats",
+				Replicas: min(n, 3), Heartbeat: 250 * time.Millisecond},
+		}
+		if mod != nil {
+			mod(i, &cfg)
+		}
+		tc.cfgs, tc.dirs = append(tc.cfgs, cfg), append(tc.dirs, dir)
+		tc.srvs, tc.stores = append(tc.srvs, nil), append(tc.stores, nil)
+		tc.start(t, i)
+	}
+	tc.waitFormed(t, n)
+	return tc
+}
+
+// start (re)starts node i on its data directory.
+func (tc *testCluster) start(t *testing.T, i int) {
+	t.Helper()
+	st, err := store.OpenBolt(tc.dirs[i], 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	cfg := tc.cfgs[i]
+	cfg.Store = st
+	tc.srvs[i], tc.stores[i] = servertest.Start(t, cfg), st
+}
+
+// crash kills node i as SIGKILL would (its data directory stays).
+func (tc *testCluster) crash(i int) {
+	tc.srvs[i].Crash()
+	tc.stores[i].Close()
+}
+
+// waitUntil checks cond every 10 ms until it holds, failing after d.
+func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Since(start) > d {
+			t.Fatalf("after %v: not %s", d, what)
+		}
+		<-tick.C
+	}
+	return time.Since(start)
+}
+
+// waitFormed waits until every running node sees n nodes and a working
+// key store.
+func (tc *testCluster) waitFormed(t *testing.T, n int) {
+	t.Helper()
+	waitUntil(t, 60*time.Second, fmt.Sprintf("a cluster of %d nodes with its key store", n), func() bool {
+		for _, s := range tc.srvs {
+			st, ok := s.Cluster()
+			if !ok || len(st.Nodes) != n || !st.KeyStore || !st.Connected {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// knows reports whether srv's directory lists peerID on node.
+func knows(srv *servertest.Server, peerID, node string) bool {
+	for _, p := range srv.Peers() {
+		if p.PeerID == peerID && p.Node == node {
+			return true
+		}
+	}
+	return false
+}
+
+func dialCluster(t *testing.T, srv *servertest.Server, key string) *rtmfp.NetConnection {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	nc, err := rtmfp.Connect(ctx, srv.URL(key), &rtmfp.Config{LocalAddr: "127.0.0.1:0", ConnectTimeout: 10 * time.Second, PeerTimeout: 10 * time.Second})
+	if err != nil {
+		t.Fatalf("connecting to %s: %v", srv.ClusterNode(), err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	return nc
+}
+
+func waitStreamStatus(t *testing.T, ns *rtmfp.NetStream, code string) {
+	t.Helper()
+	timeout := time.After(20 * time.Second)
+	for {
+		select {
+		case st := <-ns.Status():
+			if st.Code == code {
+				return
+			}
+		case <-timeout:
+			t.Fatalf("no %s", code)
+		}
+	}
+}
+
+// Three nodes in one process, as the issue asks: a key created on node 1
+// is used on node 3; an SDK peer on node 1 plays a P2P stream published on
+// node 2; relay across nodes; revocation on node 3 closes the key's
+// sessions on nodes 1 and 2; node 2 killed: peers on 1 and 3 are still
+// introduced, node 2's peers are forgotten within one keepalive period,
+// and node 2 comes back and rejoins.
+func TestClusterThreeNodes(t *testing.T) {
+	tc := startTestCluster(t, 3, nil)
+	n1, n2, n3 := tc.srvs[0], tc.srvs[1], tc.srvs[2]
+
+	// A key created on node 1 is valid on node 3.
+	k, err := n1.CreateKey("made on n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	took := waitUntil(t, 10*time.Second, "node 3 knowing the key", func() bool {
+		got, err := n3.Server.Store().GetKey(k.ID)
+		return err == nil && got.ID == k.ID
+	})
+	t.Logf("key created on n1 valid on n3 after %v", took)
+	c3 := dialCluster(t, n3, k.ID)
+
+	// P2P stream: publisher on node 2, player on node 1.
+	pubNC := dialCluster(t, n2, k.ID)
+	playNC := dialCluster(t, n1, k.ID)
+	waitUntil(t, 10*time.Second, "node 1 knowing the publisher", func() bool { return knows(n1, pubNC.NearID(), "n2") })
+	pub, err := rtmfp.NewNetStream(pubNC, rtmfp.DirectConnections)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Publish("cam"); err != nil {
+		t.Fatal(err)
+	}
+	waitStreamStatus(t, pub, rtmfp.PublishStart)
+	play, err := rtmfp.NewNetStream(playNC, pubNC.NearID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := play.Play(context.Background(), "cam"); err != nil {
+		t.Fatal(err)
+	}
+	waitStreamStatus(t, play, rtmfp.PlayStart)
+	for i := range 20 {
+		pub.WriteVideo(uint32(i*40), []byte{0x17, 1, byte(i), 0, 0})
+	}
+	for got := 0; got < 20; {
+		select {
+		case m := <-play.Messages():
+			if m.Kind == rtmfp.KindVideo {
+				if m.Payload[2] != byte(got) {
+					t.Fatalf("frame %d: %x", got, m.Payload)
+				}
+				got++
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("%d of 20 frames played across nodes", got)
+		}
+	}
+
+	// relay from node 1 to a peer on node 3, and the answer.
+	waitUntil(t, 10*time.Second, "node 1 knowing the node-3 peer", func() bool { return knows(n1, c3.NearID(), "n3") })
+	got := make(chan []any, 1)
+	c3.Handle("onRelay", func(args []any) { got <- args })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := playNC.Call(ctx, "relay", c3.NearID(), "across", 3.0); err != nil {
+		t.Fatalf("relay across nodes: %v", err)
+	}
+	select {
+	case args := <-got:
+		if len(args) != 3 || args[0] != playNC.NearID() || args[1] != "across" || args[2] != 3.0 {
+			t.Fatalf("onRelay %v", args)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no onRelay across nodes")
+	}
+	// A relay to a peer that is nowhere fails.
+	if _, err := playNC.Call(ctx, "relay", strings.Repeat("ab", 32), "x"); err == nil {
+		t.Fatal("relay to an unknown peer succeeded")
+	}
+
+	// Revocation on node 3 closes the key's sessions on nodes 1 and 2.
+	doomed, err := n1.CreateKey("doomed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 10*time.Second, "every node knowing the second key", func() bool {
+		_, e2 := n2.Server.Store().GetKey(doomed.ID)
+		_, e3 := n3.Server.Store().GetKey(doomed.ID)
+		return e2 == nil && e3 == nil
+	})
+	d1, d2 := dialCluster(t, n1, doomed.ID), dialCluster(t, n2, doomed.ID)
+	revoked := time.Now()
+	if _, err := n3.RevokeKey(doomed.ID); err != nil {
+		t.Fatal(err)
+	}
+	for _, nc := range []*rtmfp.NetConnection{d1, d2} {
+		select {
+		case <-nc.Done():
+		case <-time.After(10 * time.Second):
+			t.Fatal("a session of the key revoked on node 3 is still open")
+		}
+	}
+	t.Logf("revoked on n3: sessions on n1 and n2 closed after %v", time.Since(revoked))
+	for _, nc := range []*rtmfp.NetConnection{d1, d2} {
+		var codes []string
+		for len(nc.Status()) > 0 {
+			codes = append(codes, (<-nc.Status()).Code)
+		}
+		if !strings.Contains(strings.Join(codes, " "), rtmfp.ConnectRejected) {
+			t.Fatalf("status events %v", codes)
+		}
+	}
+	if _, err := rtmfp.Connect(ctx, n2.URL(doomed.ID), &rtmfp.Config{LocalAddr: "127.0.0.1:0", ConnectTimeout: 5 * time.Second}); err == nil {
+		t.Fatal("the revoked key still connects on node 2")
+	}
+
+	// Node 2 dies without a word.
+	a1, a3 := dialCluster(t, n1, k.ID), dialCluster(t, n3, k.ID)
+	waitUntil(t, 10*time.Second, "node 1 knowing the node-3 peer", func() bool { return knows(n1, a3.NearID(), "n3") })
+	tc.crash(1)
+	forgot := waitUntil(t, 5*time.Second, "node 2's peers forgotten on nodes 1 and 3 within one keepalive period (5 s)", func() bool {
+		return !knows(n1, pubNC.NearID(), "n2") && !knows(n3, pubNC.NearID(), "n2")
+	})
+	t.Logf("node 2 killed: its peers forgotten after %v (heartbeat 250 ms)", forgot)
+	dctx, dcancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer dcancel()
+	if _, err := a1.DialPeer(dctx, a3.NearID()); err != nil {
+		t.Fatalf("node 1 -> node 3 introduction with node 2 down: %v", err)
+	}
+
+	// Node 2 comes back on its data directory and rejoins.
+	tc.start(t, 1)
+	n2 = tc.srvs[1]
+	tc.waitFormed(t, 3)
+	b2 := dialCluster(t, n2, k.ID)
+	waitUntil(t, 10*time.Second, "node 1 knowing a peer of the restarted node 2", func() bool { return knows(n1, b2.NearID(), "n2") })
+	if _, err := a1.DialPeer(dctx, b2.NearID()); err != nil {
+		t.Fatalf("node 1 -> restarted node 2 introduction: %v", err)
+	}
+}
