@@ -358,7 +358,7 @@ func (d *dir) onBroadcast(m *nats.Msg) {
 		d.mu.Lock()
 		if rn := d.nodes[h.Node]; rn != nil && rn.epoch == h.Epoch {
 			d.forget(rn)
-			d.n.log.Info("cluster: node left", "node", h.Node)
+			d.n.log.Info("cluster: node left", "remote", h.Node)
 		}
 		d.mu.Unlock()
 	default:
@@ -378,7 +378,7 @@ func (d *dir) nodeFor(h header, now time.Time) *remoteNode {
 		rn = &remoteNode{name: h.Node, epoch: h.Epoch, peers: map[[32]byte]directory.Peer{}}
 		d.nodes[h.Node] = rn
 		d.n.stats.nodesJoined.Add(1)
-		d.n.log.Info("cluster: node joined", "node", h.Node)
+		d.n.log.Info("cluster: node joined", "remote", h.Node)
 		d.startSync(rn, now)
 	}
 	rn.heard = now
@@ -527,7 +527,7 @@ func (d *dir) checkNodes(now time.Time, deadAfter time.Duration) {
 		switch {
 		case now.Sub(rn.heard) > deadAfter:
 			d.forget(rn)
-			d.n.log.Warn("cluster: node silent, forgetting its peers", "node", rn.name, "silent_for", now.Sub(rn.heard).Round(time.Millisecond))
+			d.n.log.Warn("cluster: node silent, forgetting its peers", "remote", rn.name, "silent_for", now.Sub(rn.heard).Round(time.Millisecond))
 		case rn.syncing && now.Sub(rn.asked) > snapRetry:
 			d.startSync(rn, now)
 		}

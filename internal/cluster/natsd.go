@@ -140,18 +140,39 @@ func connectOptions(name, secret string, tlsCfg *tls.Config, n *Node) []nats.Opt
 	return opts
 }
 
-// natsLogger sends the embedded server's log to slog: its notices (a
-// dozen lines at every start) at debug level, its errors (a route that is
-// down, retried) as warnings.
+// natsLogger sends the embedded server's log to slog, a level down: its
+// notices (a dozen lines at every start) at debug level, its warnings
+// (waiting for routes or a JetStream leader, normal at start) at info,
+// its errors as warnings, except the attempts to reach a route that is
+// down, which repeat every second (the node logs once when another node
+// goes silent, and /healthz and the metrics say when none is reachable).
 type natsLogger struct{ log *slog.Logger }
 
 func (l natsLogger) Noticef(format string, v ...any) {
 	l.log.Debug("nats: " + fmt.Sprintf(format, v...))
 }
-func (l natsLogger) Warnf(format string, v ...any) { l.log.Warn("nats: " + fmt.Sprintf(format, v...)) }
 func (l natsLogger) Fatalf(format string, v ...any) {
 	l.log.Error("nats: " + fmt.Sprintf(format, v...))
 }
-func (l natsLogger) Errorf(format string, v ...any) { l.log.Warn("nats: " + fmt.Sprintf(format, v...)) }
 func (l natsLogger) Debugf(format string, v ...any) {}
 func (l natsLogger) Tracef(format string, v ...any) {}
+
+func (l natsLogger) Warnf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	if strings.Contains(msg, "Plaintext passwords detected") {
+		// The secret is the password; it never leaves the process but
+		// to authenticate to the other nodes.
+		l.log.Debug("nats: " + msg)
+		return
+	}
+	l.log.Info("nats: " + msg)
+}
+
+func (l natsLogger) Errorf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	if strings.Contains(msg, "Error trying to connect to route") {
+		l.log.Debug("nats: " + msg)
+		return
+	}
+	l.log.Warn("nats: " + msg)
+}

@@ -402,6 +402,10 @@ func (n *Node) publisher() {
 	defer n.wg.Done()
 	tick := time.NewTicker(n.cfg.Heartbeat)
 	defer tick.Stop()
+	// Silent nodes are looked for four times per heartbeat, so that one is
+	// forgotten at most a quarter heartbeat after DeadAfter.
+	check := time.NewTicker(n.cfg.Heartbeat / 4)
+	defer check.Stop()
 	var published uint64
 	flush := func() {
 		first, ops := n.dir.takeQueue()
@@ -421,14 +425,15 @@ func (n *Node) publisher() {
 			flush()
 		case m := <-n.out:
 			n.publishRaw(m)
-		case now := <-tick.C:
+		case <-tick.C:
 			flush()
 			l := n.h.Load()
 			hb := heartbeat{Seq: published, Sessions: uint64(max(l.Sessions, 0)), Clients: uint64(max(l.Clients, 0)),
 				MaxSessions: uint64(max(l.MaxSessions, 0)), Started: n.start, Draining: l.Draining, Public: l.Public, Version: n.cfg.Version}
 			n.publish(n.prefix+"dir", "", header{Kind: kindHeartbeat}, hb.append)
-			n.dir.checkNodes(now, n.cfg.DeadAfter)
 			n.checkConnection()
+		case now := <-check.C:
+			n.dir.checkNodes(now, n.cfg.DeadAfter)
 		}
 	}
 }
