@@ -197,3 +197,28 @@ func waitKeepalive(t *testing.T, rf *engine.RecvFlow, n int) {
 		}
 	}
 }
+
+// Shutdown acting on clients while the dispatcher is still opening their
+// NetConnection flows (connects in flight) must not race it (run with
+// -race): client state is only touched on the dispatcher.
+func TestShutdownRacingConnects(t *testing.T) {
+	srv, base := testServer(t, store.NewMemory(), func(c *Config) { c.Open = true; c.HandshakeRate = -1 })
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			nc, err := rtmfp.Connect(context.Background(), base+"/k"+string(rune('a'+i)), &rtmfp.Config{LocalAddr: "127.0.0.1:0", ConnectTimeout: 2 * time.Second})
+			if err == nil {
+				<-nc.Done() // told to go by the shutdown
+				nc.Close()
+			}
+		}()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+}

@@ -26,8 +26,7 @@ func (p *panicky) SessionOpened(s *Session) { p.opened <- s }
 func (p *panicky) FlowOpened(*RecvFlow)     {}
 func (p *panicky) Message(f *RecvFlow, msg []byte) {
 	if string(f.Metadata()) == "PANIC" {
-		var m map[string]int
-		m["a new kind of flow"]++ // a nil map: the kind of bug a handler has
+		panic("a handler bug: a kind of flow it did not expect")
 	}
 	p.messages <- msg
 }
