@@ -550,6 +550,13 @@ func (d *dir) view() []NodeInfo {
 	return out
 }
 
+// nodeCount is how many other nodes this node hears.
+func (d *dir) nodeCount() int {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return len(d.nodes)
+}
+
 // localCount is how many peers this node holds.
 func (d *dir) localCount() int {
 	d.mu.RLock()

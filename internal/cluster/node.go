@@ -172,6 +172,7 @@ type Node struct {
 	wg      sync.WaitGroup
 	begun   atomic.Bool
 	stopped atomic.Bool
+	ready   atomic.Bool // n.nc and n.dir are set: connection events count
 
 	stateMu   sync.Mutex
 	connected bool
@@ -284,9 +285,8 @@ func Start(cfg Config, h Handler) (*Node, error) {
 		_ = sub.SetPendingLimits(1<<20, 256<<20)
 	}
 	n.keys = newKeyStore(n)
-	n.stateMu.Lock()
-	n.connected = n.nc.IsConnected() && (n.emb == nil || n.emb.routes == 0)
-	n.stateMu.Unlock()
+	n.ready.Store(true)
+	n.checkConnection()
 	return n, nil
 }
 
@@ -460,37 +460,34 @@ func (n *Node) publishRaw(m outMsg) {
 	n.stats.sent.Add(1)
 }
 
-// connChanged records the NATS connection going down or up.
-func (n *Node) connChanged(up bool, err error) {
-	if n.stopped.Load() {
+// connChanged is told when the NATS connection goes down or up.
+func (n *Node) connChanged(bool, error) { n.checkConnection() }
+
+// checkConnection works out whether the node is connected to the
+// cluster: its NATS connection is up and, for an embedded server with seed
+// routes (whose in-process connection is always up), it is routed to
+// another server and hears another node.
+func (n *Node) checkConnection() {
+	if n.stopped.Load() || !n.ready.Load() {
 		return
+	}
+	up := n.nc.IsConnected()
+	why := "lost the NATS connection"
+	if up && n.emb != nil && n.emb.routes > 0 && (n.emb.srv.NumRoutes() == 0 || n.dir.nodeCount() == 0) {
+		up, why = false, "no other cluster node reachable"
 	}
 	n.stateMu.Lock()
 	changed := n.connected != up
-	n.connected, n.since = up, time.Now()
+	if changed {
+		n.connected, n.since = up, time.Now()
+	}
 	n.stateMu.Unlock()
-	if !changed {
-		return
-	}
-	if up {
-		n.log.Info("cluster: connected to NATS")
-	} else {
-		n.log.Warn("cluster: lost NATS; serving this node's clients only until it is back", "err", err)
-	}
-}
-
-// checkConnection notices an embedded server cut off from every other
-// server (its own in-process connection stays up).
-func (n *Node) checkConnection() {
-	if n.emb == nil || n.emb.routes == 0 {
-		return
-	}
-	up := n.nc.IsConnected() && n.emb.srv.NumRoutes() > 0
-	n.stateMu.Lock()
-	was := n.connected
-	n.stateMu.Unlock()
-	if up != was {
-		n.connChanged(up, errors.New("no route to any other cluster server"))
+	switch {
+	case !changed:
+	case up:
+		n.log.Info("cluster: connected")
+	default:
+		n.log.Warn("cluster: cut off ("+why+"); serving this node's clients only until it is back", "since", time.Now().Format(time.RFC3339))
 	}
 }
 
