@@ -76,26 +76,11 @@ func (tc *testCluster) crash(i int) {
 	tc.stores[i].Close()
 }
 
-// waitUntil checks cond every 10 ms until it holds, failing after d.
-func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Since(start) > d {
-			t.Fatalf("after %v: not %s", d, what)
-		}
-		<-tick.C
-	}
-	return time.Since(start)
-}
-
 // waitFormed waits until every running node sees n nodes and a working
 // key store.
 func (tc *testCluster) waitFormed(t *testing.T, n int) {
 	t.Helper()
-	waitUntil(t, 60*time.Second, fmt.Sprintf("a cluster of %d nodes with its key store", n), func() bool {
+	testutil.WaitUntil(t, 60*time.Second, fmt.Sprintf("a cluster of %d nodes with its key store", n), func() bool {
 		for _, s := range tc.srvs {
 			st, ok := s.Cluster()
 			if !ok || len(st.Nodes) != n || !st.KeyStore || !st.Connected {
@@ -158,7 +143,7 @@ func TestClusterThreeNodes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	took := waitUntil(t, 10*time.Second, "node 3 knowing the key", func() bool {
+	took := testutil.WaitUntil(t, 10*time.Second, "node 3 knowing the key", func() bool {
 		got, err := n3.Server.Store().GetKey(k.ID)
 		return err == nil && got.ID == k.ID
 	})
@@ -168,7 +153,7 @@ func TestClusterThreeNodes(t *testing.T) {
 	// P2P stream: publisher on node 2, player on node 1.
 	pubNC := dialCluster(t, n2, k.ID)
 	playNC := dialCluster(t, n1, k.ID)
-	waitUntil(t, 10*time.Second, "node 1 knowing the publisher", func() bool { return knows(n1, pubNC.NearID(), "n2") })
+	testutil.WaitUntil(t, 10*time.Second, "node 1 knowing the publisher", func() bool { return knows(n1, pubNC.NearID(), "n2") })
 	pub, err := rtmfp.NewNetStream(pubNC, rtmfp.DirectConnections)
 	if err != nil {
 		t.Fatal(err)
@@ -203,7 +188,7 @@ func TestClusterThreeNodes(t *testing.T) {
 	}
 
 	// relay from node 1 to a peer on node 3, and the answer.
-	waitUntil(t, 10*time.Second, "node 1 knowing the node-3 peer", func() bool { return knows(n1, c3.NearID(), "n3") })
+	testutil.WaitUntil(t, 10*time.Second, "node 1 knowing the node-3 peer", func() bool { return knows(n1, c3.NearID(), "n3") })
 	got := make(chan []any, 1)
 	c3.Handle("onRelay", func(args []any) { got <- args })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -229,7 +214,7 @@ func TestClusterThreeNodes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, 10*time.Second, "every node knowing the second key", func() bool {
+	testutil.WaitUntil(t, 10*time.Second, "every node knowing the second key", func() bool {
 		_, e2 := n2.Server.Store().GetKey(doomed.ID)
 		_, e3 := n3.Server.Store().GetKey(doomed.ID)
 		return e2 == nil && e3 == nil
@@ -262,9 +247,9 @@ func TestClusterThreeNodes(t *testing.T) {
 
 	// Node 2 dies without a word.
 	a1, a3 := dialCluster(t, n1, k.ID), dialCluster(t, n3, k.ID)
-	waitUntil(t, 10*time.Second, "node 1 knowing the node-3 peer", func() bool { return knows(n1, a3.NearID(), "n3") })
+	testutil.WaitUntil(t, 10*time.Second, "node 1 knowing the node-3 peer", func() bool { return knows(n1, a3.NearID(), "n3") })
 	tc.crash(1)
-	forgot := waitUntil(t, 5*time.Second, "node 2's peers forgotten on nodes 1 and 3 within one keepalive period (5 s)", func() bool {
+	forgot := testutil.WaitUntil(t, 5*time.Second, "node 2's peers forgotten on nodes 1 and 3 within one keepalive period (5 s)", func() bool {
 		return !knows(n1, pubNC.NearID(), "n2") && !knows(n3, pubNC.NearID(), "n2")
 	})
 	t.Logf("node 2 killed: its peers forgotten after %v (heartbeat 250 ms)", forgot)
@@ -279,7 +264,7 @@ func TestClusterThreeNodes(t *testing.T) {
 	n2 = tc.srvs[1]
 	tc.waitFormed(t, 3)
 	b2 := dialCluster(t, n2, k.ID)
-	waitUntil(t, 10*time.Second, "node 1 knowing a peer of the restarted node 2", func() bool { return knows(n1, b2.NearID(), "n2") })
+	testutil.WaitUntil(t, 10*time.Second, "node 1 knowing a peer of the restarted node 2", func() bool { return knows(n1, b2.NearID(), "n2") })
 	if _, err := a1.DialPeer(dctx, b2.NearID()); err != nil {
 		t.Fatalf("node 1 -> restarted node 2 introduction: %v", err)
 	}

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -56,13 +57,31 @@ type node struct {
 	name, data, udp, admin string
 	args                   []string
 	cmd                    *exec.Cmd
-	log                    *bytes.Buffer
+	log                    *syncBuffer
 	exited                 chan struct{}
+}
+
+// syncBuffer is a log the process writes while the test may read it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func (n *node) start(t *testing.T, bin string) {
 	t.Helper()
-	n.log = &bytes.Buffer{}
+	n.log = &syncBuffer{}
 	n.cmd = exec.Command(bin, n.args...)
 	n.cmd.Stdout, n.cmd.Stderr = n.log, n.log
 	if err := n.cmd.Start(); err != nil {
@@ -104,20 +123,19 @@ func (n *node) get(t *testing.T, path string, out any) string {
 	return string(b)
 }
 
-// waitFor checks cond every 50 ms until it holds, failing after d.
+// waitFor waits until cond holds, failing after d with the nodes' logs.
 func waitFor(t *testing.T, d time.Duration, what string, cond func() bool, logs ...*node) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			var b strings.Builder
-			for _, n := range logs {
-				fmt.Fprintf(&b, "--- %s:\n%s\n", n.name, n.log)
+	if len(logs) > 0 {
+		defer func() {
+			if t.Failed() {
+				for _, n := range logs {
+					t.Logf("--- %s:\n%s", n.name, n.log)
+				}
 			}
-			t.Fatalf("after %v: not %s\n%s", d, what, b.String())
-		}
-		time.Sleep(50 * time.Millisecond)
+		}()
 	}
+	testutil.WaitUntil(t, d, what, cond)
 }
 
 // listsPeer reports whether n's cluster-wide session list has peerID on

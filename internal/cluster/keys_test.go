@@ -6,27 +6,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stratus-rtmfp/stratus/internal/testutil"
 	"github.com/stratus-rtmfp/stratus/store"
 )
 
-// waitUntil checks cond every 10 ms until it holds, failing after d.
-func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Since(start) > d {
-			t.Fatalf("after %v: not %s", d, what)
-		}
-		<-tick.C
-	}
-	return time.Since(start)
-}
-
 func (tc *testCluster) waitKeyStores(t *testing.T) {
 	t.Helper()
-	waitUntil(t, 60*time.Second, "every node's key store ready", func() bool {
+	testutil.WaitUntil(t, 60*time.Second, "every node's key store ready", func() bool {
 		for _, n := range tc.nodes {
 			if ok, _ := n.keys.status(); !ok {
 				return false
@@ -144,7 +130,7 @@ func TestKeyStoreReplicates(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	waitUntil(t, 10*time.Second, "every node agreeing on the key", func() bool {
+	testutil.WaitUntil(t, 10*time.Second, "every node agreeing on the key", func() bool {
 		a, _ := n1.GetKey(nk.ID)
 		b, _ := n2.GetKey(nk.ID)
 		c, _ := n3.GetKey(nk.ID)
@@ -165,7 +151,7 @@ func TestUsageCountedOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 3 {
-		waitUntil(t, 10*time.Second, "every node knowing the key", func() bool {
+		testutil.WaitUntil(t, 10*time.Second, "every node knowing the key", func() bool {
 			_, err := tc.nodes[i].Store().GetKey(k.ID)
 			return err == nil
 		})
@@ -182,7 +168,7 @@ func TestUsageCountedOnce(t *testing.T) {
 	}
 	add(0, 2)
 	add(1, 3)
-	waitUntil(t, 10*time.Second, "node 3 counting 5 connects", func() bool { return connects(2) == 5 })
+	testutil.WaitUntil(t, 10*time.Second, "node 3 counting 5 connects", func() bool { return connects(2) == 5 })
 	// More pushes of the same totals change nothing.
 	for range 3 {
 		tc.nodes[0].keys.mu.Lock()
@@ -197,23 +183,23 @@ func TestUsageCountedOnce(t *testing.T) {
 	// Node 1 commits a batch and dies before pushing it.
 	add(0, 10)
 	tc.nodes[0].Kill()
-	waitUntil(t, 10*time.Second, "node 3 forgetting node 1", func() bool { return len(tc.nodes[2].Status().Nodes) == 2 })
+	testutil.WaitUntil(t, 10*time.Second, "node 3 forgetting node 1", func() bool { return len(tc.nodes[2].Status().Nodes) == 2 })
 	if c := connects(2); c != 5 {
 		t.Fatalf("node 3 counts %d before node 1 pushed", c)
 	}
 	tc.restart(t, 0)
-	waitUntil(t, 30*time.Second, "node 3 counting node 1's last batch after its restart", func() bool { return connects(2) == 15 })
+	testutil.WaitUntil(t, 30*time.Second, "node 3 counting node 1's last batch after its restart", func() bool { return connects(2) == 15 })
 
 	// Node 2 comes back with an empty data directory under its name.
 	tc.nodes[1].Close()
 	tc.cfgs[1].Replica = store.NewMemory()
 	tc.restart(t, 1)
-	waitUntil(t, 30*time.Second, "node 2's new copy knowing the key", func() bool {
+	testutil.WaitUntil(t, 30*time.Second, "node 2's new copy knowing the key", func() bool {
 		_, err := tc.nodes[1].Store().GetKey(k.ID)
 		return err == nil
 	})
 	add(1, 1)
-	waitUntil(t, 30*time.Second, "node 3 counting 16 connects (node 2's earlier 3 kept)", func() bool { return connects(2) == 16 })
+	testutil.WaitUntil(t, 30*time.Second, "node 3 counting 16 connects (node 2's earlier 3 kept)", func() bool { return connects(2) == 16 })
 	if c := connects(1); c != 16 {
 		t.Fatalf("node 2 counts %d", c)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/stratus-rtmfp/stratus/internal/directory"
+	"github.com/stratus-rtmfp/stratus/internal/testutil"
 	"github.com/stratus-rtmfp/stratus/store"
 )
 
@@ -24,7 +25,7 @@ func TestClusterNeedsTheSecret(t *testing.T) {
 	})
 	// Nodes 1 and 2 form a cluster; node 3 routes nowhere. (A node with the
 	// right secret joins within a second or two; five are given.)
-	waitUntil(t, 20*time.Second, "nodes 1 and 2 together", func() bool {
+	testutil.WaitUntil(t, 20*time.Second, "nodes 1 and 2 together", func() bool {
 		return len(tc.nodes[0].Status().Nodes) == 2 && len(tc.nodes[1].Status().Nodes) == 2
 	})
 	deadline := time.Now().Add(5 * time.Second)
@@ -154,7 +155,7 @@ func TestLosingNATSAndRejoining(t *testing.T) {
 	ha, hb := &struct{}{}, &struct{}{}
 	a.Directory().Put(directory.Peer{ID: ida, Key: "k", Local: ha, Since: time.Now()})
 	b.Directory().Put(directory.Peer{ID: idb, Key: "k", Local: hb, Since: time.Now()})
-	waitUntil(t, 10*time.Second, "each node knowing the other's peer", func() bool {
+	testutil.WaitUntil(t, 10*time.Second, "each node knowing the other's peer", func() bool {
 		_, ok1 := a.Directory().Lookup(idb)
 		_, ok2 := b.Directory().Lookup(ida)
 		return ok1 && ok2
@@ -162,10 +163,10 @@ func TestLosingNATSAndRejoining(t *testing.T) {
 
 	ns.Shutdown()
 	ns.WaitForShutdown()
-	waitUntil(t, 10*time.Second, "both nodes saying they are disconnected", func() bool {
+	testutil.WaitUntil(t, 10*time.Second, "both nodes saying they are disconnected", func() bool {
 		return !a.Status().Connected && !b.Status().Connected
 	})
-	waitUntil(t, 10*time.Second, "node A forgetting node B's peer", func() bool {
+	testutil.WaitUntil(t, 10*time.Second, "node A forgetting node B's peer", func() bool {
 		_, ok := a.Directory().Lookup(idb)
 		return !ok
 	})
@@ -178,19 +179,19 @@ func TestLosingNATSAndRejoining(t *testing.T) {
 
 	ns = startNATS(t, port, dir)
 	defer ns.Shutdown()
-	waitUntil(t, 30*time.Second, "both nodes connected again", func() bool { return a.Status().Connected && b.Status().Connected })
-	waitUntil(t, 30*time.Second, "each node knowing the other's peer again", func() bool {
+	testutil.WaitUntil(t, 30*time.Second, "both nodes connected again", func() bool { return a.Status().Connected && b.Status().Connected })
+	testutil.WaitUntil(t, 30*time.Second, "each node knowing the other's peer again", func() bool {
 		_, ok1 := a.Directory().Lookup(idb)
 		_, ok2 := b.Directory().Lookup(ida)
 		return ok1 && ok2
 	})
 	var k store.Key
-	waitUntil(t, 30*time.Second, "the key store answering again", func() bool {
+	testutil.WaitUntil(t, 30*time.Second, "the key store answering again", func() bool {
 		var err error
 		k, err = a.Store().CreateKey("after")
 		return err == nil
 	})
-	waitUntil(t, 10*time.Second, "node B knowing the new key", func() bool {
+	testutil.WaitUntil(t, 10*time.Second, "node B knowing the new key", func() bool {
 		_, err := b.Store().GetKey(k.ID)
 		return err == nil
 	})
