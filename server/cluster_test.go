@@ -3,9 +3,14 @@ package server_test
 import (
 	"context"
 	"fmt"
+	"net"
+	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/stratus-rtmfp/stratus/internal/testutil"
 	"github.com/stratus-rtmfp/stratus/rtmfp"
@@ -21,11 +26,14 @@ var clusterSecret = []byte("cluster-test-secret-0123456789")
 type testCluster struct {
 	cfgs   []server.Config
 	dirs   []string
+	addrs  []netip.AddrPort // each node's UDP address, kept across restarts
 	srvs   []*servertest.Server
 	stores []*store.Bolt
 }
 
-func startTestCluster(t *testing.T, n int, mod func(i int, c *server.Config)) *testCluster {
+// startTestCluster starts n nodes; mod may change node i's Config (addr
+// is its UDP address).
+func startTestCluster(t *testing.T, n int, mod func(i int, addr netip.AddrPort, c *server.Config)) *testCluster {
 	t.Helper()
 	ports := testutil.FreeTCPPorts(t, n)
 	var routes []string
@@ -35,6 +43,12 @@ func startTestCluster(t *testing.T, n int, mod func(i int, c *server.Config)) *t
 	tc := &testCluster{}
 	for i := range n {
 		dir := t.TempDir()
+		conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := conn.LocalAddr().(*net.UDPAddr).AddrPort()
+		conn.Close()
 		st, err := store.OpenBolt(dir, time.Second)
 		if err != nil {
 			t.Fatal(err)
@@ -47,9 +61,9 @@ func startTestCluster(t *testing.T, n int, mod func(i int, c *server.Config)) *t
 				Replicas: min(n, 3), Heartbeat: 250 * time.Millisecond},
 		}
 		if mod != nil {
-			mod(i, &cfg)
+			mod(i, addr, &cfg)
 		}
-		tc.cfgs, tc.dirs = append(tc.cfgs, cfg), append(tc.dirs, dir)
+		tc.cfgs, tc.dirs, tc.addrs = append(tc.cfgs, cfg), append(tc.dirs, dir), append(tc.addrs, addr)
 		tc.srvs, tc.stores = append(tc.srvs, nil), append(tc.stores, nil)
 		tc.start(t, i)
 	}
@@ -67,7 +81,11 @@ func (tc *testCluster) start(t *testing.T, i int) {
 	t.Cleanup(func() { st.Close() })
 	cfg := tc.cfgs[i]
 	cfg.Store = st
-	tc.srvs[i], tc.stores[i] = servertest.Start(t, cfg), st
+	conn, err := net.ListenPacket("udp4", tc.addrs[i].String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc.srvs[i], tc.stores[i] = servertest.StartOn(t, cfg, conn), st
 }
 
 // crash kills node i as SIGKILL would (its data directory stays).
@@ -135,7 +153,12 @@ func waitStreamStatus(t *testing.T, ns *rtmfp.NetStream, code string) {
 // introduced, node 2's peers are forgotten within one keepalive period,
 // and node 2 comes back and rejoins.
 func TestClusterThreeNodes(t *testing.T) {
-	tc := startTestCluster(t, 3, nil)
+	reg := prometheus.NewRegistry() // node 1's (the others restart)
+	tc := startTestCluster(t, 3, func(i int, _ netip.AddrPort, c *server.Config) {
+		if i == 0 {
+			c.Registerer, c.Gatherer = reg, reg
+		}
+	})
 	n1, n2, n3 := tc.srvs[0], tc.srvs[1], tc.srvs[2]
 
 	// A key created on node 1 is valid on node 3.
@@ -268,4 +291,142 @@ func TestClusterThreeNodes(t *testing.T) {
 	if _, err := a1.DialPeer(dctx, b2.NearID()); err != nil {
 		t.Fatalf("node 1 -> restarted node 2 introduction: %v", err)
 	}
+
+	// Nodes 2 and 3 gone: node 1 is cut off, says so, and still
+	// introduces its own clients to each other; they come back and node 1
+	// is part of the cluster again, without a restart.
+	tc.crash(1)
+	tc.crash(2)
+	testutil.WaitUntil(t, 10*time.Second, "node 1 saying it is cut off", func() bool {
+		return strings.Contains(healthz(t, n1), "cluster: DISCONNECTED") && gaugeValue(t, reg, "stratus_cluster_connected") == 0
+	})
+	if !strings.HasPrefix(healthz(t, n1), "ok\n") {
+		t.Fatalf("healthz of a cut-off node that serves its clients: %q", healthz(t, n1))
+	}
+	a1b := dialCluster(t, n1, k.ID)
+	if _, err := a1.DialPeer(dctx, a1b.NearID()); err != nil {
+		t.Fatalf("introduction on a cut-off node: %v", err)
+	}
+	tc.start(t, 1)
+	tc.start(t, 2)
+	tc.waitFormed(t, 3)
+	if h := healthz(t, n1); !strings.Contains(h, "cluster: connected") {
+		t.Fatalf("healthz after the others came back: %q", h)
+	}
+}
+
+// healthz is srv's GET /healthz body.
+func healthz(t *testing.T, srv *servertest.Server) string {
+	t.Helper()
+	req := httptest.NewRequest("GET", "/healthz", nil)
+	req.Host = "127.0.0.1"
+	w := httptest.NewRecorder()
+	srv.Admin(server.AdminOptions{Token: testToken}).ServeHTTP(w, req)
+	return w.Body.String()
+}
+
+// A per-key session limit counts the sessions of every node; a node more
+// loaded than another by the margin sends new clients there with a
+// Redirect at handshake.
+func TestClusterKeyLimitAndRedirect(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	tc := startTestCluster(t, 2, func(i int, addr netip.AddrPort, c *server.Config) {
+		c.MaxSessions = 10
+		c.PublicAddresses = []netip.AddrPort{addr}
+		c.Cluster.Redirect, c.Cluster.RedirectMargin = true, 0.1
+		if i == 0 {
+			c.Registerer, c.Gatherer = reg, reg
+		}
+	})
+	n1, n2 := tc.srvs[0], tc.srvs[1]
+	limited, err := n1.CreateKey("two sessions")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n1.Server.Store().(store.Accounts).SetKeyLimit(limited.ID, 2); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitUntil(t, 10*time.Second, "node 2 knowing the key's limit", func() bool {
+		k, err := n2.Server.Store().GetKey(limited.ID)
+		return err == nil && k.MaxSessions == 2
+	})
+	n2.KeyChanged(limited.ID) // what the portal does after SetKeyLimit
+	n1.KeyChanged(limited.ID)
+	dialCluster(t, n1, limited.ID)
+	second := dialCluster(t, n2, limited.ID)
+	testutil.WaitUntil(t, 10*time.Second, "both nodes counting 2 sessions of the key", func() bool {
+		return n1.LiveSessions(limited.ID) == 2 && n2.LiveSessions(limited.ID) == 2
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, n := range []*servertest.Server{n1, n2} {
+		_, err := rtmfp.Connect(ctx, n.URL(limited.ID), &rtmfp.Config{LocalAddr: "127.0.0.1:0", ConnectTimeout: 5 * time.Second})
+		if statusCode(err) != rtmfp.ConnectRejected {
+			t.Fatalf("a third session of the key on %s: %v, want %s", n.ClusterNode(), err, rtmfp.ConnectRejected)
+		}
+	}
+	second.Close()
+	testutil.WaitUntil(t, 10*time.Second, "node 1 counting 1 session of the key", func() bool { return n1.LiveSessions(limited.ID) == 1 })
+	dialCluster(t, n1, limited.ID)
+
+	// Node 1 holds 2 of its 10 sessions, node 2 none: past the margin,
+	// node 1 sends the next client to node 2.
+	free, err := n1.CreateKey("free")
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitUntil(t, 10*time.Second, "node 2 knowing the second key", func() bool {
+		_, err := n2.Server.Store().GetKey(free.ID)
+		return err == nil
+	})
+	var moved *rtmfp.NetConnection
+	testutil.WaitUntil(t, 20*time.Second, "a client of node 1 sent to node 2", func() bool {
+		nc := dialCluster(t, n1, free.ID)
+		for _, s := range n2.Sessions() {
+			if s.PeerID == nc.NearID() {
+				moved = nc
+				return true
+			}
+		}
+		nc.Close()
+		return false
+	})
+	if n := counterValue(t, reg, "stratus_cluster_redirects_total"); n < 1 {
+		t.Fatalf("redirects counted: %v", n)
+	}
+	// The client sent elsewhere is in the directory like any other.
+	testutil.WaitUntil(t, 10*time.Second, "node 1 knowing the moved client", func() bool { return knows(n1, moved.NearID(), "n2") })
+}
+
+// counterValue sums a counter's series in g.
+func counterValue(t *testing.T, g prometheus.Gatherer, name string) float64 {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v float64
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, m := range mf.GetMetric() {
+				v += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return v
+}
+
+// gaugeValue is a gauge's value in g (-1 if absent).
+func gaugeValue(t *testing.T, g prometheus.Gatherer, name string) float64 {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) > 0 {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	return -1
 }
