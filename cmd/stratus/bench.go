@@ -18,6 +18,7 @@ const benchUsage = `usage: stratus bench <connect | idle | intro | all> [flags]
   connect  connects per second: handshake through NetConnection.Connect.Success
   idle     memory per idle session: holds --sessions sessions on the embedded server
   intro    introductions per second and lookup-to-Redirect latency
+  cluster  introductions across cluster nodes (see: stratus bench cluster -h)
   all      the three, one after the other
 
 Without --url the load runs against an embedded server on loopback (in this
@@ -31,6 +32,9 @@ func runBench(args []string) error {
 		return errors.New("missing bench command")
 	}
 	what := args[0]
+	if what == "cluster" {
+		return runBenchCluster(args[1:])
+	}
 	fs := flag.NewFlagSet("bench "+what, flag.ContinueOnError)
 	url := fs.String("url", "", "server to load (default: an embedded server on loopback)")
 	clients := fs.Int("connects", 20000, "connects to run (connect)")

@@ -94,10 +94,13 @@ func (c *client) startupChunk(d []byte) (wire.Chunk, bool) {
 	return ch, ok
 }
 
-// session is what remains of a connected exchange: enough to close it.
+// session is what remains of a connected exchange: enough to close it
+// and to read what the server sends on it.
 type session struct {
-	sealer *wire.Sealer
-	farSID uint32
+	sealer  *wire.Sealer
+	opener  *wire.Opener
+	farSID  uint32
+	nearSID uint32
 }
 
 func randomTag() []byte {
@@ -237,7 +240,7 @@ func (c *client) connect(url, app string, deadline time.Time) (*session, string,
 	ack := wire.AppendHeader(nil, wire.Header{Flags: wire.FlagTimestamp | wire.ModeInitiator})
 	ack = wire.Ack{FlowID: ackFlow, Window: 127, Cum: ackSeq}.Append(ack, 100)
 	c.conn.WriteToUDPAddrPort(sealer.Seal(nil, rk.RSID, ack), rhSrc)
-	return &session{sealer: sealer, farSID: rk.RSID}, code, nil
+	return &session{sealer: sealer, opener: opener, farSID: rk.RSID, nearSID: isid}, code, nil
 }
 
 // abort ends a session at once with a close acknowledgement.
@@ -250,7 +253,12 @@ func (c *client) abort(s *session) {
 // lookup sends an IHello naming peerID to the server and waits for the
 // Redirect (the server's introduction).
 func (c *client) lookup(peerID [32]byte, deadline time.Time) error {
-	tag := randomTag()
+	return c.lookupTag(peerID, randomTag(), deadline)
+}
+
+// lookupTag is lookup with the caller's tag (to match what the target
+// receives).
+func (c *client) lookupTag(peerID [32]byte, tag []byte, deadline time.Time) error {
 	hello := wire.IHello{EPD: handshake.FingerprintEPD(peerID), Tag: tag}.Append(nil)
 	if err := c.sendStartup(0, c.server, hello); err != nil {
 		return err

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	natsd "github.com/nats-io/nats-server/v2/server"
@@ -40,6 +41,9 @@ func startEmbedded(cfg *Config, secret string, log *slog.Logger) (*embedded, err
 	port, err := strconv.Atoi(portStr)
 	if err != nil || port < 0 || port > 65535 {
 		return nil, fmt.Errorf("cluster listen address %q: bad port", cfg.Listen)
+	}
+	if port == 0 {
+		port = natsd.RANDOM_PORT // nats-server takes 0 to mean no routes at all
 	}
 	opts := &natsd.Options{
 		ServerName: cfg.Node,
@@ -78,15 +82,28 @@ func startEmbedded(cfg *Config, secret string, log *slog.Logger) (*embedded, err
 			routes++
 		}
 	}
+	if len(opts.Routes) == 0 {
+		// JetStream in a cluster wants routes: a node given none (the
+		// first of a cluster that others will route to) routes to itself.
+		if port == natsd.RANDOM_PORT {
+			return nil, errors.New("cluster: with no seed routes, the cluster listen address needs a port")
+		}
+		opts.Routes = append(opts.Routes, &url.URL{Scheme: "nats-route", Host: self, User: url.UserPassword(natsUser, secret)})
+	}
 	s, err := natsd.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: starting NATS: %w", err)
 	}
-	s.SetLoggerV2(natsLogger{log}, false, false, false)
+	nl := natsLogger{log: log, fatal: new(atomic.Value)}
+	s.SetLoggerV2(nl, false, false, false)
 	s.Start()
 	if !s.ReadyForConnections(30 * time.Second) {
 		s.Shutdown()
 		return nil, errors.New("cluster: the embedded NATS server did not start (is the cluster port free?)")
+	}
+	if msg, ok := nl.fatal.Load().(string); ok {
+		s.Shutdown()
+		return nil, fmt.Errorf("cluster: the embedded NATS server failed: %s", msg)
 	}
 	return &embedded{srv: s, routes: routes}, nil
 }
@@ -146,16 +163,22 @@ func connectOptions(name, secret string, tlsCfg *tls.Config, n *Node) []nats.Opt
 // its errors as warnings, except the attempts to reach a route that is
 // down, which repeat every second (the node logs once when another node
 // goes silent, and /healthz and the metrics say when none is reachable).
-type natsLogger struct{ log *slog.Logger }
+type natsLogger struct {
+	log   *slog.Logger
+	fatal *atomic.Value // the first fatal error, which the node reports
+}
 
 func (l natsLogger) Noticef(format string, v ...any) {
 	l.log.Debug("nats: " + fmt.Sprintf(format, v...))
 }
-func (l natsLogger) Fatalf(format string, v ...any) {
-	l.log.Error("nats: " + fmt.Sprintf(format, v...))
-}
 func (l natsLogger) Debugf(format string, v ...any) {}
 func (l natsLogger) Tracef(format string, v ...any) {}
+
+func (l natsLogger) Fatalf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	l.fatal.CompareAndSwap(nil, msg)
+	l.log.Error("nats: " + msg)
+}
 
 func (l natsLogger) Warnf(format string, v ...any) {
 	msg := fmt.Sprintf(format, v...)
