@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/stratus-rtmfp/stratus/internal/httpx"
 	"github.com/stratus-rtmfp/stratus/store"
 )
 
@@ -126,7 +127,11 @@ func (s *Server) Sessions() []SessionInfo {
 // need a JSON content type, and every request a Host header naming the
 // listener (see AdminOptions).
 func (s *Server) Admin(o AdminOptions) http.Handler {
-	return newAdminGuard(s.adminRoutes(), o)
+	g := newAdminGuard(s.adminRoutes(), o)
+	if g.bad != nil {
+		s.log.Error("the admin API refuses every request", "err", g.bad)
+	}
+	return g
 }
 
 func (s *Server) adminRoutes() http.Handler {
@@ -149,28 +154,28 @@ func (s *Server) adminRoutes() http.Handler {
 		w.Write([]byte("ok\n" + s.clusterHealth()))
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.gather, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /api/sessions", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, s.Sessions()) })
+	mux.HandleFunc("GET /api/sessions", func(w http.ResponseWriter, r *http.Request) { httpx.WriteJSON(w, http.StatusOK, s.Sessions()) })
 	mux.HandleFunc("GET /api/cluster", func(w http.ResponseWriter, r *http.Request) {
 		st, ok := s.Cluster()
 		if !ok {
-			writeJSON(w, http.StatusNotFound, map[string]string{"error": "not clustered (stratus server --cluster)"})
+			httpx.WriteJSON(w, http.StatusNotFound, map[string]string{"error": "not clustered (stratus server --cluster)"})
 			return
 		}
-		writeJSON(w, http.StatusOK, st)
+		httpx.WriteJSON(w, http.StatusOK, st)
 	})
 	mux.HandleFunc("GET /api/cluster/sessions", func(w http.ResponseWriter, r *http.Request) {
 		if s.node == nil {
-			writeJSON(w, http.StatusNotFound, map[string]string{"error": "not clustered (stratus server --cluster)"})
+			httpx.WriteJSON(w, http.StatusNotFound, map[string]string{"error": "not clustered (stratus server --cluster)"})
 			return
 		}
-		writeJSON(w, http.StatusOK, s.Peers())
+		httpx.WriteJSON(w, http.StatusOK, s.Peers())
 	})
 	mux.HandleFunc("GET /api/info", func(w http.ResponseWriter, r *http.Request) {
 		var listeners []string
 		for _, e := range s.engineList() {
 			listeners = append(listeners, e.LocalAddr().String())
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"fingerprint": hexID(s.id.PeerID), "listeners": listeners,
+		httpx.WriteJSON(w, http.StatusOK, map[string]any{"fingerprint": hexID(s.id.PeerID), "listeners": listeners,
 			"public_addresses": addrStrings(s.cfg.PublicAddresses), "open": s.cfg.Open})
 	})
 	type keyView struct {
@@ -188,7 +193,7 @@ func (s *Server) adminRoutes() http.Handler {
 			_, u, _ := s.KeyUsage(k.ID)
 			out = append(out, keyView{k, u})
 		}
-		writeJSON(w, http.StatusOK, out)
+		httpx.WriteJSON(w, http.StatusOK, out)
 	})
 	mux.HandleFunc("POST /api/keys", func(w http.ResponseWriter, r *http.Request) {
 		var req struct {
@@ -204,7 +209,7 @@ func (s *Server) adminRoutes() http.Handler {
 			writeError(w, err)
 			return
 		}
-		writeJSON(w, http.StatusCreated, keyView{Key: k})
+		httpx.WriteJSON(w, http.StatusCreated, keyView{Key: k})
 	})
 	show := func(w http.ResponseWriter, r *http.Request) {
 		k, u, err := s.KeyUsage(r.PathValue("key"))
@@ -212,7 +217,7 @@ func (s *Server) adminRoutes() http.Handler {
 			writeError(w, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, keyView{k, u})
+		httpx.WriteJSON(w, http.StatusOK, keyView{k, u})
 	}
 	revoke := func(w http.ResponseWriter, r *http.Request) {
 		k, err := s.RevokeKey(r.PathValue("key"))
@@ -220,7 +225,7 @@ func (s *Server) adminRoutes() http.Handler {
 			writeError(w, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, keyView{Key: k})
+		httpx.WriteJSON(w, http.StatusOK, keyView{Key: k})
 	}
 	mux.HandleFunc("GET /api/keys/{key}", show)
 	mux.HandleFunc("POST /api/keys/{key}/revoke", revoke)
@@ -236,18 +241,10 @@ func addrStrings(a []netip.AddrPort) []string {
 	return out
 }
 
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
-}
-
 func writeError(w http.ResponseWriter, err error) {
 	code := http.StatusInternalServerError
 	if errors.Is(err, store.ErrNotFound) {
 		code = http.StatusNotFound
 	}
-	writeJSON(w, code, map[string]string{"error": err.Error()})
+	httpx.WriteError(w, code, err.Error())
 }

@@ -21,6 +21,29 @@ const (
 	leaving
 )
 
+// peerKey is a peer ID connected with a developer key.
+type peerKey struct {
+	peer [32]byte
+	key  string
+}
+
+// setState moves c to state st, counting the connected sessions of each
+// (peer ID, key): an identity may be connected with several keys at once
+// (one session each), and the exchange's names of each key live as long
+// as a session of that key. s.mu held.
+func (s *Server) setState(c *client, st clientState) {
+	pk := peerKey{c.peerID, c.key}
+	switch {
+	case c.state != connected && st == connected:
+		s.live[pk]++
+	case c.state == connected && st != connected:
+		if s.live[pk]--; s.live[pk] <= 0 {
+			delete(s.live, pk)
+		}
+	}
+	c.state = st
+}
+
 // client is the server's state for one session (reference §5.10).
 type client struct {
 	srv      *Server
@@ -121,7 +144,8 @@ func (ev *events) SessionClosed(sess *engine.Session, err error) {
 	s.mu.Lock()
 	if c.refusal != "" {
 		s.refusing--
-		c.state, c.gone = leaving, true
+		s.setState(c, leaving)
+		c.gone = true
 		s.mu.Unlock()
 		return
 	}
@@ -136,17 +160,15 @@ func (ev *events) SessionClosed(sess *engine.Session, err error) {
 			delete(s.perKey, c.key)
 		}
 	}
-	c.state = leaving
+	s.setState(c, leaving)
 	c.gone = true
 	s.mu.Unlock()
 	s.dir.Remove(c.peerID, c)
 	s.metrics.sessions.Dec()
 	if wasConnected {
-		// Names in the exchange go with the peer, unless a newer session
-		// of the same identity holds them now.
-		if p, ok := s.dir.Lookup(c.peerID); !ok || p.Local == nil {
-			s.exchange.Forget(hexID(c.peerID))
-		}
+		// The exchange keeps the names if another session of the same
+		// identity is still connected with this key.
+		s.exchange.Forget(hexID(c.peerID), c.key)
 		s.metrics.clients.Dec()
 		s.keys.usage(c.key, store.Usage{SessionSeconds: uint64(time.Since(c.opened) / time.Second), LastSeen: time.Now()})
 	}
@@ -553,7 +575,8 @@ func (c *client) onConnect(cmd flash.Command) {
 		c.refuse(cmd.TxID, flash.ConnectAppShutdown, "server shutting down")
 		return
 	}
-	c.key, c.state, c.since = key, connected, time.Now()
+	c.key, c.since = key, time.Now()
+	s.setState(c, connected)
 	s.perKey[key]++
 	rec := c.record()
 	s.mu.Unlock()
@@ -601,7 +624,7 @@ func (c *client) refuse(tx float64, code, description string) {
 func (c *client) close() {
 	c.srv.mu.Lock()
 	already := c.state == leaving
-	c.state = leaving
+	c.srv.setState(c, leaving)
 	c.srv.mu.Unlock()
 	if already {
 		return

@@ -74,7 +74,10 @@ type Config struct {
 
 	// The peer-ID exchange (Server.Exchange and the stratus.exchange.*
 	// calls) holds at most this many names per developer key (default
-	// 10000) and per peer (default 8).
+	// 10000) and per peer (default 8) registered by peers themselves on
+	// their NetConnection, and as many again registered over HTTP (which
+	// proves nothing about who asks, so it must not use up the room of
+	// peers' own registrations).
 	ExchangeMaxNamesPerKey  int
 	ExchangeMaxNamesPerPeer int
 

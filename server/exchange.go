@@ -25,20 +25,16 @@ func newExchange(s *Server) *exchange.Registry {
 }
 
 // Connected reports whether peerID (64 hex digits) is connected right now
-// with developer key key.
+// with developer key key (by any of its sessions: the same identity may
+// be connected with several keys at once).
 func (s *Server) Connected(peerID, key string) bool {
 	raw, err := hex.DecodeString(peerID)
 	if err != nil || len(raw) != 32 {
 		return false
 	}
-	p, ok := s.dir.Lookup([32]byte(raw))
-	c, local := p.Local.(*client)
-	if !ok || !local {
-		return false // the exchange holds this node's clients only
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return c.state == connected && c.key == key
+	return s.live[peerKey{[32]byte(raw), key}] > 0
 }
 
 // Exchange returns the HTTP side of the peer-ID exchange (see the
@@ -91,7 +87,7 @@ func (s *Server) exchangeCall(c *client, cmd flash.Command) bool {
 	var err error
 	switch cmd.Name {
 	case callRegister:
-		err = s.exchange.Register(key, name, peer)
+		err = s.exchange.Register(key, name, peer, exchange.Self)
 	case callUnregister:
 		err = s.exchange.Unregister(key, name, peer)
 	case callLookup:

@@ -35,7 +35,7 @@ func TestDeadClientIsReaped(t *testing.T) {
 	t.Logf("reaped after %v", time.Since(start))
 	peers := srv.dir.(*directory.Local).Len()
 	srv.mu.Lock()
-	n := peers + len(srv.byAddr) + len(srv.perIP) + len(srv.perKey)
+	n := peers + len(srv.byAddr) + len(srv.perIP) + len(srv.perKey) + len(srv.live)
 	srv.mu.Unlock()
 	if n != 0 {
 		t.Fatal("registry entries left behind")

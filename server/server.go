@@ -53,6 +53,7 @@ type Server struct {
 	byAddr   map[netip.AddrPort]*client
 	perIP    map[netip.Prefix]int
 	perKey   map[string]int
+	live     map[peerKey]int // connected sessions per (peer ID, developer key): the exchange's liveness
 	sessions int
 	draining bool
 	closed   bool
@@ -80,7 +81,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg: cfg, id: id, log: cfg.Logger,
 		byAddr: map[netip.AddrPort]*client{},
-		perIP:  map[netip.Prefix]int{}, perKey: map[string]int{}, limiters: map[netip.Prefix]*limiterEntry{},
+		perIP:  map[netip.Prefix]int{}, perKey: map[string]int{}, live: map[peerKey]int{}, limiters: map[netip.Prefix]*limiterEntry{},
 		hello: limiter(cfg.HelloRate), lookups: limiter(cfg.LookupRate),
 		prefix: ratelimit.NewPrefix(cfg.HelloRatePerPrefix, int(2*cfg.HelloRatePerPrefix), prefixBuckets),
 		done:   make(chan struct{}),

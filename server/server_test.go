@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -423,6 +425,64 @@ func TestAdminGuard(t *testing.T) {
 		t.Errorf("empty token: %s", resp.Status)
 	}
 }
+
+// AdminOptions.Addr in the forms net.Listen takes: ":PORT" is every
+// address (the Host check then accepts any IP literal and localhost, on
+// that port); a DNS name other than localhost cannot be checked without
+// DNS, so it, and an Addr that does not parse, make every request fail
+// with 500 naming the problem (not a silent 421), and the server logs it.
+func TestAdminAddrForms(t *testing.T) {
+	var logs strings.Builder
+	var mu sync.Mutex
+	srv, _ := testServer(t, store.NewMemory(), func(c *server.Config) {
+		c.Logger = slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			return logs.Write(p)
+		}), nil))
+	})
+	get := func(o server.AdminOptions, host string) (int, string) {
+		req := httptest.NewRequest("GET", "http://"+host+"/api/keys", nil)
+		req.Header.Set("Authorization", "Bearer "+testToken)
+		rec := httptest.NewRecorder()
+		srv.Admin(o).ServeHTTP(rec, req)
+		return rec.Code, rec.Body.String()
+	}
+	for _, tc := range []struct {
+		addr, host string
+		want       int
+	}{
+		{":8935", "127.0.0.1:8935", 200},
+		{":8935", "[::1]:8935", 200},
+		{":8935", "localhost:8935", 200},
+		{":8935", "127.0.0.1:8936", 421},
+		{":8935", "evil.example:8935", 421},
+		{"localhost:8935", "127.0.0.1:8935", 200},
+		{"LOCALHOST:8935", "localhost:8935", 200},
+		{"[::1]:8935", "[::1]:8935", 200},
+		{"[::1]:8935", "127.0.0.1:8935", 421},
+	} {
+		if code, body := get(server.AdminOptions{Token: testToken, Addr: tc.addr}, tc.host); code != tc.want {
+			t.Errorf("Addr %q, Host %q: %d %s, want %d", tc.addr, tc.host, code, body, tc.want)
+		}
+	}
+	for _, addr := range []string{"stratus.example.com:8935", "8935", "127.0.0.1", "127.0.0.1:http", "127.0.0.1:0", "127.0.0.1:70000"} {
+		code, body := get(server.AdminOptions{Token: testToken, Addr: addr}, "127.0.0.1:8935")
+		if code != 500 || !strings.Contains(body, "AdminOptions.Addr") || !strings.Contains(body, addr) {
+			t.Errorf("unusable Addr %q: %d %s, want 500 naming it", addr, code, body)
+		}
+		mu.Lock()
+		logged := strings.Contains(logs.String(), "AdminOptions.Addr") && strings.Contains(logs.String(), addr)
+		mu.Unlock()
+		if !logged {
+			t.Errorf("unusable Addr %q was not logged", addr)
+		}
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 // introResults reads stratus_introductions_total by result.
 func introResults(t *testing.T, g prometheus.Gatherer) map[string]float64 {

@@ -60,8 +60,9 @@ func NewAccount(name, email string, secretHash []byte) (Account, error) {
 func CheckName(name string) error { return checkName(name) }
 
 // CanAddKey says whether an account whose keys are keys may get one more
-// (ErrSuspended, ErrTooManyKeys).
-func CanAddKey(a Account, keys []Key) error { return canAddKey(a, keys) }
+// (ErrSuspended, ErrTooManyKeys, ErrKeysUsedUp); replacing says that the
+// new key replaces an active one (a rotation).
+func CanAddKey(a Account, keys []Key, replacing bool) error { return canAddKey(a, keys, replacing) }
 
 // Revoke marks k revoked now, keeping an earlier revocation time.
 func Revoke(k *Key) { revoke(k, now()) }
@@ -88,6 +89,9 @@ func (m *Memory) PutKey(k Key) error {
 		return ErrClosed
 	}
 	k.Suspended = k.Account != "" && m.accounts[k.Account].Suspended
+	if old, ok := m.keys[k.ID]; (!ok || old.Account != k.Account) && k.Account != "" {
+		m.owned[k.Account] = append(m.owned[k.Account], k.ID)
+	}
 	m.keys[k.ID] = k
 	return nil
 }
@@ -104,11 +108,10 @@ func (m *Memory) PutAccount(a Account) error {
 	}
 	a.SecretHash = bytes.Clone(a.SecretHash)
 	m.accounts[a.ID] = a
-	for id, k := range m.keys {
-		if k.Account == a.ID {
-			k.Suspended = a.Suspended
-			m.keys[id] = k
-		}
+	for _, id := range m.owned[a.ID] {
+		k := m.keys[id]
+		k.Suspended = a.Suspended
+		m.keys[id] = k
 	}
 	return nil
 }
@@ -118,12 +121,19 @@ func (b *Bolt) PutKey(k Key) error {
 	if err := checkReplicaKey(k); err != nil {
 		return err
 	}
+	if k.Account != "" && !ValidAccountID(k.Account) {
+		return fmt.Errorf("%w: malformed account ID %q", ErrNoAccount, k.Account)
+	}
 	err := b.db.Update(func(tx *bolt.Tx) error {
 		k.Suspended = false
 		if k.Account != "" {
 			var a Account
 			if err := getAccount(tx, k.Account, &a); err == nil {
 				k.Suspended = a.Suspended
+			}
+			// A key's account never changes: indexing it again is a no-op.
+			if err := tx.Bucket(bucketAccountKeys).Put(accountKeyIndex(k.Account, k.ID), nil); err != nil {
+				return err
 			}
 		}
 		return putJSON(tx.Bucket(bucketKeys), k.ID, k)

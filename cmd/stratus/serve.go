@@ -190,7 +190,7 @@ func runServer(args []string) error {
 		_ = os.WriteFile(adminFile, []byte(ln.Addr().String()+"\n"), 0o600)
 		defer os.Remove(adminFile)
 	}
-	web, err := startWeb(&o.web, srv, st, cfg, conns[0], token, log)
+	web, err := startWeb(&o.web, srv, srv.Store(), cfg, conns[0], token, log) // the cluster's store in a cluster
 	if err != nil {
 		if admin != nil {
 			admin.Close()

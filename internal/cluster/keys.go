@@ -270,8 +270,8 @@ func (ks *keyStore) applied(name string, rev uint64) {
 
 // wrapErr turns NATS errors into ErrUnavailable, keeping the store's own.
 func wrapErr(err error) error {
-	if err == nil || errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrNoAccount) ||
-		errors.Is(err, store.ErrSuspended) || errors.Is(err, store.ErrTooManyKeys) || errors.Is(err, store.ErrInvalidName) {
+	if err == nil || errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrNoAccount) || errors.Is(err, store.ErrSuspended) ||
+		errors.Is(err, store.ErrTooManyKeys) || errors.Is(err, store.ErrKeysUsedUp) || errors.Is(err, store.ErrInvalidName) {
 		return err
 	}
 	return fmt.Errorf("%w: %v", ErrUnavailable, err)
@@ -453,7 +453,7 @@ func (ks *keyStore) CreateAccountKey(account, name string) (store.Key, error) {
 	if err != nil {
 		return store.Key{}, err
 	}
-	if err := store.CanAddKey(a, keys); err != nil {
+	if err := store.CanAddKey(a, keys, false); err != nil {
 		return store.Key{}, err
 	}
 	return ks.createKey(func() (store.Key, error) {
@@ -494,6 +494,19 @@ func (ks *keyStore) RotateKey(id string) (store.Key, error) {
 	}
 	if old.Suspended {
 		return store.Key{}, store.ErrSuspended
+	}
+	if old.Account != "" {
+		a, err := ks.r.GetAccount(old.Account)
+		if err != nil {
+			return store.Key{}, err
+		}
+		keys, err := ks.r.AccountKeys(old.Account)
+		if err != nil {
+			return store.Key{}, err
+		}
+		if err := store.CanAddKey(a, keys, true); err != nil {
+			return store.Key{}, err
+		}
 	}
 	nk, err := ks.createKey(func() (store.Key, error) {
 		k, err := store.NewKey(old.Name)
