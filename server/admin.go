@@ -121,6 +121,8 @@ func (s *Server) Sessions() []SessionInfo {
 //	GET  /api/info                  fingerprint, listeners, public addresses
 //	GET  /api/cluster               the cluster: nodes, sessions and load per node
 //	GET  /api/cluster/sessions      connected clients on every node (the directory)
+//	GET  /api/groups                NetGroups per developer key (groupRoutes)
+//	GET  /api/groups/{id}           one group's members
 //	GET  /debug/pprof/...           Go's profiler (net/http/pprof)
 //
 // Everything but /healthz needs o.Token as a bearer token, writes to /api/
@@ -230,6 +232,7 @@ func (s *Server) adminRoutes() http.Handler {
 	mux.HandleFunc("GET /api/keys/{key}", show)
 	mux.HandleFunc("POST /api/keys/{key}/revoke", revoke)
 	mux.HandleFunc("DELETE /api/keys/{key}", revoke)
+	s.groupRoutes(mux)
 	return mux
 }
 

@@ -66,6 +66,12 @@ type client struct {
 	since                               time.Time // when connect was accepted
 	streams                             uint64    // bitmap of server NetStream IDs 1..63 handed out
 
+	// NetGroup server channels (event goroutine only).
+	gc           []*gcFlow
+	groupAddr    [32]byte
+	hasGroupAddr bool
+	wasMember    bool
+
 	connectTimer *time.Timer
 }
 
@@ -122,12 +128,15 @@ func (ev *events) SessionOpened(sess *engine.Session) {
 }
 
 // tell reports a session event to Config.OnSession.
-func (s *Server) tell(kind SessionEventKind, c *client) {
+func (s *Server) tell(kind SessionEventKind, c *client) { s.tellGroup(kind, c, "") }
+
+// tellGroup reports a session event naming a group.
+func (s *Server) tellGroup(kind SessionEventKind, c *client, group string) {
 	if s.cfg.OnSession == nil {
 		return
 	}
 	s.mu.Lock()
-	ev := SessionEvent{Kind: kind, PeerID: hexID(c.peerID), Address: c.observed, Key: c.key}
+	ev := SessionEvent{Kind: kind, PeerID: hexID(c.peerID), Address: c.observed, Key: c.key, Group: group}
 	s.mu.Unlock()
 	s.cfg.OnSession(ev)
 }
@@ -163,6 +172,7 @@ func (ev *events) SessionClosed(sess *engine.Session, err error) {
 	s.setState(c, leaving)
 	c.gone = true
 	s.mu.Unlock()
+	c.leaveAllGroups()
 	s.dir.Remove(c.peerID, c)
 	s.metrics.sessions.Dec()
 	if wasConnected {
@@ -222,8 +232,8 @@ func (ev *events) FlowOpened(f *engine.RecvFlow) {
 		c.ctrlIn = f
 	case isTC && md.StreamID > 0 && md.StreamID < 64 && c.streams&(1<<md.StreamID) != 0:
 		f.Value = md.StreamID // a server NetStream's flow
-	case string(f.Metadata()) == string(flash.GroupMetadata) && c.state == connected:
-		// NetGroup server channel: accepted, bootstrap not served yet.
+	case string(f.Metadata()) == string(flash.GroupMetadata):
+		c.openGroupFlow(f) // NetGroup server channel
 	default:
 		f.Reject(0)
 	}
@@ -231,7 +241,14 @@ func (ev *events) FlowOpened(f *engine.RecvFlow) {
 
 func (ev *events) FlowClosed(f *engine.RecvFlow) {
 	c, ok := f.Session().Value().(*client)
-	if !ok || f != c.ctrlIn {
+	if !ok {
+		return
+	}
+	if g, ok := f.Value.(*gcFlow); ok {
+		c.dropGroupFlow(g) // the client left the group
+		return
+	}
+	if f != c.ctrlIn {
 		return
 	}
 	// The client finished its NetConnection flow: it is leaving.
@@ -244,6 +261,10 @@ func (ev *events) Message(f *engine.RecvFlow, msg []byte) {
 		return
 	}
 	ev.srv().metrics.bytesIn(ev.srv().keyLabel(c.key), len(msg))
+	if g, ok := f.Value.(*gcFlow); ok {
+		c.onGroupMessage(g, msg) // raw messages, no TC header
+		return
+	}
 	m, err := flash.ParseMessage(msg)
 	if err != nil {
 		return

@@ -61,7 +61,12 @@ func (s *Server) introduce(e *engine.Engine, src netip.AddrPort, epd handshake.E
 		result = "limited"
 	}
 	if result != "ok" {
+		anonymous := initiator == nil || initiator.state != connected
+		initKey := keyOf(initiator)
 		s.mu.Unlock()
+		if result == "unknown" && !found && s.signalDead(e, src, tag, id, initKey, anonymous) {
+			result = "dead" // a departed group member: "gone", not silence
+		}
 		s.metrics.intro(s.keyLabel(p.Key), result)
 		if result == "unknown" && initiator != nil && initiator.key != "" {
 			s.keys.usage(initiator.key, store.Usage{LookupsMissed: 1})
@@ -108,6 +113,13 @@ func (s *Server) introduce(e *engine.Engine, src netip.AddrPort, epd handshake.E
 		s.dir.Introduce(p, in)
 	}
 	s.metrics.introLatency.Observe(time.Since(start).Seconds())
+}
+
+func keyOf(c *client) string {
+	if c == nil {
+		return ""
+	}
+	return c.key
 }
 
 // forwardIHellos sends the target of an introduction one Forwarded IHello

@@ -22,6 +22,7 @@ type metrics struct {
 	keyBytes     *prometheus.CounterVec
 	usageErrors  prometheus.Counter
 	redirects    *prometheus.CounterVec
+	*groupMetrics
 }
 
 func newMetrics(s *Server, reg prometheus.Registerer, g prometheus.Gatherer) *metrics {
@@ -38,7 +39,7 @@ func newMetrics(s *Server, reg prometheus.Registerer, g prometheus.Gatherer) *me
 		keyConnects: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stratus_key_connects_total",
 			Help: "connect commands per developer key and result."}, []string{"key", "result"}),
 		intros: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stratus_introductions_total",
-			Help: "Peer-ID lookups by result (ok, unknown, self, isolated, anonymous, limited)."}, []string{"result"}),
+			Help: "Peer-ID lookups by result (ok, unknown, dead, self, isolated, anonymous, limited)."}, []string{"result"}),
 		keyIntros: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stratus_key_introductions_total",
 			Help: "Introductions per developer key of the target."}, []string{"key"}),
 		introLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "stratus_introduction_seconds",
@@ -57,6 +58,9 @@ func newMetrics(s *Server, reg prometheus.Registerer, g prometheus.Gatherer) *me
 		Help: "New clients sent to a less loaded cluster node with an RTMFP Redirect at handshake, by node."}, []string{"node"})
 	reg.MustRegister(m.redirects, &clusterCollector{s: s}, m.usageErrors, m.sessions, m.clients, m.connects, m.keyConnects, m.intros, m.keyIntros, m.introLatency, m.drops, m.calls, m.relays, m.keyBytes,
 		&engineCollector{s: s})
+	var groupCollectors []prometheus.Collector
+	m.groupMetrics, groupCollectors = newGroupMetrics(s)
+	reg.MustRegister(groupCollectors...)
 	return m
 }
 

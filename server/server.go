@@ -19,6 +19,7 @@ import (
 	"github.com/stratus-rtmfp/stratus/internal/exchange"
 	"github.com/stratus-rtmfp/stratus/internal/flash"
 	"github.com/stratus-rtmfp/stratus/internal/handshake"
+	"github.com/stratus-rtmfp/stratus/internal/membership"
 	"github.com/stratus-rtmfp/stratus/internal/ratelimit"
 	"github.com/stratus-rtmfp/stratus/store"
 )
@@ -47,6 +48,10 @@ type Server struct {
 	store      store.Store
 	node       *cluster.Node // nil unless clustered
 	redirectTo atomic.Pointer[redirect]
+	// groups holds NetGroup membership, beside the peer registry rather
+	// than under s.mu: joins lock only their own group.
+	groups membership.Directory
+	dead   *deadPeers
 
 	mu       sync.Mutex
 	engines  []*engine.Engine
@@ -85,6 +90,7 @@ func New(cfg Config) (*Server, error) {
 		hello: limiter(cfg.HelloRate), lookups: limiter(cfg.LookupRate),
 		prefix: ratelimit.NewPrefix(cfg.HelloRatePerPrefix, int(2*cfg.HelloRatePerPrefix), prefixBuckets),
 		done:   make(chan struct{}),
+		groups: membership.NewLocal(membership.DefaultPolicy), dead: newDeadPeers(),
 	}
 	s.store, s.dir = cfg.Store, directory.NewLocal((*deliver)(s))
 	s.exchange = newExchange(s)
@@ -147,7 +153,9 @@ func (s *Server) Listen(conn net.PacketConn) error {
 		conn.Close()
 		return ErrServerClosed
 	}
-	var e *engine.Engine
+	// The engine may hand over an IHello before New returns (a client
+	// retransmitting to this port): introduce waits for the engine.
+	var started atomic.Pointer[engine.Engine]
 	e, err := engine.New(conn, engine.Config{
 		Identity:  s.id,
 		Policy:    handshake.Requiring(s.cfg.RequireHMAC, s.cfg.RequireSequenceNumbers),
@@ -159,18 +167,23 @@ func (s *Server) Listen(conn net.PacketConn) error {
 		SessionRecvBuffer: 256 << 10,
 		DeadAfter:         s.cfg.ReapAfter,
 		// Sessions without any flow (never connected) go after this.
-		IdleTimeout:     s.cfg.ConnectTimeout,
-		Events:          (*events)(s),
-		UnmatchedIHello: func(src netip.AddrPort, epd handshake.EPD, tag []byte) { s.introduce(e, src, epd, tag) },
-		AllowKeying:     s.allowKeying,
-		AllowHello:      s.allowHello,
-		HelloRedirect:   s.helloRedirect,
-		Logger:          s.cfg.Logger,
+		IdleTimeout: s.cfg.ConnectTimeout,
+		Events:      (*events)(s),
+		UnmatchedIHello: func(src netip.AddrPort, epd handshake.EPD, tag []byte) {
+			if e := started.Load(); e != nil {
+				s.introduce(e, src, epd, tag)
+			}
+		},
+		AllowKeying:   s.allowKeying,
+		AllowHello:    s.allowHello,
+		HelloRedirect: s.helloRedirect,
+		Logger:        s.cfg.Logger,
 	})
 	if err != nil {
 		s.mu.Unlock()
 		return err
 	}
+	started.Store(e)
 	s.engines = append(s.engines, e)
 	s.mu.Unlock()
 	s.log.Info("listening", "udp", conn.LocalAddr().String())

@@ -19,8 +19,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 
-	"github.com/stratus-rtmfp/stratus/internal/handshake"
-	"github.com/stratus-rtmfp/stratus/internal/wire"
 	"github.com/stratus-rtmfp/stratus/rtmfp"
 	"github.com/stratus-rtmfp/stratus/server"
 	"github.com/stratus-rtmfp/stratus/server/servertest"
@@ -487,24 +485,7 @@ func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 // introResults reads stratus_introductions_total by result.
 func introResults(t *testing.T, g prometheus.Gatherer) map[string]float64 {
 	t.Helper()
-	mfs, err := g.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]float64{}
-	for _, mf := range mfs {
-		if mf.GetName() != "stratus_introductions_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "result" {
-					out[l.GetValue()] += m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	return out
+	return metricValues(t, g, "stratus_introductions_total", "result")
 }
 
 // Lookups: a connected peer of the same key is introduced; unknown peers,
@@ -578,35 +559,10 @@ func TestIntroductionPolicy(t *testing.T) {
 }
 
 // rawLookup sends an IHello for peerID from a socket with no session and
-// reports whether a Redirect came back.
+// reports whether a Redirect with addresses came back.
 func rawLookup(t *testing.T, server string, peerID string) bool {
 	t.Helper()
 	id, _ := rtmfp.ParsePeerID(peerID)
-	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	to := netip.MustParseAddrPort(server)
-	tag := []byte("lookup-tag-12345")
-	pkt := wire.AppendHeader(nil, wire.Header{Flags: wire.FlagTimestamp | wire.ModeStartup})
-	pkt = wire.IHello{EPD: handshake.FingerprintEPD(id), Tag: tag}.Append(pkt)
-	conn.WriteToUDPAddrPort(wire.NewDefaultSealer().Seal(nil, 0, pkt), to)
-	conn.SetReadDeadline(time.Now().Add(time.Second))
-	buf := make([]byte, 2048)
-	for {
-		n, _, err := conn.ReadFromUDPAddrPort(buf)
-		if err != nil {
-			return false
-		}
-		pt, err := wire.NewDefaultOpener().Open(buf[:n])
-		if err != nil {
-			continue
-		}
-		_, hl, _ := wire.ParseHeader(pt)
-		if c, _, ok := wire.NextChunk(pt[hl:]); ok && c.Type == wire.ChunkRedirect {
-			rd, err := wire.ParseRedirect(c.Payload)
-			return err == nil && string(rd.Tag) == string(tag) && len(rd.Addresses) > 0
-		}
-	}
+	addrs, ok := lookupAnswer(t, netip.MustParseAddrPort(server), id)
+	return ok && len(addrs) > 0
 }

@@ -13,13 +13,16 @@ import (
 	"github.com/stratus-rtmfp/stratus/rtmfp"
 )
 
-const benchUsage = `usage: stratus bench <connect | idle | intro | all> [flags]
+const benchUsage = `usage: stratus bench <connect | idle | intro | groups | all> [flags]
 
   connect  connects per second: handshake through NetConnection.Connect.Success
   idle     memory per idle session: holds --sessions sessions on the embedded server
   intro    introductions per second and lookup-to-Redirect latency
   cluster  introductions across cluster nodes (see: stratus bench cluster -h)
-  all      the three, one after the other
+  groups   NetGroup joins per second, join-to-bootstrap latency and memory per
+           membership: --members memberships in --groups groups, held by --clients
+           sessions (one GC flow per membership)
+  all      the four, one after the other
 
 Without --url the load runs against an embedded server on loopback (in this
 process); with --url rtmfp://HOST:PORT/KEY it runs against that server
@@ -40,6 +43,9 @@ func runBench(args []string) error {
 	clients := fs.Int("connects", 20000, "connects to run (connect)")
 	sessions := fs.Int("sessions", 100000, "idle sessions to hold (idle)")
 	lookups := fs.Int("lookups", 100000, "introductions to run (intro)")
+	members := fs.Int("members", 100000, "NetGroup memberships (groups)")
+	groups := fs.Int("groups", 1000, "NetGroups the memberships are spread over (groups)")
+	groupClients := fs.Int("clients", 1000, "sessions holding the memberships, members/clients groups each (groups)")
 	conc := fs.Int("concurrency", 16, "concurrent clients")
 	fs.Usage = func() { fmt.Fprint(fs.Output(), benchUsage); fs.PrintDefaults() }
 	if err := fs.Parse(args[1:]); err != nil {
@@ -82,6 +88,8 @@ func runBench(args []string) error {
 			r, err = bench.Idle(ctx, t, *sessions, *conc)
 		case "intro":
 			r, err = bench.Intros(ctx, t, *lookups, *conc)
+		case "groups":
+			r, err = bench.Groups(ctx, t, bench.GroupsConfig{Members: *members, Groups: *groups, Clients: *groupClients, Concurrency: *conc})
 		default:
 			fs.Usage()
 			return fmt.Errorf("unknown bench %q", name)
@@ -94,7 +102,7 @@ func runBench(args []string) error {
 		return nil
 	}
 	if what == "all" {
-		for _, n := range []string{"connect", "intro", "idle"} {
+		for _, n := range []string{"connect", "intro", "groups", "idle"} {
 			if err := run(n); err != nil {
 				return err
 			}

@@ -94,13 +94,15 @@ func (c *client) startupChunk(d []byte) (wire.Chunk, bool) {
 	return ch, ok
 }
 
-// session is what remains of a connected exchange: enough to close it
-// and to read what the server sends on it.
+// session is what remains of a connected exchange: its keys and session
+// IDs, the server's address and its NetConnection flow.
 type session struct {
-	sealer  *wire.Sealer
-	opener  *wire.Opener
-	farSID  uint32
-	nearSID uint32
+	sealer   *wire.Sealer
+	opener   *wire.Opener
+	farSID   uint32 // the server's ID for the session (where we send)
+	nearSID  uint32 // ours (what the server's packets carry)
+	server   netip.AddrPort
+	ctrlFlow uint64 // the server's NetConnection flow ID
 }
 
 func randomTag() []byte {
@@ -240,7 +242,7 @@ func (c *client) connect(url, app string, deadline time.Time) (*session, string,
 	ack := wire.AppendHeader(nil, wire.Header{Flags: wire.FlagTimestamp | wire.ModeInitiator})
 	ack = wire.Ack{FlowID: ackFlow, Window: 127, Cum: ackSeq}.Append(ack, 100)
 	c.conn.WriteToUDPAddrPort(sealer.Seal(nil, rk.RSID, ack), rhSrc)
-	return &session{sealer: sealer, opener: opener, farSID: rk.RSID, nearSID: isid}, code, nil
+	return &session{sealer: sealer, opener: opener, farSID: rk.RSID, nearSID: isid, server: rhSrc, ctrlFlow: ackFlow}, code, nil
 }
 
 // abort ends a session at once with a close acknowledgement.

@@ -140,13 +140,21 @@ func (ts *Server) WaitEvent(t testing.TB, peerID string, kind server.SessionEven
 // fails the test after WaitTimeout.
 func (ts *Server) WaitFor(t testing.TB, what string, cond func([]server.SessionInfo) bool) {
 	t.Helper()
+	ts.WaitUntil(t, what, func() bool { return cond(ts.Sessions()) })
+}
+
+// WaitUntil waits until cond holds, checking it now and after every
+// session event (NetGroup joins and leaves among them), and fails the test
+// after WaitTimeout.
+func (ts *Server) WaitUntil(t testing.TB, what string, cond func() bool) {
+	t.Helper()
 	deadline := time.NewTimer(WaitTimeout)
 	defer deadline.Stop()
 	for {
 		ts.mu.Lock()
 		ch := ts.changed
 		ts.mu.Unlock()
-		if cond(ts.Sessions()) {
+		if cond() {
 			return
 		}
 		select {
