@@ -14,6 +14,7 @@ import (
 
 	"github.com/stratus-rtmfp/stratus/internal/cluster"
 	"github.com/stratus-rtmfp/stratus/internal/directory"
+	"github.com/stratus-rtmfp/stratus/internal/membership"
 	"github.com/stratus-rtmfp/stratus/internal/wire"
 	"github.com/stratus-rtmfp/stratus/store"
 )
@@ -91,6 +92,12 @@ func (h *clusterHooks) Load() cluster.Load {
 
 func (h *clusterHooks) KeyChanged(id string) { _ = h.s().KeyChanged(id) }
 
+func (h *clusterHooks) Announce(plan []membership.Announcement, joiner [32]byte) {
+	h.s().announce(plan, joiner)
+}
+
+func (h *clusterHooks) Dead(peer [32]byte, key string) { h.s().dead.add(peer, key, time.Now()) }
+
 // connectedClients counts the clients past connect; s.mu held.
 func (s *Server) connectedClients() int {
 	n := 0
@@ -120,6 +127,7 @@ func (s *Server) startCluster() error {
 	s.node = node
 	s.store = node.Store()
 	s.dir = node.Directory()
+	s.groups = node.Groups()
 	if cc.Redirect {
 		s.bg.Add(1)
 		go s.watchLoad()

@@ -228,18 +228,37 @@ func appendAddrs(b []byte, addrs []directory.Address) []byte {
 	return b
 }
 
-// op is one directory change: a peer put (with its record) or removed.
+// op is one directory change: a peer put (with its record) or removed,
+// or a group membership change (Group set).
 type op struct {
-	Put  bool
-	Peer directory.Peer // ID only for a removal
+	Put   bool
+	Peer  directory.Peer // ID only for a removal
+	Group *groupOp
 }
 
 const (
-	opPut    = 1
-	opRemove = 2
+	opPut         = 1
+	opRemove      = 2
+	opGroupJoin   = 3
+	opGroupLeave  = 4
+	maxGroupIDLen = 32
 )
 
 func appendOp(b []byte, o op) []byte {
+	if g := o.Group; g != nil {
+		if g.Join {
+			b = append(b, opGroupJoin)
+		} else {
+			b = append(b, opGroupLeave)
+		}
+		b = appendBytes(b, []byte(g.Group.DevKey))
+		b = append(b, g.Group.ID[:]...)
+		b = append(b, g.Peer[:]...)
+		if g.Join {
+			b = binary.BigEndian.AppendUint64(b, uint64(g.Joined.UnixNano()))
+		}
+		return b
+	}
 	p := &o.Peer
 	if !o.Put {
 		b = append(b, opRemove)
@@ -260,7 +279,8 @@ func appendOp(b []byte, o op) []byte {
 
 func (r *reader) op() op {
 	var o op
-	switch r.byte() {
+	kindByte := r.byte()
+	switch kindByte {
 	case opRemove:
 		o.Peer.ID = r.id()
 	case opPut:
@@ -271,6 +291,16 @@ func (r *reader) op() op {
 		o.Peer.Observed = r.addr().AddrPort
 		for _, a := range r.addrs() {
 			o.Peer.Addrs = append(o.Peer.Addrs, a.AddrPort)
+		}
+	case opGroupJoin, opGroupLeave:
+		g := &groupOp{}
+		o.Group = g
+		g.Group.DevKey = string(r.bytes(maxKeyLen))
+		copy(g.Group.ID[:], r.fixed(maxGroupIDLen))
+		g.Peer = r.id()
+		if kindByte == opGroupJoin {
+			g.Join = true
+			g.Joined = time.Unix(0, int64(r.u64()))
 		}
 	default:
 		r.fail(errMalform)
@@ -354,8 +384,8 @@ func parseSnapPart(b []byte) (snapPart, error) {
 	}
 	s.Ops = parseOps(&r)
 	for _, o := range s.Ops {
-		if !o.Put {
-			r.fail(errMalform)
+		if !o.Put && (o.Group == nil || !o.Group.Join) {
+			r.fail(errMalform) // a snapshot holds peers and memberships only
 		}
 	}
 	return s, r.done()

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/stratus-rtmfp/stratus/internal/directory"
+	"github.com/stratus-rtmfp/stratus/internal/membership"
 )
 
 var codecKey = []byte("0123456789abcdef0123456789abcdef")
@@ -25,18 +26,21 @@ func samplePeer() directory.Peer {
 // back to what was appended.
 func TestCodecRoundTrip(t *testing.T) {
 	p := samplePeer()
+	g := membership.GroupKey{DevKey: "live", ID: [32]byte{1, 2, 3}}
+	join := groupOp{Join: true, Group: g, Peer: p.ID, Joined: time.Unix(1700000000, 42)}
+	leave := groupOp{Group: g, Peer: p.ID}
 	bodies := []struct {
 		name   string
 		append func([]byte) []byte
 		parse  func([]byte) (any, error)
 		want   any
 	}{
-		{"delta", delta{First: 7, Ops: []op{{Put: true, Peer: p}, {Peer: directory.Peer{ID: p.ID}}}}.append,
+		{"delta", delta{First: 7, Ops: []op{{Put: true, Peer: p}, {Peer: directory.Peer{ID: p.ID}}, {Group: &join}, {Group: &leave}}}.append,
 			func(b []byte) (any, error) { return parseDelta(b) },
-			delta{First: 7, Ops: []op{{Put: true, Peer: p}, {Peer: directory.Peer{ID: p.ID}}}}},
-		{"snapPart", snapPart{Nonce: 99, Seq: 12, Last: true, Ops: []op{{Put: true, Peer: p}}}.append,
+			delta{First: 7, Ops: []op{{Put: true, Peer: p}, {Peer: directory.Peer{ID: p.ID}}, {Group: &join}, {Group: &leave}}}},
+		{"snapPart", snapPart{Nonce: 99, Seq: 12, Last: true, Ops: []op{{Put: true, Peer: p}, {Group: &join}}}.append,
 			func(b []byte) (any, error) { return parseSnapPart(b) },
-			snapPart{Nonce: 99, Seq: 12, Last: true, Ops: []op{{Put: true, Peer: p}}}},
+			snapPart{Nonce: 99, Seq: 12, Last: true, Ops: []op{{Put: true, Peer: p}, {Group: &join}}}},
 		{"snapReq", snapReq{Nonce: 5}.append, func(b []byte) (any, error) { return parseSnapReq(b) }, snapReq{Nonce: 5}},
 		{"heartbeat", heartbeat{Seq: 3, Sessions: 10, Clients: 9, MaxSessions: 100, Started: time.UnixMilli(1700000000123), Draining: true,
 			Public: []netip.AddrPort{netip.MustParseAddrPort("203.0.113.1:1935")}, Version: "v1"}.append,
@@ -112,6 +116,7 @@ func TestCodecBounds(t *testing.T) {
 func FuzzClusterMessage(f *testing.F) {
 	p := samplePeer()
 	f.Add(byte(0), delta{First: 1, Ops: []op{{Put: true, Peer: p}}}.append(nil))
+	f.Add(byte(0), delta{First: 1, Ops: []op{{Group: &groupOp{Join: true, Peer: p.ID}}, {Group: &groupOp{Peer: p.ID}}}}.append(nil))
 	f.Add(byte(1), heartbeat{Seq: 1, Public: []netip.AddrPort{p.Observed}, Version: "x"}.append(nil))
 	f.Add(byte(2), introMsg{Target: p.ID, EPD: []byte{1}, Tag: []byte{2}, Reply: []directory.Address{{AddrPort: p.Observed}}}.append(nil))
 	f.Add(byte(3), relayMsg{ID: 1, Relay: directory.Relay{Msg: []byte("m")}}.append(nil))

@@ -9,6 +9,8 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/stratus-rtmfp/stratus/internal/directory"
+	"github.com/stratus-rtmfp/stratus/internal/flash"
+	"github.com/stratus-rtmfp/stratus/internal/membership"
 )
 
 // dir is the cluster's directory.Directory on one node. Each node is the
@@ -36,6 +38,14 @@ type dir struct {
 	// the conformance suite wait on it); nil while nobody waits.
 	changed chan struct{}
 
+	// NetGroup membership (groups.go): every node's members in one ring,
+	// this node's memberships, and what applying other nodes' changes
+	// left for this node's server to deliver once d.mu is released.
+	groups       *groupDir
+	localMembers map[memberKey]groupOp
+	announce     []announcement
+	dead         []deadMember
+
 	relayMu sync.Mutex
 	relayID uint64
 	relays  map[uint64]*pendingRelay
@@ -49,6 +59,10 @@ type remoteNode struct {
 	heard time.Time
 	hb    heartbeat
 	peers map[[32]byte]directory.Peer
+	// Its group memberships, and the peers of its that were members (a
+	// departed member is announced as dead).
+	members   map[memberKey]groupOp
+	wasMember map[[32]byte]string // peer -> developer key
 	// While syncing, deltas wait in buffered until the snapshot asked for
 	// with nonce has come whole (its parts collect in snap).
 	syncing  bool
@@ -70,9 +84,12 @@ const relayTimeout = 3 * time.Second
 // it they are dropped and the snapshot asked for again.
 const maxBuffered = 4096
 
-func newDir(n *Node, h directory.Handler) *dir {
-	return &dir{n: n, h: h, local: map[[32]byte]directory.Peer{}, nodes: map[string]*remoteNode{},
-		remote: map[[32]byte]directory.Peer{}, perKey: map[string]int{}, relays: map[uint64]*pendingRelay{}}
+func newDir(n *Node, h directory.Handler, policy membership.Policy) *dir {
+	d := &dir{n: n, h: h, local: map[[32]byte]directory.Peer{}, nodes: map[string]*remoteNode{},
+		remote: map[[32]byte]directory.Peer{}, perKey: map[string]int{}, relays: map[uint64]*pendingRelay{},
+		localMembers: map[memberKey]groupOp{}}
+	d.groups = &groupDir{d: d, ring: membership.NewLocal(policy)}
+	return d
 }
 
 var _ directory.Directory = (*dir)(nil)
@@ -293,10 +310,13 @@ func (d *dir) onSnapReq(m *nats.Msg) {
 	}
 	d.mu.RLock()
 	seq := d.seq
-	ops := make([]op, 0, len(d.local))
+	ops := make([]op, 0, len(d.local)+len(d.localMembers))
 	for _, p := range d.local {
 		p.Local = nil
 		ops = append(ops, op{Put: true, Peer: p})
+	}
+	for _, o := range d.localMembers {
+		ops = append(ops, op{Group: &o})
 	}
 	d.mu.RUnlock()
 	d.n.stats.snapsServed.Add(1)
@@ -340,7 +360,7 @@ func (d *dir) onBroadcast(m *nats.Msg) {
 		case !d.applyDelta(rn, dl):
 			d.startSync(rn, now)
 		}
-		d.mu.Unlock()
+		d.unlockAndDeliver()
 	case kindHeartbeat:
 		hb, err := parseHeartbeat(body)
 		if err != nil {
@@ -353,14 +373,14 @@ func (d *dir) onBroadcast(m *nats.Msg) {
 		if !rn.syncing && hb.Seq > rn.seq {
 			d.startSync(rn, now) // changes were lost on the way
 		}
-		d.mu.Unlock()
+		d.unlockAndDeliver()
 	case kindBye:
 		d.mu.Lock()
 		if rn := d.nodes[h.Node]; rn != nil && rn.epoch == h.Epoch {
 			d.forget(rn)
 			d.n.log.Info("cluster: node left", "remote", h.Node)
 		}
-		d.mu.Unlock()
+		d.unlockAndDeliver()
 	default:
 		d.n.drop("unexpected_kind", nil)
 	}
@@ -375,7 +395,8 @@ func (d *dir) nodeFor(h header, now time.Time) *remoteNode {
 		rn = nil
 	}
 	if rn == nil {
-		rn = &remoteNode{name: h.Node, epoch: h.Epoch, peers: map[[32]byte]directory.Peer{}}
+		rn = &remoteNode{name: h.Node, epoch: h.Epoch, peers: map[[32]byte]directory.Peer{},
+			members: map[memberKey]groupOp{}, wasMember: map[[32]byte]string{}}
 		d.nodes[h.Node] = rn
 		d.n.stats.nodesJoined.Add(1)
 		d.n.log.Info("cluster: node joined", "remote", h.Node)
@@ -408,7 +429,7 @@ func (d *dir) onSnapPart(m *nats.Msg) {
 		return
 	}
 	d.mu.Lock()
-	defer d.mu.Unlock()
+	defer d.unlockAndDeliver()
 	rn := d.nodes[h.Node]
 	if rn == nil || rn.epoch != h.Epoch || !rn.syncing || sp.Nonce != rn.nonce {
 		return // an answer to an earlier request
@@ -422,13 +443,35 @@ func (d *dir) onSnapPart(m *nats.Msg) {
 	if !sp.Last {
 		return
 	}
-	// Replace what we knew of rn with the snapshot, then apply the
+	// Replace what we knew of rn with the snapshot (changing only what
+	// differs, so that memberships are announced once), then apply the
 	// changes made after it.
+	peers, members := map[[32]byte]bool{}, map[memberKey]bool{}
+	for _, o := range rn.snap {
+		if o.Group != nil {
+			members[memberKey{o.Group.Group, flash.GroupAddress(o.Group.Peer)}] = true
+		} else {
+			peers[o.Peer.ID] = true
+		}
+	}
+	for mk, o := range rn.members {
+		if !members[mk] {
+			o.Join = false
+			d.applyGroup(rn, o)
+		}
+	}
 	for id := range rn.peers {
-		d.drop(rn, id)
+		if !peers[id] {
+			d.drop(rn, id)
+			d.peerGone(rn, id)
+		}
 	}
 	for _, o := range rn.snap {
-		d.put(rn, o.Peer)
+		if o.Group != nil {
+			d.applyGroup(rn, *o.Group)
+		} else {
+			d.put(rn, o.Peer)
+		}
 	}
 	rn.seq, rn.syncing, rn.snap = sp.Seq, false, nil
 	buffered := rn.buffered
@@ -452,13 +495,16 @@ func (d *dir) applyDelta(rn *remoteNode, dl delta) bool {
 		return false
 	}
 	for i, o := range dl.Ops {
-		if dl.First+uint64(i) <= rn.seq {
-			continue // applied already (it overlaps a snapshot)
-		}
-		if o.Put {
+		switch {
+		case dl.First+uint64(i) <= rn.seq:
+			// applied already (it overlaps a snapshot)
+		case o.Group != nil:
+			d.applyGroup(rn, *o.Group)
+		case o.Put:
 			d.put(rn, o.Peer)
-		} else {
+		default:
 			d.drop(rn, o.Peer.ID)
+			d.peerGone(rn, o.Peer.ID)
 		}
 	}
 	if last := dl.First + uint64(len(dl.Ops)) - 1; len(dl.Ops) > 0 && last > rn.seq {
@@ -508,11 +554,13 @@ func (d *dir) drop(rn *remoteNode, id [32]byte) {
 	}
 }
 
-// forget drops a node and every peer it held; d.mu held.
+// forget drops a node, every peer it held and its memberships; d.mu
+// held.
 func (d *dir) forget(rn *remoteNode) {
 	for id := range rn.peers {
 		d.drop(rn, id)
 	}
+	d.leaveAll(rn)
 	delete(d.nodes, rn.name)
 	d.n.stats.nodesLeft.Add(1)
 	d.notify()
@@ -522,7 +570,7 @@ func (d *dir) forget(rn *remoteNode) {
 // again for snapshots that did not come.
 func (d *dir) checkNodes(now time.Time, deadAfter time.Duration) {
 	d.mu.Lock()
-	defer d.mu.Unlock()
+	defer d.unlockAndDeliver()
 	for _, rn := range d.nodes {
 		switch {
 		case now.Sub(rn.heard) > deadAfter:

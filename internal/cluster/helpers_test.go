@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/stratus-rtmfp/stratus/internal/directory"
+	"github.com/stratus-rtmfp/stratus/internal/membership"
 	"github.com/stratus-rtmfp/stratus/internal/testutil"
 	"github.com/stratus-rtmfp/stratus/store"
 )
@@ -18,9 +19,11 @@ var testSecret = []byte("0123456789abcdef-test-secret")
 // testHandler is a cluster.Handler whose directory part can be swapped
 // between tests that share a cluster.
 type testHandler struct {
-	inner   atomic.Pointer[directory.Handler]
-	changed chan string
-	load    atomic.Pointer[Load]
+	inner    atomic.Pointer[directory.Handler]
+	changed  chan string
+	load     atomic.Pointer[Load]
+	announce atomic.Pointer[func([]membership.Announcement, [32]byte)]
+	dead     atomic.Pointer[func([32]byte, string)]
 }
 
 func newTestHandler() *testHandler { return &testHandler{changed: make(chan string, 1024)} }
@@ -45,6 +48,18 @@ func (h *testHandler) Load() Load {
 		return *l
 	}
 	return Load{}
+}
+
+func (h *testHandler) Announce(plan []membership.Announcement, joiner [32]byte) {
+	if f := h.announce.Load(); f != nil {
+		(*f)(plan, joiner)
+	}
+}
+
+func (h *testHandler) Dead(peer [32]byte, key string) {
+	if f := h.dead.Load(); f != nil {
+		(*f)(peer, key)
+	}
 }
 
 func (h *testHandler) KeyChanged(id string) {

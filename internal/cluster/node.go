@@ -29,6 +29,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/stratus-rtmfp/stratus/internal/directory"
+	"github.com/stratus-rtmfp/stratus/internal/membership"
 	"github.com/stratus-rtmfp/stratus/store"
 )
 
@@ -77,6 +78,9 @@ type Config struct {
 	// bucket lacks are added to it at start) and its own usage counters.
 	Replica store.Replica
 
+	// GroupPolicy bootstraps NetGroups (default membership.DefaultPolicy).
+	GroupPolicy membership.Policy
+
 	Version string
 	Logger  *slog.Logger
 }
@@ -90,6 +94,13 @@ type Handler interface {
 	// cluster; the server reads it again and closes its sessions if it is
 	// no longer usable.
 	KeyChanged(id string)
+	// Announce delivers a NetGroup plan to this node's members (the
+	// handles the server gave Groups().Join): a join's on another node
+	// (joiner set), or the repair after another node's member left.
+	Announce(plan []membership.Announcement, joiner [32]byte)
+	// Dead: a group member whose session ended on another node (lookups of
+	// it are answered as the server answers its own departed members').
+	Dead(peer [32]byte, key string)
 }
 
 // Load is a node's load as its heartbeats tell it.
@@ -249,7 +260,7 @@ func Start(cfg Config, h Handler) (*Node, error) {
 	n := &Node{cfg: cfg, name: cfg.Node, prefix: "stratus." + cfg.ClusterName + ".", log: cfg.Logger.With("node", cfg.Node),
 		h: h, macKey: m.Sum(nil), epoch: binary.BigEndian.Uint64(e[:]) | 1, start: time.Now(),
 		out: make(chan outMsg, 8192), wakeCh: make(chan struct{}, 1), done: make(chan struct{}), since: time.Now()}
-	n.dir = newDir(n, h)
+	n.dir = newDir(n, h, cfg.GroupPolicy)
 	var err error
 	if cfg.NATSURL == "" {
 		if n.emb, err = startEmbedded(&cfg, secret, n.log); err != nil {
@@ -307,6 +318,10 @@ func (n *Node) Name() string { return n.name }
 
 // Directory is the cluster's peer directory, as this node sees it.
 func (n *Node) Directory() directory.Directory { return n.dir }
+
+// Groups is the cluster's NetGroup membership, as this node sees it:
+// every node's members, bootstrapped as one group's.
+func (n *Node) Groups() membership.Directory { return n.dir.groups }
 
 // Store is the cluster's key store (store.Replica's Store and Accounts
 // methods act on the cluster's keys and accounts).
