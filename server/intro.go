@@ -96,21 +96,26 @@ func (s *Server) introduce(e *engine.Engine, src netip.AddrPort, epd handshake.E
 	// The Redirect goes first so that the initiator's IHellos towards the
 	// target leave its NAT before the target's RHello arrives (rtmfp-cpp).
 	e.Redirect(src, tag, redirect)
-	reply := make([]directory.Address, 1, 1+len(extra))
-	reply[0] = directory.Address{AddrPort: src, Origin: wire.OriginObserved}
-	for _, a := range extra {
-		if a.Addr().Is4() == src.Addr().Is4() {
-			reply = append(reply, directory.Address{AddrPort: a, Origin: wire.OriginReported})
-		}
-	}
-	in := directory.Introduction{Target: id, EPD: fwd, Tag: tag, Reply: reply}
 	if target != nil {
-		forwardIHellos(target.sess, in)
+		// Here, directly (the hot path allocates nothing).
+		target.sess.ForwardIHello(fwd, wire.Address{AddrPort: src, Origin: wire.OriginObserved}, tag)
+		for _, a := range extra {
+			if a.Addr().Is4() == src.Addr().Is4() {
+				target.sess.ForwardIHello(fwd, wire.Address{AddrPort: a, Origin: wire.OriginReported}, tag)
+			}
+		}
 	} else {
 		// Another node holds the target: it sends the Forwarded IHellos
 		// (its client trusts only its own server). The initiator heard
 		// from us already, and retransmits if this gets lost.
-		s.dir.Introduce(p, in)
+		reply := make([]directory.Address, 1, 1+len(extra))
+		reply[0] = directory.Address{AddrPort: src, Origin: wire.OriginObserved}
+		for _, a := range extra {
+			if a.Addr().Is4() == src.Addr().Is4() {
+				reply = append(reply, directory.Address{AddrPort: a, Origin: wire.OriginReported})
+			}
+		}
+		s.dir.Introduce(p, directory.Introduction{Target: id, EPD: fwd, Tag: tag, Reply: reply})
 	}
 	s.metrics.introLatency.Observe(time.Since(start).Seconds())
 }
