@@ -12,7 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/stratus-rtmfp/stratus/internal/cluster"
+	"github.com/stratus-rtmfp/stratus/internal/clusterhook"
 	"github.com/stratus-rtmfp/stratus/internal/directory"
 	"github.com/stratus-rtmfp/stratus/internal/membership"
 	"github.com/stratus-rtmfp/stratus/internal/wire"
@@ -68,7 +68,7 @@ type ClusterConfig struct {
 	Version string
 }
 
-// clusterHooks adapts Server to cluster.Handler.
+// clusterHooks adapts Server to clusterhook.Handler.
 type clusterHooks Server
 
 func (h *clusterHooks) s() *Server { return (*Server)(h) }
@@ -81,10 +81,10 @@ func (h *clusterHooks) Relay(local any, r directory.Relay) error {
 	return (*deliver)(h.s()).Relay(local, r)
 }
 
-func (h *clusterHooks) Load() cluster.Load {
+func (h *clusterHooks) Load() clusterhook.Load {
 	s := h.s()
 	s.mu.Lock()
-	l := cluster.Load{Sessions: s.sessions, Clients: s.connectedClients(), MaxSessions: max(s.cfg.MaxSessions, 0),
+	l := clusterhook.Load{Sessions: s.sessions, Clients: s.connectedClients(), MaxSessions: max(s.cfg.MaxSessions, 0),
 		Draining: s.draining || s.closed, Public: s.cfg.PublicAddresses}
 	s.mu.Unlock()
 	return l
@@ -117,7 +117,7 @@ func (s *Server) startCluster() error {
 	if cc.NATSURL == "" && cc.StoreDir == "" {
 		return errors.New("server: cluster mode with embedded NATS needs ClusterConfig.StoreDir")
 	}
-	node, err := cluster.Start(cluster.Config{Node: cc.Node, ClusterName: cc.Name, Listen: cc.Listen, Routes: cc.Routes,
+	node, err := clusterhook.Start(clusterhook.Config{Node: cc.Node, ClusterName: cc.Name, Listen: cc.Listen, Routes: cc.Routes,
 		StoreDir: cc.StoreDir, RouteTLS: cc.RouteTLS, NATSURL: cc.NATSURL, ClientTLS: cc.ClientTLS, Secret: cc.Secret,
 		Replicas: cc.Replicas, Heartbeat: cc.Heartbeat, Replica: replica, Version: cc.Version, Logger: s.log},
 		(*clusterHooks)(s))
@@ -293,8 +293,8 @@ func (s *Server) pickRedirect() *redirect {
 	if margin <= 0 {
 		margin = 0.1
 	}
-	var self cluster.NodeInfo
-	var best *cluster.NodeInfo
+	var self clusterhook.NodeInfo
+	var best *clusterhook.NodeInfo
 	for i, n := range st.Nodes {
 		switch {
 		case n.Self:

@@ -15,6 +15,7 @@ import (
 	"github.com/stratus-rtmfp/stratus/internal/testutil"
 	"github.com/stratus-rtmfp/stratus/rtmfp"
 	"github.com/stratus-rtmfp/stratus/server"
+	_ "github.com/stratus-rtmfp/stratus/server/cluster" // links cluster mode
 	"github.com/stratus-rtmfp/stratus/server/servertest"
 	"github.com/stratus-rtmfp/stratus/store"
 )

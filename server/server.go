@@ -13,7 +13,7 @@ import (
 
 	"golang.org/x/time/rate"
 
-	"github.com/stratus-rtmfp/stratus/internal/cluster"
+	"github.com/stratus-rtmfp/stratus/internal/clusterhook"
 	"github.com/stratus-rtmfp/stratus/internal/directory"
 	"github.com/stratus-rtmfp/stratus/internal/engine"
 	"github.com/stratus-rtmfp/stratus/internal/exchange"
@@ -46,7 +46,7 @@ type Server struct {
 	// store is Config.Store, or in a cluster the cluster's key store
 	// (which keeps its copy and this node's usage in Config.Store).
 	store      store.Store
-	node       *cluster.Node // nil unless clustered
+	node       clusterhook.Node // nil unless clustered
 	redirectTo atomic.Pointer[redirect]
 	// groups holds NetGroup membership, beside the peer registry rather
 	// than under s.mu: joins lock only their own group.

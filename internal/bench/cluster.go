@@ -15,6 +15,7 @@ import (
 
 	"github.com/stratus-rtmfp/stratus/internal/wire"
 	"github.com/stratus-rtmfp/stratus/server"
+	_ "github.com/stratus-rtmfp/stratus/server/cluster" // links cluster mode
 )
 
 // Cluster starts n embedded servers in this process joined in one cluster

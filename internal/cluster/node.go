@@ -13,12 +13,10 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/netip"
 	"os"
 	"regexp"
 	"strings"
@@ -28,115 +26,32 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/stratus-rtmfp/stratus/internal/clusterhook"
 	"github.com/stratus-rtmfp/stratus/internal/directory"
 	"github.com/stratus-rtmfp/stratus/internal/membership"
 	"github.com/stratus-rtmfp/stratus/store"
 )
 
-// Config configures a node.
-type Config struct {
-	// Node names this node, uniquely in the cluster: letters, digits,
-	// '-' and '_' (DefaultNodeName derives one from the host name).
-	Node string
-	// ClusterName is the cluster's name (default "stratus"): the NATS
-	// cluster name of the embedded servers, and part of every subject and
-	// bucket name, so that several clusters can share one NATS.
-	ClusterName string
+// The types the server shares with the cluster live in clusterhook, so
+// that the server can run without linking NATS.
+type (
+	Config        = clusterhook.Config
+	Handler       = clusterhook.Handler
+	Load          = clusterhook.Load
+	NodeInfo      = clusterhook.NodeInfo
+	Status        = clusterhook.Status
+	Stats         = clusterhook.Stats
+	StoreAccounts = clusterhook.StoreAccounts
+)
 
-	// Embedded NATS (when NATSURL is empty): Listen is the route listener
-	// (HOST:PORT), Routes the seed routes (nats-route://HOST:PORT; a node
-	// may list itself), StoreDir JetStream's directory, RouteTLS, if set,
-	// mutual TLS on routes.
-	Listen   string
-	Routes   []string
-	StoreDir string
-	RouteTLS *tls.Config
-
-	// NATSURL joins an existing NATS deployment instead (nats://...,
-	// comma-separated for several servers); ClientTLS, if set, is used
-	// on that connection.
-	NATSURL   string
-	ClientTLS *tls.Config
-
-	// Secret is the cluster's shared secret: the password of every NATS
-	// credential (user "stratus", on routes and client connections) and
-	// the key from which every cluster message's HMAC key is derived. At
-	// least 16 bytes.
-	Secret []byte
-
-	// Replicas of the key store's JetStream bucket (default 3, at most the
-	// number of JetStream servers).
-	Replicas int
-	// Heartbeat is how often a node says it is alive (default 1 s); a node
-	// silent for DeadAfter (default 3 heartbeats) is forgotten with its
-	// peers.
-	Heartbeat time.Duration
-	DeadAfter time.Duration
-
-	// Replica is the node's own store: its copy of the cluster's keys and
-	// accounts (kept up to date from the bucket; keys it holds that the
-	// bucket lacks are added to it at start) and its own usage counters.
-	Replica store.Replica
-
-	// GroupPolicy bootstraps NetGroups (default membership.DefaultPolicy).
-	GroupPolicy membership.Policy
-
-	Version string
-	Logger  *slog.Logger
-}
-
-// Handler is what the node asks of the rendezvous server.
-type Handler interface {
-	directory.Handler
-	// Load is this node's load, for its heartbeats.
-	Load() Load
-	// KeyChanged: a developer key (or its account) changed in the
-	// cluster; the server reads it again and closes its sessions if it is
-	// no longer usable.
-	KeyChanged(id string)
-	// Announce delivers a NetGroup plan to this node's members (the
-	// handles the server gave Groups().Join): a join's on another node
-	// (joiner set), or the repair after another node's member left.
-	Announce(plan []membership.Announcement, joiner [32]byte)
-	// Dead: a group member whose session ended on another node (lookups of
-	// it are answered as the server answers its own departed members').
-	Dead(peer [32]byte, key string)
-}
-
-// Load is a node's load as its heartbeats tell it.
-type Load struct {
-	Sessions, Clients, MaxSessions int
-	Draining                       bool
-	Public                         []netip.AddrPort
-}
-
-// NodeInfo is what a node knows of another (or of itself).
-type NodeInfo struct {
-	Name        string           `json:"name"`
-	Self        bool             `json:"self,omitempty"`
-	Peers       int              `json:"peers"` // connected clients in the directory
-	Sessions    int              `json:"sessions"`
-	Clients     int              `json:"clients"`
-	MaxSessions int              `json:"max_sessions,omitempty"`
-	Load        float64          `json:"load"` // sessions / max sessions
-	Draining    bool             `json:"draining,omitempty"`
-	Public      []netip.AddrPort `json:"public_addresses,omitempty"`
-	Version     string           `json:"version,omitempty"`
-	Started     time.Time        `json:"started"`
-	LastHeard   time.Time        `json:"last_heard,omitzero"`
-	Syncing     bool             `json:"syncing,omitempty"`
-}
-
-// Status is a node's view of the cluster and of its own connection.
-type Status struct {
-	Node        string    `json:"node"`
-	Cluster     string    `json:"cluster"`
-	Connected   bool      `json:"connected"` // to NATS (and, embedded, to at least one other server when routes are configured)
-	Since       time.Time `json:"since"`     // of the connection state
-	Routes      int       `json:"routes,omitempty"`
-	KeyStore    bool      `json:"key_store"` // the replicated key bucket is reachable
-	KeyStoreErr string    `json:"key_store_error,omitempty"`
-	Nodes       []NodeInfo
+func init() {
+	clusterhook.Register(func(cfg Config, h Handler) (clusterhook.Node, error) {
+		n, err := Start(cfg, h)
+		if err != nil {
+			return nil, err
+		}
+		return n, nil
+	})
 }
 
 // Errors.
@@ -200,17 +115,6 @@ type counters struct {
 	introsStale                               atomic.Uint64
 	dropMAC, dropMalformed, dropStale, dropDN atomic.Uint64
 	dropOther, outboxFull                     atomic.Uint64
-}
-
-// Stats are the node's counters.
-type Stats struct {
-	Sent, Received, SendErrors, OutboxFull uint64
-	SnapshotsAsked, SnapshotsServed        uint64
-	NodesJoined, NodesLeft                 uint64
-	IntroductionsStale                     uint64
-	// Dropped messages by reason: bad signature, malformed, too old or
-	// too new, sent under this node's own name by another process, other.
-	DropAuth, DropMalformed, DropStale, DropDuplicateName, DropOther uint64
 }
 
 type outMsg struct {
@@ -326,12 +230,6 @@ func (n *Node) Groups() membership.Directory { return n.dir.groups }
 // Store is the cluster's key store (store.Replica's Store and Accounts
 // methods act on the cluster's keys and accounts).
 func (n *Node) Store() StoreAccounts { return n.keys }
-
-// StoreAccounts is a store.Store that also has accounts.
-type StoreAccounts interface {
-	store.Store
-	store.Accounts
-}
 
 // RouteAddr is where the embedded server accepts routes ("" with an
 // external NATS).
