@@ -7,6 +7,7 @@ import (
 	"net/http/pprof"
 	"net/netip"
 	"sort"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -120,7 +121,7 @@ func (s *Server) Sessions() []SessionInfo {
 //	POST /api/keys/{key}/revoke     revoke it (DELETE /api/keys/{key} too)
 //	GET  /api/info                  fingerprint, listeners, public addresses
 //	GET  /api/cluster               the cluster: nodes, sessions and load per node
-//	GET  /api/cluster/sessions      connected clients on every node (the directory)
+//	GET  /api/cluster/sessions      connected clients on every node (the directory): ?key=K&node=N&limit=N (default 1000), or ?peer=ID
 //	GET  /api/groups                NetGroups per developer key (groupRoutes)
 //	GET  /api/groups/{id}           one group's members
 //	GET  /debug/pprof/...           Go's profiler (net/http/pprof)
@@ -170,7 +171,22 @@ func (s *Server) adminRoutes() http.Handler {
 			httpx.WriteJSON(w, http.StatusNotFound, map[string]string{"error": "not clustered (stratus server --cluster)"})
 			return
 		}
-		httpx.WriteJSON(w, http.StatusOK, s.Peers())
+		q := r.URL.Query()
+		if id := q.Get("peer"); id != "" {
+			p, ok := s.Peer(id)
+			if !ok {
+				httpx.WriteJSON(w, http.StatusNotFound, map[string]string{"error": "no such peer connected"})
+				return
+			}
+			httpx.WriteJSON(w, http.StatusOK, p)
+			return
+		}
+		limit := 1000
+		if v, err := strconv.Atoi(q.Get("limit")); err == nil && v >= 0 {
+			limit = min(v, 100000)
+		}
+		total, list := s.Peers(q.Get("key"), q.Get("node"), limit)
+		httpx.WriteJSON(w, http.StatusOK, map[string]any{"total": total, "sessions": list})
 	})
 	mux.HandleFunc("GET /api/info", func(w http.ResponseWriter, r *http.Request) {
 		var listeners []string

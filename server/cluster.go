@@ -217,18 +217,39 @@ type PeerInfo struct {
 	Since     time.Time `json:"since"`
 }
 
+func peerInfo(p directory.Peer) PeerInfo {
+	return PeerInfo{PeerID: hex.EncodeToString(p.ID[:]), Key: p.Key, Node: p.Node, Address: p.Observed.String(),
+		Addresses: addrStrings(p.Addrs), Since: p.Since}
+}
+
+// Peer finds a connected client (64 hex digits) on any node of the
+// cluster, as this node's directory knows it.
+func (s *Server) Peer(peerID string) (PeerInfo, bool) {
+	raw, err := hex.DecodeString(peerID)
+	if err != nil || len(raw) != 32 {
+		return PeerInfo{}, false
+	}
+	p, ok := s.dir.Lookup([32]byte(raw))
+	if !ok {
+		return PeerInfo{}, false
+	}
+	return peerInfo(p), true
+}
+
 // Peers lists the connected clients of the whole cluster, as this node's
-// directory knows them (this server's alone when not clustered), oldest
-// first.
-func (s *Server) Peers() []PeerInfo {
+// directory knows them (this server's alone when not clustered), of
+// developer key key and on node node when they are not empty: how many
+// there are, and the oldest limit of them.
+func (s *Server) Peers(key, node string, limit int) (int, []PeerInfo) {
 	var out []PeerInfo
 	s.dir.Range(func(p directory.Peer) bool {
-		out = append(out, PeerInfo{PeerID: hex.EncodeToString(p.ID[:]), Key: p.Key, Node: p.Node, Address: p.Observed.String(),
-			Addresses: addrStrings(p.Addrs), Since: p.Since})
+		if (key == "" || p.Key == key) && (node == "" || p.Node == node) {
+			out = append(out, peerInfo(p))
+		}
 		return true
 	})
 	sort.Slice(out, func(i, j int) bool { return out[i].Since.Before(out[j].Since) })
-	return out
+	return len(out), out[:min(len(out), max(limit, 0))]
 }
 
 // ClusterStats are a node's cluster message counters: messages sent and

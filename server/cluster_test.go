@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http/httptest"
@@ -112,12 +113,8 @@ func (tc *testCluster) waitFormed(t *testing.T, n int) {
 
 // knows reports whether srv's directory lists peerID on node.
 func knows(srv *servertest.Server, peerID, node string) bool {
-	for _, p := range srv.Peers() {
-		if p.PeerID == peerID && p.Node == node {
-			return true
-		}
-	}
-	return false
+	p, ok := srv.Peer(peerID)
+	return ok && p.Node == node
 }
 
 func dialCluster(t *testing.T, srv *servertest.Server, key string) *rtmfp.NetConnection {
@@ -228,6 +225,31 @@ func TestClusterThreeNodes(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("no onRelay across nodes")
 	}
+	// The admin API's cluster views, on node 3.
+	var view struct {
+		Nodes []struct {
+			Name     string `json:"name"`
+			Sessions int    `json:"sessions"`
+		} `json:"nodes"`
+	}
+	if code := adminGet(t, n3, "/api/cluster", &view); code != 200 || len(view.Nodes) != 3 || view.Nodes[0].Name != "n3" {
+		t.Fatalf("GET /api/cluster: %d %+v", code, view)
+	}
+	var list struct {
+		Total    int `json:"total"`
+		Sessions []struct {
+			PeerID string `json:"peer_id"`
+			Node   string `json:"node"`
+		} `json:"sessions"`
+	}
+	if code := adminGet(t, n3, "/api/cluster/sessions?node=n2&limit=1", &list); code != 200 || list.Total != 1 || len(list.Sessions) != 1 ||
+		list.Sessions[0].PeerID != pubNC.NearID() {
+		t.Fatalf("GET /api/cluster/sessions?node=n2: %d %+v", code, list)
+	}
+	if code := adminGet(t, n3, "/api/cluster/sessions?limit=2", &list); code != 200 || list.Total != 3 || len(list.Sessions) != 2 {
+		t.Fatalf("GET /api/cluster/sessions?limit=2: %d %+v", code, list)
+	}
+
 	// A relay to a peer that is nowhere fails.
 	if _, err := playNC.Call(ctx, "relay", strings.Repeat("ab", 32), "x"); err == nil {
 		t.Fatal("relay to an unknown peer succeeded")
@@ -314,6 +336,21 @@ func TestClusterThreeNodes(t *testing.T) {
 	if h := healthz(t, n1); !strings.Contains(h, "cluster: connected") {
 		t.Fatalf("healthz after the others came back: %q", h)
 	}
+}
+
+// adminGet GETs path from srv's admin API with the token and decodes the
+// JSON answer into out.
+func adminGet(t *testing.T, srv *servertest.Server, path string, out any) int {
+	t.Helper()
+	req := httptest.NewRequest("GET", path, nil)
+	req.Host = "127.0.0.1"
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	w := httptest.NewRecorder()
+	srv.Admin(server.AdminOptions{Token: testToken}).ServeHTTP(w, req)
+	if err := json.Unmarshal(w.Body.Bytes(), out); err != nil {
+		t.Fatalf("%s: %v: %s", path, err, w.Body)
+	}
+	return w.Code
 }
 
 // healthz is srv's GET /healthz body.

@@ -141,17 +141,12 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool, logs 
 // listsPeer reports whether n's cluster-wide session list has peerID on
 // node on.
 func (n *node) listsPeer(t *testing.T, peerID, on string) bool {
-	var peers []struct {
+	var p struct {
 		PeerID string `json:"peer_id"`
 		Node   string `json:"node"`
 	}
-	n.get(t, "/api/cluster/sessions", &peers)
-	for _, p := range peers {
-		if p.PeerID == peerID && p.Node == on {
-			return true
-		}
-	}
-	return false
+	n.get(t, "/api/cluster/sessions?peer="+peerID, &p)
+	return p.PeerID == peerID && p.Node == on
 }
 
 func (n *node) connect(t *testing.T, key string) *rtmfp.NetConnection {

@@ -352,12 +352,8 @@ func readForwards(conn *net.UDPConn, sess *session, got func(tag []byte, at time
 }
 
 func knowsPeer(t *Target, peerID string) bool {
-	for _, p := range t.Local.Peers() {
-		if p.PeerID == peerID {
-			return true
-		}
-	}
-	return false
+	_, ok := t.Local.Peer(peerID)
+	return ok
 }
 
 // ReportCluster writes a CrossIntroResult.
