@@ -6,6 +6,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/stratus-rtmfp/stratus/amf"
 	"github.com/stratus-rtmfp/stratus/internal/directory"
 	"github.com/stratus-rtmfp/stratus/internal/engine"
@@ -68,9 +70,9 @@ type client struct {
 
 	// NetGroup server channels (event goroutine only).
 	gc           []*gcFlow
+	groupBudget  *rate.Limiter // GC flow opens and messages (made at the first)
 	groupAddr    [32]byte
 	hasGroupAddr bool
-	wasMember    bool
 
 	connectTimer *time.Timer
 }

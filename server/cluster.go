@@ -92,11 +92,9 @@ func (h *clusterHooks) Load() clusterhook.Load {
 
 func (h *clusterHooks) KeyChanged(id string) { _ = h.s().KeyChanged(id) }
 
-func (h *clusterHooks) Announce(plan []membership.Announcement, joiner [32]byte) {
-	h.s().announce(plan, joiner)
+func (h *clusterHooks) Announce(local any, a membership.Announcement) {
+	(*groupHandler)(h.s()).Announce(local, a)
 }
-
-func (h *clusterHooks) Dead(peer [32]byte, key string) { h.s().dead.add(peer, key, time.Now()) }
 
 // connectedClients counts the clients past connect; s.mu held.
 func (s *Server) connectedClients() int {

@@ -65,7 +65,7 @@ func TestClusterGroups(t *testing.T) {
 				}
 				dials--
 				mu.Unlock()
-				h.signal()
+				h.Signal()
 			}()
 		}
 	}
@@ -84,7 +84,7 @@ func TestClusterGroups(t *testing.T) {
 		x, y := flash.GroupAddress(a), flash.GroupAddress(b)
 		return bytes.Compare(x[:], y[:])
 	})
-	h.waitFor(t, "every ring neighbour pair met peer to peer", func() bool {
+	h.WaitUntil(t, "every ring neighbour pair met peer to peer", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		for i := range ring {
@@ -128,7 +128,7 @@ func TestClusterGroups(t *testing.T) {
 			return clusterMembers(t, tc.srvs[i], "live") == n-n/3
 		})
 	}
-	h.waitFor(t, "repair announcements on nodes 1 and 2", func() bool {
+	h.WaitUntil(t, "repair announcements on nodes 1 and 2", func() bool {
 		after := 0
 		for _, m := range ms {
 			if m.node != 2 {

@@ -49,9 +49,12 @@ type Server struct {
 	node       clusterhook.Node // nil unless clustered
 	redirectTo atomic.Pointer[redirect]
 	// groups holds NetGroup membership, beside the peer registry rather
-	// than under s.mu: joins lock only their own group.
+	// than under s.mu: joins lock only their own group. It has its own
+	// locks; never call it with s.mu held.
 	groups membership.Directory
-	dead   *deadPeers
+	// groupMembers counts this server's GC flows that are in a group, for
+	// Config.MaxGroupMembers.
+	groupMembers atomic.Int64
 
 	mu       sync.Mutex
 	engines  []*engine.Engine
@@ -90,7 +93,12 @@ func New(cfg Config) (*Server, error) {
 		hello: limiter(cfg.HelloRate), lookups: limiter(cfg.LookupRate),
 		prefix: ratelimit.NewPrefix(cfg.HelloRatePerPrefix, int(2*cfg.HelloRatePerPrefix), prefixBuckets),
 		done:   make(chan struct{}),
-		groups: membership.NewLocal(membership.DefaultPolicy), dead: newDeadPeers(),
+	}
+	switch {
+	case cfg.groupDirectory != nil:
+		s.groups = cfg.groupDirectory((*groupHandler)(s))
+	case cfg.Cluster == nil: // a cluster's node has its own (startCluster)
+		s.groups = membership.NewLocal(membership.DefaultPolicy, (*groupHandler)(s))
 	}
 	s.store, s.dir = cfg.Store, directory.NewLocal((*deliver)(s))
 	s.exchange = newExchange(s)

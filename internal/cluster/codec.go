@@ -254,8 +254,10 @@ func appendOp(b []byte, o op) []byte {
 		b = appendBytes(b, []byte(g.Group.DevKey))
 		b = append(b, g.Group.ID[:]...)
 		b = append(b, g.Peer[:]...)
+		b = append(b, g.Addr[:]...)
 		if g.Join {
 			b = binary.BigEndian.AppendUint64(b, uint64(g.Joined.UnixNano()))
+			b = binary.BigEndian.AppendUint64(b, uint64(g.Since.UnixNano()))
 		}
 		return b
 	}
@@ -298,9 +300,11 @@ func (r *reader) op() op {
 		g.Group.DevKey = string(r.bytes(maxKeyLen))
 		copy(g.Group.ID[:], r.fixed(maxGroupIDLen))
 		g.Peer = r.id()
+		g.Addr = r.id()
 		if kindByte == opGroupJoin {
 			g.Join = true
 			g.Joined = time.Unix(0, int64(r.u64()))
+			g.Since = time.Unix(0, int64(r.u64()))
 		}
 	default:
 		r.fail(errMalform)

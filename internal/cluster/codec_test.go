@@ -27,8 +27,8 @@ func samplePeer() directory.Peer {
 func TestCodecRoundTrip(t *testing.T) {
 	p := samplePeer()
 	g := membership.GroupKey{DevKey: "live", ID: [32]byte{1, 2, 3}}
-	join := groupOp{Join: true, Group: g, Peer: p.ID, Joined: time.Unix(1700000000, 42)}
-	leave := groupOp{Group: g, Peer: p.ID}
+	join := groupOp{Join: true, Group: g, Peer: p.ID, Addr: [32]byte{9, 8, 7}, Joined: time.Unix(1700000000, 42), Since: time.Unix(1699999990, 7)}
+	leave := groupOp{Group: g, Peer: p.ID, Addr: [32]byte{9, 8, 7}}
 	bodies := []struct {
 		name   string
 		append func([]byte) []byte

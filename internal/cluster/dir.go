@@ -9,7 +9,6 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/stratus-rtmfp/stratus/internal/directory"
-	"github.com/stratus-rtmfp/stratus/internal/flash"
 	"github.com/stratus-rtmfp/stratus/internal/membership"
 )
 
@@ -28,23 +27,23 @@ type dir struct {
 	h directory.Handler
 
 	mu     sync.RWMutex
-	local  map[[32]byte]directory.Peer // this node's peers
-	seq    uint64                      // the last change given a number
-	queue  []op                        // changes not yet published
-	nodes  map[string]*remoteNode      // the other nodes heard from
-	remote map[[32]byte]directory.Peer // newest session per peer ID on other nodes
-	perKey map[string]int              // sessions per developer key on other nodes
+	local  map[[32]byte]directory.Sessions // this node's peers, every session of each
+	seq    uint64                          // the last change given a number
+	queue  []op                            // changes not yet published
+	nodes  map[string]*remoteNode          // the other nodes heard from
+	remote map[[32]byte]directory.Peer     // newest session per peer ID on other nodes
+	perKey map[string]int                  // sessions per developer key on other nodes
 	// changed is closed at the next change of the remote view (tests and
 	// the conformance suite wait on it); nil while nobody waits.
 	changed chan struct{}
 
 	// NetGroup membership (groups.go): every node's members in one ring,
-	// this node's memberships, and what applying other nodes' changes
-	// left for this node's server to deliver once d.mu is released.
+	// this node's memberships, and the announcements for this node's
+	// members that changing the ring made, for its server once d.mu is
+	// released.
 	groups       *groupDir
 	localMembers map[memberKey]groupOp
-	announce     []announcement
-	dead         []deadMember
+	announce     []membership.Announcement
 
 	relayMu sync.Mutex
 	relayID uint64
@@ -59,10 +58,8 @@ type remoteNode struct {
 	heard time.Time
 	hb    heartbeat
 	peers map[[32]byte]directory.Peer
-	// Its group memberships, and the peers of its that were members (a
-	// departed member is announced as dead).
-	members   map[memberKey]groupOp
-	wasMember map[[32]byte]string // peer -> developer key
+	// Its group memberships.
+	members map[memberKey]remoteMembership
 	// While syncing, deltas wait in buffered until the snapshot asked for
 	// with nonce has come whole (its parts collect in snap).
 	syncing  bool
@@ -85,42 +82,54 @@ const relayTimeout = 3 * time.Second
 const maxBuffered = 4096
 
 func newDir(n *Node, h directory.Handler, policy membership.Policy) *dir {
-	d := &dir{n: n, h: h, local: map[[32]byte]directory.Peer{}, nodes: map[string]*remoteNode{},
+	d := &dir{n: n, h: h, local: map[[32]byte]directory.Sessions{}, nodes: map[string]*remoteNode{},
 		remote: map[[32]byte]directory.Peer{}, perKey: map[string]int{}, relays: map[uint64]*pendingRelay{},
 		localMembers: map[memberKey]groupOp{}}
-	d.groups = &groupDir{d: d, ring: membership.NewLocal(policy)}
+	d.groups = &groupDir{d: d, ring: membership.NewLocal(policy, collector{d})}
 	return d
 }
 
 var _ directory.Directory = (*dir)(nil)
 
-// Put implements directory.Directory.
+// Put implements directory.Directory. The other nodes hear of the peer,
+// this node's newest session of its ID, only.
 func (d *dir) Put(p directory.Peer) {
 	p.Node = d.n.name
 	d.mu.Lock()
-	if old, ok := d.local[p.ID]; ok && old.Local != p.Local && p.Since.Before(old.Since) {
-		d.mu.Unlock()
-		return
+	ss, isPeer := d.local[p.ID].Put(p)
+	d.local[p.ID] = ss
+	if isPeer {
+		d.record(op{Put: true, Peer: p})
 	}
-	d.local[p.ID] = p
-	d.record(op{Put: true, Peer: p})
 	d.mu.Unlock()
-	d.n.wake()
+	if isPeer {
+		d.n.wake()
+	}
 }
 
-// Remove implements directory.Directory.
+// Remove implements directory.Directory: when the peer's newest session
+// goes and an older one is still open, the other nodes hear that the
+// older one is the peer.
 func (d *dir) Remove(id [32]byte, local any) bool {
 	d.mu.Lock()
-	old, ok := d.local[id]
-	if !ok || old.Local != local {
-		d.mu.Unlock()
-		return false
+	ss, was := d.local[id].Remove(local)
+	next, open := ss.Peer()
+	if open {
+		d.local[id] = ss
+	} else {
+		delete(d.local, id)
 	}
-	delete(d.local, id)
-	d.record(op{Peer: directory.Peer{ID: id}})
+	switch {
+	case was && open:
+		d.record(op{Put: true, Peer: next})
+	case was:
+		d.record(op{Peer: directory.Peer{ID: id}})
+	}
 	d.mu.Unlock()
-	d.n.wake()
-	return true
+	if was {
+		d.n.wake()
+	}
+	return was
 }
 
 // record numbers a change of this node's peers and queues it for
@@ -135,7 +144,7 @@ func (d *dir) record(o op) {
 // another node.
 func (d *dir) Lookup(id [32]byte) (directory.Peer, bool) {
 	d.mu.RLock()
-	l, lok := d.local[id]
+	l, lok := d.local[id].Peer()
 	r, rok := d.remote[id]
 	d.mu.RUnlock()
 	if lok && (!rok || !r.Since.After(l.Since)) {
@@ -155,13 +164,14 @@ func (d *dir) RemoteSessions(key string) int {
 func (d *dir) Range(fn func(directory.Peer) bool) {
 	d.mu.RLock()
 	all := make([]directory.Peer, 0, len(d.local)+len(d.remote))
-	for id, p := range d.local {
+	for id, ss := range d.local {
+		p, _ := ss.Peer()
 		if r, ok := d.remote[id]; !ok || !r.Since.After(p.Since) {
 			all = append(all, p)
 		}
 	}
 	for id, p := range d.remote {
-		if l, ok := d.local[id]; !ok || p.Since.After(l.Since) {
+		if l, ok := d.local[id].Peer(); !ok || p.Since.After(l.Since) {
 			all = append(all, p)
 		}
 	}
@@ -194,7 +204,7 @@ func (d *dir) notify() {
 // localHandle returns this node's handle on a peer it holds.
 func (d *dir) localHandle(id [32]byte) (any, bool) {
 	d.mu.RLock()
-	p, ok := d.local[id]
+	p, ok := d.local[id].Peer()
 	d.mu.RUnlock()
 	return p.Local, ok
 }
@@ -311,7 +321,8 @@ func (d *dir) onSnapReq(m *nats.Msg) {
 	d.mu.RLock()
 	seq := d.seq
 	ops := make([]op, 0, len(d.local)+len(d.localMembers))
-	for _, p := range d.local {
+	for _, ss := range d.local {
+		p, _ := ss.Peer()
 		p.Local = nil
 		ops = append(ops, op{Put: true, Peer: p})
 	}
@@ -396,7 +407,7 @@ func (d *dir) nodeFor(h header, now time.Time) *remoteNode {
 	}
 	if rn == nil {
 		rn = &remoteNode{name: h.Node, epoch: h.Epoch, peers: map[[32]byte]directory.Peer{},
-			members: map[memberKey]groupOp{}, wasMember: map[[32]byte]string{}}
+			members: map[memberKey]remoteMembership{}}
 		d.nodes[h.Node] = rn
 		d.n.stats.nodesJoined.Add(1)
 		d.n.log.Info("cluster: node joined", "remote", h.Node)
@@ -449,26 +460,27 @@ func (d *dir) onSnapPart(m *nats.Msg) {
 	peers, members := map[[32]byte]bool{}, map[memberKey]bool{}
 	for _, o := range rn.snap {
 		if o.Group != nil {
-			members[memberKey{o.Group.Group, flash.GroupAddress(o.Group.Peer)}] = true
+			members[memberKey{o.Group.Group, o.Group.Addr}] = true
 		} else {
 			peers[o.Peer.ID] = true
 		}
 	}
-	for mk, o := range rn.members {
+	now := time.Now()
+	for mk, m := range rn.members {
 		if !members[mk] {
+			o := m.op
 			o.Join = false
-			d.applyGroup(rn, o)
+			d.applyGroup(rn, o, now)
 		}
 	}
 	for id := range rn.peers {
 		if !peers[id] {
 			d.drop(rn, id)
-			d.peerGone(rn, id)
 		}
 	}
 	for _, o := range rn.snap {
 		if o.Group != nil {
-			d.applyGroup(rn, *o.Group)
+			d.applyGroup(rn, *o.Group, now)
 		} else {
 			d.put(rn, o.Peer)
 		}
@@ -478,7 +490,7 @@ func (d *dir) onSnapPart(m *nats.Msg) {
 	rn.buffered = nil
 	for _, dl := range buffered {
 		if !d.applyDelta(rn, dl) {
-			d.startSync(rn, time.Now())
+			d.startSync(rn, now)
 			break
 		}
 	}
@@ -494,17 +506,17 @@ func (d *dir) applyDelta(rn *remoteNode, dl delta) bool {
 	if dl.First > rn.seq+1 {
 		return false
 	}
+	now := time.Now()
 	for i, o := range dl.Ops {
 		switch {
 		case dl.First+uint64(i) <= rn.seq:
 			// applied already (it overlaps a snapshot)
 		case o.Group != nil:
-			d.applyGroup(rn, *o.Group)
+			d.applyGroup(rn, *o.Group, now)
 		case o.Put:
 			d.put(rn, o.Peer)
 		default:
 			d.drop(rn, o.Peer.ID)
-			d.peerGone(rn, o.Peer.ID)
 		}
 	}
 	if last := dl.First + uint64(len(dl.Ops)) - 1; len(dl.Ops) > 0 && last > rn.seq {
@@ -560,7 +572,7 @@ func (d *dir) forget(rn *remoteNode) {
 	for id := range rn.peers {
 		d.drop(rn, id)
 	}
-	d.leaveAll(rn)
+	d.leaveAll(rn, time.Now())
 	delete(d.nodes, rn.name)
 	d.n.stats.nodesLeft.Add(1)
 	d.notify()

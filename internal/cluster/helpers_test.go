@@ -19,11 +19,10 @@ var testSecret = []byte("0123456789abcdef-test-secret")
 // testHandler is a cluster.Handler whose directory part can be swapped
 // between tests that share a cluster.
 type testHandler struct {
-	inner    atomic.Pointer[directory.Handler]
-	changed  chan string
-	load     atomic.Pointer[Load]
-	announce atomic.Pointer[func([]membership.Announcement, [32]byte)]
-	dead     atomic.Pointer[func([32]byte, string)]
+	inner   atomic.Pointer[directory.Handler]
+	changed chan string
+	load    atomic.Pointer[Load]
+	group   atomic.Pointer[membership.Handler]
 }
 
 func newTestHandler() *testHandler { return &testHandler{changed: make(chan string, 1024)} }
@@ -50,15 +49,11 @@ func (h *testHandler) Load() Load {
 	return Load{}
 }
 
-func (h *testHandler) Announce(plan []membership.Announcement, joiner [32]byte) {
-	if f := h.announce.Load(); f != nil {
-		(*f)(plan, joiner)
-	}
-}
+func (h *testHandler) setGroup(g membership.Handler) { h.group.Store(&g) }
 
-func (h *testHandler) Dead(peer [32]byte, key string) {
-	if f := h.dead.Load(); f != nil {
-		(*f)(peer, key)
+func (h *testHandler) Announce(local any, a membership.Announcement) {
+	if g := h.group.Load(); g != nil {
+		(*g).Announce(local, a)
 	}
 }
 

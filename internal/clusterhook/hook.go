@@ -115,13 +115,10 @@ type Handler interface {
 	// cluster; the server reads it again and closes its sessions if it is
 	// no longer usable.
 	KeyChanged(id string)
-	// Announce delivers a NetGroup plan to this node's members (the
-	// handles the server gave Groups().Join): a join's on another node
-	// (joiner set), or the repair after another node's member left.
-	Announce(plan []membership.Announcement, joiner [32]byte)
-	// Dead: a group member whose session ended on another node (lookups of
-	// it are answered as the server answers its own departed members').
-	Dead(peer [32]byte, key string)
+	// membership.Handler sends the NetGroup announcements for the
+	// members this node holds (the handles the server gave Groups().Join),
+	// whichever node's join, leave or death caused them.
+	membership.Handler
 }
 
 // Load is a node's load as its heartbeats tell it.

@@ -11,6 +11,7 @@ package directory
 import (
 	"errors"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 )
@@ -85,12 +86,14 @@ type Handler interface {
 // network round trip.
 type Directory interface {
 	// Put records a session this node holds (p.Local set) or updates its
-	// addresses. A session replaces another session of the same peer ID
-	// unless it is older (Since); updates of a session that has been
-	// replaced are ignored.
+	// addresses. Of the sessions of one peer ID (the same identity
+	// reconnected before its old session timed out), the newest (Since;
+	// of equal ones the last recorded) is the peer; the others are kept,
+	// and updated, but not found until the newer ones are removed.
 	Put(p Peer)
-	// Remove forgets the session local of peer id, if it is still the one
-	// recorded; it reports whether it was.
+	// Remove forgets the session local of peer id; when that was the
+	// peer, the next newest session still recorded, if any, is the peer
+	// again. It reports whether local was the peer.
 	Remove(id [32]byte, local any) bool
 	// Lookup returns the newest session of a peer, wherever it lives.
 	Lookup(id [32]byte) (Peer, bool)
@@ -110,45 +113,82 @@ type Directory interface {
 	Range(fn func(Peer) bool)
 }
 
+// Sessions is one peer ID's sessions on one node, oldest first: the last
+// is the peer. A peer ID rarely has more than one.
+type Sessions []Peer
+
+// Put records p, or updates its session (the same Local handle) in place;
+// it reports whether the peer, the last session, is p now.
+func (ss Sessions) Put(p Peer) (Sessions, bool) {
+	for i := range ss {
+		if ss[i].Local == p.Local {
+			ss[i] = p
+			return ss, i == len(ss)-1
+		}
+	}
+	i := len(ss)
+	for i > 0 && p.Since.Before(ss[i-1].Since) {
+		i--
+	}
+	return slices.Insert(ss, i, p), i == len(ss)
+}
+
+// Remove forgets the session local; it reports whether it was the peer.
+func (ss Sessions) Remove(local any) (Sessions, bool) {
+	for i := range ss {
+		if ss[i].Local == local {
+			return slices.Delete(ss, i, i+1), i == len(ss)-1
+		}
+	}
+	return ss, false
+}
+
+// Peer is the newest session.
+func (ss Sessions) Peer() (Peer, bool) {
+	if len(ss) == 0 {
+		return Peer{}, false
+	}
+	return ss[len(ss)-1], true
+}
+
 // Local is the directory of a single server: every peer is connected to
 // this process.
 type Local struct {
 	h  Handler
 	mu sync.RWMutex
-	m  map[[32]byte]Peer
+	m  map[[32]byte]Sessions
 }
 
 var _ Directory = (*Local)(nil)
 
 // NewLocal returns an empty directory that hands introductions and relays
 // to h.
-func NewLocal(h Handler) *Local { return &Local{h: h, m: map[[32]byte]Peer{}} }
+func NewLocal(h Handler) *Local { return &Local{h: h, m: map[[32]byte]Sessions{}} }
 
 // Put implements Directory.
 func (d *Local) Put(p Peer) {
 	d.mu.Lock()
-	defer d.mu.Unlock()
-	if old, ok := d.m[p.ID]; ok && old.Local != p.Local && p.Since.Before(old.Since) {
-		return
-	}
-	d.m[p.ID] = p
+	d.m[p.ID], _ = d.m[p.ID].Put(p)
+	d.mu.Unlock()
 }
 
 // Remove implements Directory.
 func (d *Local) Remove(id [32]byte, local any) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if old, ok := d.m[id]; ok && old.Local == local {
+	ss, was := d.m[id].Remove(local)
+	if len(ss) == 0 {
 		delete(d.m, id)
-		return true
+	} else {
+		d.m[id] = ss
 	}
-	return false
+	return was
 }
 
 // Lookup implements Directory.
 func (d *Local) Lookup(id [32]byte) (Peer, bool) {
 	d.mu.RLock()
-	p, ok := d.m[id]
+	p, ok := d.m[id].Peer()
 	d.mu.RUnlock()
 	return p, ok
 }
@@ -160,7 +200,7 @@ func (d *Local) RemoteSessions(string) int { return 0 }
 // recorded.
 func (d *Local) current(p Peer) (any, bool) {
 	d.mu.RLock()
-	cur, ok := d.m[p.ID]
+	cur, ok := d.m[p.ID].Peer()
 	d.mu.RUnlock()
 	return cur.Local, ok && p.Local != nil && cur.Local == p.Local
 }
@@ -186,7 +226,8 @@ func (d *Local) Relay(p Peer, r Relay, done func(error)) {
 func (d *Local) Range(fn func(Peer) bool) {
 	d.mu.RLock()
 	all := make([]Peer, 0, len(d.m))
-	for _, p := range d.m {
+	for _, ss := range d.m {
+		p, _ := ss.Peer()
 		all = append(all, p)
 	}
 	d.mu.RUnlock()

@@ -44,6 +44,7 @@ var Timeout = 15 * time.Second
 func Run(t *testing.T, newNodes Factory) {
 	t.Run("PutLookupRemove", func(t *testing.T) { testPutLookupRemove(t, newNodes) })
 	t.Run("NewestSessionWins", func(t *testing.T) { testNewestWins(t, newNodes) })
+	t.Run("OlderSessionFoundAgain", func(t *testing.T) { testOlderFoundAgain(t, newNodes) })
 	t.Run("NewestAcrossNodes", func(t *testing.T) { testNewestAcrossNodes(t, newNodes) })
 	t.Run("RemoteSessions", func(t *testing.T) { testRemoteSessions(t, newNodes) })
 	t.Run("Introduce", func(t *testing.T) { testIntroduce(t, newNodes) })
@@ -251,6 +252,59 @@ func testNewestWins(t *testing.T, newNodes Factory) {
 	}
 	if _, ok := d.Lookup(id); ok {
 		t.Fatal("peer still there")
+	}
+}
+
+// Two sessions of one peer ID on one node (it reconnected before its old
+// session timed out): the newer is the peer; when it goes, the older one,
+// still open and with the addresses it last reported, is the peer again
+// everywhere; a third session that comes in older than the peer waits
+// behind it. (A directory that deleted the peer with its newest session
+// lost a connected client.)
+func testOlderFoundAgain(t *testing.T, newNodes Factory) {
+	nodes, _ := setup(t, newNodes, 2)
+	d := nodes[0].Dir
+	id := newID()
+	t0 := time.Now()
+	old, cur, between := &handle{1}, &handle{2}, &handle{3}
+	d.Put(peer(id, "k", old, t0, "10.0.0.1:1"))
+	d.Put(peer(id, "k", cur, t0.Add(2*time.Second), "10.0.0.2:2"))
+	d.Put(peer(id, "k", between, t0.Add(time.Second), "10.0.0.4:4"))
+	pOld := peer(id, "k", old, t0, "10.0.0.3:3") // the older session's setPeerInfo
+	d.Put(pOld)
+	if got, ok := d.Lookup(id); !ok || got.Local != cur {
+		t.Fatalf("lookup %+v %v, want the newest session", got, ok)
+	}
+	if d.Remove(id, between) {
+		t.Fatal("removing a session that is not the peer reported it was")
+	}
+	if !d.Remove(id, cur) {
+		t.Fatal("the newest session's remove failed")
+	}
+	for i, n := range nodes {
+		eventually(t, n.Dir, fmt.Sprintf("the older session found again on node %d", i), func() bool {
+			got, ok := n.Dir.Lookup(id)
+			return ok && same(got, pOld, nodes[0].Name, i == 0)
+		})
+	}
+	n := 0
+	d.Range(func(p directory.Peer) bool {
+		if p.ID == id {
+			n++
+		}
+		return true
+	})
+	if n != 1 {
+		t.Fatalf("Range lists the peer %d times", n)
+	}
+	if !d.Remove(id, old) {
+		t.Fatal("the older session's remove failed")
+	}
+	for i, n := range nodes {
+		eventually(t, n.Dir, fmt.Sprintf("peer gone on node %d", i), func() bool {
+			_, ok := n.Dir.Lookup(id)
+			return !ok
+		})
 	}
 }
 
