@@ -70,6 +70,12 @@ type Config struct {
 	// only). Every well-formed IHello is answered otherwise, whatever its
 	// size: librtmfp's IHello for app "live" is a 36-byte datagram.
 	AllowHello func(src netip.AddrPort) bool
+	// HelloRedirect, if set, may send an initiator elsewhere (it runs
+	// with the engine lock held, so it must be quick): when it
+	// returns addresses for an IHello that selects us (and AllowHello let
+	// it through), the initiator gets a Redirect to them instead of an
+	// RHello (a cluster node sends new clients to a less loaded node).
+	HelloRedirect func(src netip.AddrPort) []wire.Address
 	// ArrivalOrder decides per new incoming flow whether messages are
 	// delivered as they complete rather than in order.
 	ArrivalOrder func(metadata []byte) bool
@@ -726,6 +732,13 @@ func (e *Engine) onIHello(now time.Time, src netip.AddrPort, ih wire.IHello) {
 		if e.cfg.AllowHello != nil && !e.cfg.AllowHello(src) {
 			e.drop(&e.C.DropLimited, "RHello budget", src)
 			return
+		}
+		if e.cfg.HelloRedirect != nil {
+			if addrs := e.cfg.HelloRedirect(src); len(addrs) > 0 {
+				e.sendStartup(now, 0, src, wire.Redirect{Tag: ih.Tag, Addresses: addrs}.Append)
+				e.C.RedirectsSent.Add(1)
+				return
+			}
 		}
 		e.sendRHello(now, src, ih.Tag)
 		return
