@@ -199,6 +199,13 @@ func Start(cfg Config, h Handler) (*Node, error) {
 		// slow consumer: the node's handlers are fast.
 		_ = sub.SetPendingLimits(1<<20, 256<<20)
 	}
+	// Subscribe only queues SUB for the connection: until the NATS server
+	// has read it, messages to this node are dropped there. A round trip
+	// makes the subscriptions live before anyone is told the node is up.
+	if err := n.nc.FlushTimeout(10 * time.Second); err != nil {
+		n.stopNATS()
+		return nil, fmt.Errorf("cluster: subscribing: %w", err)
+	}
 	n.keys = newKeyStore(n)
 	n.ready.Store(true)
 	n.checkConnection()
