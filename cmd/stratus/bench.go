@@ -7,22 +7,28 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/stratus-rtmfp/stratus/internal/bench"
 	"github.com/stratus-rtmfp/stratus/rtmfp"
 )
 
-const benchUsage = `usage: stratus bench <connect | idle | intro | all> [flags]
+const benchUsage = `usage: stratus bench <connect | idle | intro | hold | all> [flags]
 
   connect  connects per second: handshake through NetConnection.Connect.Success
   idle     memory per idle session: holds --sessions sessions on the embedded server
   intro    introductions per second and lookup-to-Redirect latency
-  all      the three, one after the other
+  hold     holds --sessions connected sessions for --hold, then closes them;
+           prints a line with "held" once all are up (measure the server's
+           memory then)
+  all      connect, intro and idle, one after the other
 
 Without --url the load runs against an embedded server on loopback (in this
-process); with --url rtmfp://HOST:PORT/KEY it runs against that server
-(idle needs the embedded one: it measures this process's memory).
+process); with --url rtmfp://HOST:PORT/KEY it runs against that server, which
+may be any RTMFP server (idle needs the embedded one: it measures this
+process's memory).
 `
 
 func runBench(args []string) error {
@@ -34,7 +40,8 @@ func runBench(args []string) error {
 	fs := flag.NewFlagSet("bench "+what, flag.ContinueOnError)
 	url := fs.String("url", "", "server to load (default: an embedded server on loopback)")
 	clients := fs.Int("connects", 20000, "connects to run (connect)")
-	sessions := fs.Int("sessions", 100000, "idle sessions to hold (idle)")
+	sessions := fs.Int("sessions", 100000, "sessions to hold (idle, hold)")
+	hold := fs.Duration("hold", time.Minute, "how long to hold the sessions once all are up (hold)")
 	lookups := fs.Int("lookups", 100000, "introductions to run (intro)")
 	conc := fs.Int("concurrency", 16, "concurrent clients")
 	fs.Usage = func() { fmt.Fprint(fs.Output(), benchUsage); fs.PrintDefaults() }
@@ -66,7 +73,8 @@ func runBench(args []string) error {
 		}
 		t = &bench.Target{URL: *url, Server: v4, App: app}
 	}
-	ctx := context.Background()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	run := func(name string) error {
 		start := time.Now()
 		var r any
@@ -78,6 +86,11 @@ func runBench(args []string) error {
 			r, err = bench.Idle(ctx, t, *sessions, *conc)
 		case "intro":
 			r, err = bench.Intros(ctx, t, *lookups, *conc)
+		case "hold":
+			r, err = bench.Hold(ctx, t, *sessions, *conc, *hold, func(r bench.HoldResult) {
+				fmt.Printf("hold: %d sessions held (%d failed), opened in %v; holding them for %v\n",
+					r.Sessions, r.Failures, r.Opened.Round(time.Millisecond), *hold)
+			})
 		default:
 			fs.Usage()
 			return fmt.Errorf("unknown bench %q", name)

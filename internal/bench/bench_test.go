@@ -3,7 +3,11 @@ package bench
 import (
 	"context"
 	"os"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/stratus-rtmfp/stratus/server"
 )
 
 // TestBenchSmoke runs each load at a small size so that "stratus bench"
@@ -30,4 +34,43 @@ func TestBenchSmoke(t *testing.T) {
 		t.Fatalf("intros: %+v %v", in, err)
 	}
 	Report(os.Stdout, "intro", in)
+}
+
+// TestHold holds sessions on the embedded server: all come up, the server
+// sees them connected, none is lost during the hold, and the server closes
+// every one once they are let go.
+func TestHold(t *testing.T) {
+	const n = 200
+	closed := make(chan struct{}, n)
+	var connected atomic.Int64
+	tg, err := Embedded(func(c *server.Config) {
+		c.OnSession = func(ev server.SessionEvent) {
+			switch ev.Kind {
+			case server.SessionConnected:
+				connected.Add(1)
+			case server.SessionClosed:
+				closed <- struct{}{}
+			}
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tg.Local.Close()
+	var atUp int64
+	r, err := Hold(context.Background(), tg, n, 8, 200*time.Millisecond, func(HoldResult) { atUp = connected.Load() })
+	if err != nil || r.Sessions != n || r.Failures != 0 || r.Lost != 0 {
+		t.Fatalf("hold: %+v %v", r, err)
+	}
+	if atUp != n {
+		t.Fatalf("the server had %d sessions connected when %d were reported held", atUp, n)
+	}
+	Report(os.Stdout, "hold", r)
+	for range n {
+		select {
+		case <-closed:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("the server did not close every session after the hold")
+		}
+	}
 }
