@@ -360,6 +360,19 @@ func (s *Session) QueueChunk(chunk []byte) {
 	}
 }
 
+// SendChunk sends a raw, unreliable chunk (a Forwarded IHello, say) at
+// once, in a packet of its own. It reports false if the session is not
+// open or the chunk does not fit in a packet.
+func (s *Session) SendChunk(now time.Time, out func([]byte, netip.AddrPort), chunk []byte) bool {
+	if s.state != stateOpen || len(chunk) > s.maxPacket-maxHeader {
+		return false
+	}
+	s.startPacket(now)
+	s.sc.pkt = append(s.sc.pkt, chunk...)
+	s.emit(now, out, s.dest)
+	return true
+}
+
 // Close starts an orderly close (RFC 7016 §3.6.4): flows are torn down and
 // close requests are sent until acknowledged or 90 s pass.
 func (s *Session) Close(now time.Time) {
