@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync"
 	"time"
 
@@ -125,9 +126,14 @@ func (s *Server) Listen(conn net.PacketConn) error {
 		conn.Close()
 		return ErrServerClosed
 	}
+	// The engine starts serving inside New: its introductions wait until
+	// e is set.
 	var e *engine.Engine
+	ready := make(chan struct{})
 	e, err := engine.New(conn, engine.Config{
-		Identity:  s.id,
+		Identity: s.id,
+		// One socket and goroutine per core (SO_REUSEPORT on Linux).
+		Shards:    runtime.GOMAXPROCS(0),
 		Policy:    handshake.Requiring(s.cfg.RequireHMAC, s.cfg.RequireSequenceNumbers),
 		Keepalive: 2 * s.cfg.ClientKeepalive,
 		// Clients send the server small control messages only: a small
@@ -139,11 +145,12 @@ func (s *Server) Listen(conn net.PacketConn) error {
 		// Sessions without any flow (never connected) go after this.
 		IdleTimeout:     s.cfg.ConnectTimeout,
 		Events:          (*events)(s),
-		UnmatchedIHello: func(src netip.AddrPort, epd handshake.EPD, tag []byte) { s.introduce(e, src, epd, tag) },
+		UnmatchedIHello: func(src netip.AddrPort, epd handshake.EPD, tag []byte) { <-ready; s.introduce(e, src, epd, tag) },
 		AllowKeying:     s.allowKeying,
 		AllowHello:      s.allowHello,
 		Logger:          s.cfg.Logger,
 	})
+	close(ready)
 	if err != nil {
 		s.mu.Unlock()
 		return err
