@@ -31,7 +31,8 @@ type Target struct {
 func Embedded(mod func(*server.Config)) (*Target, error) {
 	cfg := server.Config{Store: store.NewMemory(), Open: true,
 		ClientKeepalive: time.Hour, ReapAfter: 2 * time.Hour, ConnectTimeout: time.Hour,
-		HandshakeRate: -1, HelloRate: -1, MaxSessionsPerIP: -1, MaxSessions: -1}
+		HandshakeRate: -1, HelloRate: -1, HelloRatePerPrefix: -1, LookupRate: -1,
+		MaxSessionsPerIP: -1, MaxSessions: -1}
 	if mod != nil {
 		mod(&cfg)
 	}

@@ -74,3 +74,41 @@ func TestHold(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkConnects is "stratus bench connect" as a benchmark: b.N connects
+// by 64 concurrent clients against an embedded server, client and server
+// in this process. Run it with -cpu 1,2 to see how both scale with cores
+// (the server runs one shard per GOMAXPROCS).
+func BenchmarkConnects(b *testing.B) {
+	tg, err := Embedded(nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tg.Local.Close()
+	if _, err := Connects(context.Background(), tg, 256, 64); err != nil { // warm up
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	r, err := Connects(context.Background(), tg, b.N, 64)
+	if err != nil || r.Failures > 0 {
+		b.Fatalf("%+v %v", r, err)
+	}
+	b.ReportMetric(r.PerSecond, "connects/s")
+}
+
+// BenchmarkIntros is "stratus bench intro" as a benchmark: b.N
+// introductions (lookup IHello in, Redirect out, Forwarded IHello to the
+// target) by 64 concurrent initiators.
+func BenchmarkIntros(b *testing.B) {
+	tg, err := Embedded(nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tg.Local.Close()
+	b.ResetTimer()
+	r, err := Intros(context.Background(), tg, b.N, 64)
+	if err != nil || r.Failures > 0 {
+		b.Fatalf("%+v %v", r, err)
+	}
+	b.ReportMetric(r.PerSecond, "intros/s")
+}
