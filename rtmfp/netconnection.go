@@ -123,6 +123,8 @@ type NetConnection struct {
 type callResult struct {
 	ok   bool
 	args []any
+	// closed: no answer, the connection closed first (closed0).
+	closed bool
 }
 
 // Connect connects to rtmfp://host[:port]/app... (port 1935 by default),
@@ -202,24 +204,36 @@ func Connect(ctx context.Context, rawURL string, cfg *Config, args ...any) (*Net
 	}
 	nc.wg.Add(1)
 	go nc.serve()
+	var r callResult
 	select {
-	case r := <-reply:
-		st := statusOf(r.args)
-		if !r.ok || st.Code != ConnectSuccess {
-			if st.Code == "" {
-				st = Status{Level: flash.LevelError, Code: ConnectRejected, Description: "refused"}
-			}
-			nc.Close()
-			return nil, &StatusError{st}
-		}
-		nc.emit(st)
+	case r = <-reply:
 	case <-cctx.Done():
 		nc.Close()
 		return nil, &StatusError{Status{Level: flash.LevelError, Code: ConnectFailed, Description: "no answer to connect"}}
 	case <-nc.done:
+		// A server that refuses closes the connection right after its
+		// answer, which the reader hands out before it reports the
+		// close: both may be ready here, and select picks either. The
+		// answer says why.
+		select {
+		case r = <-reply:
+		default:
+			r.closed = true
+		}
+	}
+	if r.closed {
 		nc.Close()
 		return nil, &StatusError{Status{Level: flash.LevelError, Code: ConnectFailed, Description: "connection closed during connect"}}
 	}
+	st := statusOf(r.args)
+	if !r.ok || st.Code != ConnectSuccess {
+		if st.Code == "" {
+			st = Status{Level: flash.LevelError, Code: ConnectRejected, Description: "refused"}
+		}
+		nc.Close()
+		return nil, &StatusError{st}
+	}
+	nc.emit(st)
 	sent, err := nc.sendPeerInfo()
 	if err != nil {
 		nc.log.Warn("setPeerInfo", "err", err)
@@ -464,7 +478,7 @@ func (nc *NetConnection) closed0(err error) {
 	nc.calls = map[float64]chan callResult{}
 	nc.mu.Unlock()
 	for _, ch := range calls {
-		ch <- callResult{ok: false, args: []any{flash.Info(flash.LevelError, ConnectClosed, "connection closed")}}
+		ch <- callResult{ok: false, args: []any{flash.Info(flash.LevelError, ConnectClosed, "connection closed")}, closed: true}
 	}
 	nc.emit(Status{Level: flash.LevelStatus, Code: ConnectClosed, Description: err.Error()})
 	close(nc.done)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/stratus-rtmfp/stratus/internal/httpx"
 	"github.com/stratus-rtmfp/stratus/store"
 )
 
@@ -118,13 +119,19 @@ func (s *Server) Sessions() []SessionInfo {
 //	GET  /api/keys/{key}            one key and its usage
 //	POST /api/keys/{key}/revoke     revoke it (DELETE /api/keys/{key} too)
 //	GET  /api/info                  fingerprint, listeners, public addresses
+//	GET  /api/groups                NetGroups per developer key (groupRoutes)
+//	GET  /api/groups/{id}           one group's members
 //	GET  /debug/pprof/...           Go's profiler (net/http/pprof)
 //
 // Everything but /healthz needs o.Token as a bearer token, writes to /api/
 // need a JSON content type, and every request a Host header naming the
 // listener (see AdminOptions).
 func (s *Server) Admin(o AdminOptions) http.Handler {
-	return newAdminGuard(s.adminRoutes(), o)
+	g := newAdminGuard(s.adminRoutes(), o)
+	if g.bad != nil {
+		s.log.Error("the admin API refuses every request", "err", g.bad)
+	}
+	return g
 }
 
 func (s *Server) adminRoutes() http.Handler {
@@ -145,13 +152,13 @@ func (s *Server) adminRoutes() http.Handler {
 		w.Write([]byte("ok\n"))
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.gather, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /api/sessions", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, s.Sessions()) })
+	mux.HandleFunc("GET /api/sessions", func(w http.ResponseWriter, r *http.Request) { httpx.WriteJSON(w, http.StatusOK, s.Sessions()) })
 	mux.HandleFunc("GET /api/info", func(w http.ResponseWriter, r *http.Request) {
 		var listeners []string
 		for _, e := range s.engineList() {
 			listeners = append(listeners, e.LocalAddr().String())
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"fingerprint": hexID(s.id.PeerID), "listeners": listeners,
+		httpx.WriteJSON(w, http.StatusOK, map[string]any{"fingerprint": hexID(s.id.PeerID), "listeners": listeners,
 			"public_addresses": addrStrings(s.cfg.PublicAddresses), "open": s.cfg.Open})
 	})
 	type keyView struct {
@@ -169,7 +176,7 @@ func (s *Server) adminRoutes() http.Handler {
 			_, u, _ := s.KeyUsage(k.ID)
 			out = append(out, keyView{k, u})
 		}
-		writeJSON(w, http.StatusOK, out)
+		httpx.WriteJSON(w, http.StatusOK, out)
 	})
 	mux.HandleFunc("POST /api/keys", func(w http.ResponseWriter, r *http.Request) {
 		var req struct {
@@ -185,7 +192,7 @@ func (s *Server) adminRoutes() http.Handler {
 			writeError(w, err)
 			return
 		}
-		writeJSON(w, http.StatusCreated, keyView{Key: k})
+		httpx.WriteJSON(w, http.StatusCreated, keyView{Key: k})
 	})
 	show := func(w http.ResponseWriter, r *http.Request) {
 		k, u, err := s.KeyUsage(r.PathValue("key"))
@@ -193,7 +200,7 @@ func (s *Server) adminRoutes() http.Handler {
 			writeError(w, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, keyView{k, u})
+		httpx.WriteJSON(w, http.StatusOK, keyView{k, u})
 	}
 	revoke := func(w http.ResponseWriter, r *http.Request) {
 		k, err := s.RevokeKey(r.PathValue("key"))
@@ -201,11 +208,12 @@ func (s *Server) adminRoutes() http.Handler {
 			writeError(w, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, keyView{Key: k})
+		httpx.WriteJSON(w, http.StatusOK, keyView{Key: k})
 	}
 	mux.HandleFunc("GET /api/keys/{key}", show)
 	mux.HandleFunc("POST /api/keys/{key}/revoke", revoke)
 	mux.HandleFunc("DELETE /api/keys/{key}", revoke)
+	s.groupRoutes(mux)
 	return mux
 }
 
@@ -217,18 +225,10 @@ func addrStrings(a []netip.AddrPort) []string {
 	return out
 }
 
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
-}
-
 func writeError(w http.ResponseWriter, err error) {
 	code := http.StatusInternalServerError
 	if errors.Is(err, store.ErrNotFound) {
 		code = http.StatusNotFound
 	}
-	writeJSON(w, code, map[string]string{"error": err.Error()})
+	httpx.WriteError(w, code, err.Error())
 }

@@ -1,14 +1,15 @@
 package server
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
+	"fmt"
 	"mime"
 	"net"
 	"net/http"
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/stratus-rtmfp/stratus/internal/httpx"
 )
 
 // AdminOptions secure the admin API (Server.Admin).
@@ -17,12 +18,18 @@ type AdminOptions struct {
 	// ("Authorization: Bearer TOKEN"). An empty Token refuses them all:
 	// the API fails closed.
 	Token string
-	// Addr is the address the handler is served on ("127.0.0.1:8935").
-	// A request whose Host header names anything else is refused, so that
-	// a web page cannot reach the API through DNS rebinding: the host must
-	// be "localhost" (on a loopback or wildcard listener) or an IP literal
-	// (the listener's own, or any on a wildcard listener), and the port
-	// Addr's. Empty Addr: any IP literal or localhost, any port.
+	// Addr is the address the handler is served on, as net.Listen takes
+	// it with a numeric port ("127.0.0.1:8935", "[::1]:8935",
+	// "localhost:8935", or ":8935" for every address); the listener's own
+	// Addr().String() is the safest. A request whose Host header names
+	// anything else is refused (421), so that a web page cannot reach the
+	// API through DNS rebinding: the host must be "localhost" (on a
+	// loopback or every-address listener) or an IP literal (the
+	// listener's own, or any on an every-address listener), and the port
+	// Addr's. Other host names cannot be checked without DNS, so an Addr
+	// naming one, or one that does not parse, is an error: the server
+	// logs it and the handler answers every request 500 with the reason.
+	// Empty Addr: any IP literal or localhost, any port.
 	Addr string
 }
 
@@ -32,26 +39,52 @@ type AdminOptions struct {
 // CORS preflight, which this API never grants).
 type adminGuard struct {
 	next   http.Handler
-	token  [32]byte // SHA-256 of the token, compared in constant time
-	noAuth bool     // no token configured: refuse
+	token  httpx.Token // none configured: every request is refused
 	listen netip.AddrPort
-	anyIP  bool // no Addr given
+	anyIP  bool  // no Addr given
+	bad    error // Addr unusable: every request is answered with it
 }
 
 func newAdminGuard(next http.Handler, o AdminOptions) *adminGuard {
-	g := &adminGuard{next: next, token: sha256.Sum256([]byte(o.Token)), noAuth: o.Token == ""}
+	g := &adminGuard{next: next, token: httpx.NewToken(o.Token)}
 	if o.Addr == "" {
 		g.anyIP = true
-	} else if ap, err := netip.ParseAddrPort(o.Addr); err == nil {
-		g.listen = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-	} else if host, port, err := net.SplitHostPort(o.Addr); err == nil && host == "localhost" {
-		p, _ := strconv.ParseUint(port, 10, 16)
-		g.listen = netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(p))
+	} else {
+		g.listen, g.bad = parseAdminAddr(o.Addr)
 	}
 	return g
 }
 
+// parseAdminAddr reads AdminOptions.Addr: an empty host is every address,
+// localhost is 127.0.0.1.
+func parseAdminAddr(addr string) (netip.AddrPort, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("admin API: AdminOptions.Addr %q: want HOST:PORT (%v)", addr, err)
+	}
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil || p == 0 {
+		return netip.AddrPort{}, fmt.Errorf("admin API: AdminOptions.Addr %q: want a port number from 1 to 65535 (the listener's)", addr)
+	}
+	var ip netip.Addr
+	switch {
+	case host == "":
+		ip = netip.IPv6Unspecified() // every address
+	case strings.EqualFold(host, "localhost"):
+		ip = netip.AddrFrom4([4]byte{127, 0, 0, 1})
+	default:
+		if ip, err = netip.ParseAddr(host); err != nil {
+			return netip.AddrPort{}, fmt.Errorf("admin API: AdminOptions.Addr %q: the host must be an IP address, localhost or empty (a DNS name cannot be checked against the Host header)", addr)
+		}
+	}
+	return netip.AddrPortFrom(ip.Unmap().WithZone(""), uint16(p)), nil
+}
+
 func (g *adminGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if g.bad != nil {
+		http.Error(w, g.bad.Error(), http.StatusInternalServerError)
+		return
+	}
 	if !g.hostAllowed(r.Host) {
 		http.Error(w, "admin API: the Host header must name this listener (an IP address or localhost)", http.StatusMisdirectedRequest)
 		return
@@ -62,12 +95,12 @@ func (g *adminGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if !g.authorized(r) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="stratus admin"`)
-		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "admin API: missing or wrong bearer token (see admin.token in the data directory)"})
+		httpx.WriteError(w, http.StatusUnauthorized, "admin API: missing or wrong bearer token (see admin.token in the data directory)")
 		return
 	}
 	if r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodPatch {
 		if strings.HasPrefix(r.URL.Path, "/api/") && !isJSON(r.Header.Get("Content-Type")) {
-			writeJSON(w, http.StatusUnsupportedMediaType, map[string]string{"error": "admin API: writes need Content-Type: application/json"})
+			httpx.WriteError(w, http.StatusUnsupportedMediaType, "admin API: writes need Content-Type: application/json")
 			return
 		}
 	}
@@ -75,15 +108,8 @@ func (g *adminGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (g *adminGuard) authorized(r *http.Request) bool {
-	if g.noAuth {
-		return false
-	}
 	scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return false
-	}
-	sum := sha256.Sum256([]byte(strings.TrimSpace(tok)))
-	return subtle.ConstantTimeCompare(sum[:], g.token[:]) == 1
+	return ok && strings.EqualFold(scheme, "Bearer") && g.token.Matches(strings.TrimSpace(tok))
 }
 
 func isJSON(ct string) bool {

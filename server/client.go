@@ -19,6 +19,29 @@ const (
 	leaving
 )
 
+// peerKey is a peer ID connected with a developer key.
+type peerKey struct {
+	peer [32]byte
+	key  string
+}
+
+// setState moves c to state st, counting the connected sessions of each
+// (peer ID, key): an identity may be connected with several keys at once
+// (one session each), and the exchange's names of each key live as long
+// as a session of that key. s.mu held.
+func (s *Server) setState(c *client, st clientState) {
+	pk := peerKey{c.peerID, c.key}
+	switch {
+	case c.state != connected && st == connected:
+		s.live[pk]++
+	case c.state == connected && st != connected:
+		if s.live[pk]--; s.live[pk] <= 0 {
+			delete(s.live, pk)
+		}
+	}
+	c.state = st
+}
+
 // client is the server's state for one session (reference §5.10).
 type client struct {
 	srv      *Server
@@ -39,6 +62,12 @@ type client struct {
 	ctrlOut                             *engine.SendFlow
 	opened                              time.Time
 	streams                             uint64 // bitmap of server NetStream IDs 1..63 handed out
+
+	// NetGroup server channels (event goroutine only).
+	gc           []*gcFlow
+	groupAddr    [32]byte
+	hasGroupAddr bool
+	wasMember    bool
 
 	connectTimer *time.Timer
 }
@@ -96,12 +125,15 @@ func (ev *events) SessionOpened(sess *engine.Session) {
 }
 
 // tell reports a session event to Config.OnSession.
-func (s *Server) tell(kind SessionEventKind, c *client) {
+func (s *Server) tell(kind SessionEventKind, c *client) { s.tellGroup(kind, c, "") }
+
+// tellGroup reports a session event naming a group.
+func (s *Server) tellGroup(kind SessionEventKind, c *client, group string) {
 	if s.cfg.OnSession == nil {
 		return
 	}
 	s.mu.Lock()
-	ev := SessionEvent{Kind: kind, PeerID: hexID(c.peerID), Address: c.observed, Key: c.key}
+	ev := SessionEvent{Kind: kind, PeerID: hexID(c.peerID), Address: c.observed, Key: c.key, Group: group}
 	s.mu.Unlock()
 	s.cfg.OnSession(ev)
 }
@@ -118,7 +150,8 @@ func (ev *events) SessionClosed(sess *engine.Session, err error) {
 	s.mu.Lock()
 	if c.refusal != "" {
 		s.refusing--
-		c.state, c.gone = leaving, true
+		s.setState(c, leaving)
+		c.gone = true
 		s.mu.Unlock()
 		return
 	}
@@ -136,15 +169,15 @@ func (ev *events) SessionClosed(sess *engine.Session, err error) {
 			delete(s.perKey, c.key)
 		}
 	}
-	c.state = leaving
+	s.setState(c, leaving)
 	c.gone = true
-	forget := s.byPeer[c.peerID] == nil // no newer session of the same identity
 	s.mu.Unlock()
+	c.leaveAllGroups()
 	s.metrics.sessions.Dec()
 	if wasConnected {
-		if forget {
-			s.exchange.Forget(hexID(c.peerID))
-		}
+		// The exchange keeps the names if another session of the same
+		// identity is still connected with this key.
+		s.exchange.Forget(hexID(c.peerID), c.key)
 		s.metrics.clients.Dec()
 		s.keys.usage(c.key, store.Usage{SessionSeconds: uint64(time.Since(c.opened) / time.Second), LastSeen: time.Now()})
 	}
@@ -181,8 +214,8 @@ func (ev *events) FlowOpened(f *engine.RecvFlow) {
 		c.ctrlIn = f
 	case isTC && md.StreamID > 0 && md.StreamID < 64 && c.streams&(1<<md.StreamID) != 0:
 		f.Value = md.StreamID // a server NetStream's flow
-	case string(f.Metadata()) == string(flash.GroupMetadata) && c.state == connected:
-		// NetGroup server channel: accepted, bootstrap not served yet.
+	case string(f.Metadata()) == string(flash.GroupMetadata):
+		c.openGroupFlow(f) // NetGroup server channel
 	default:
 		f.Reject(0)
 	}
@@ -190,7 +223,14 @@ func (ev *events) FlowOpened(f *engine.RecvFlow) {
 
 func (ev *events) FlowClosed(f *engine.RecvFlow) {
 	c, ok := f.Session().Value().(*client)
-	if !ok || f != c.ctrlIn {
+	if !ok {
+		return
+	}
+	if g, ok := f.Value.(*gcFlow); ok {
+		c.dropGroupFlow(g) // the client left the group
+		return
+	}
+	if f != c.ctrlIn {
 		return
 	}
 	// The client finished its NetConnection flow: it is leaving.
@@ -203,6 +243,10 @@ func (ev *events) Message(f *engine.RecvFlow, msg []byte) {
 		return
 	}
 	ev.srv().metrics.bytesIn(ev.srv().keyLabel(c.key), len(msg))
+	if g, ok := f.Value.(*gcFlow); ok {
+		c.onGroupMessage(g, msg) // raw messages, no TC header
+		return
+	}
 	m, err := flash.ParseMessage(msg)
 	if err != nil {
 		return
@@ -530,7 +574,8 @@ func (c *client) onConnect(cmd flash.Command) {
 		c.refuse(cmd.TxID, flash.ConnectAppShutdown, "server shutting down")
 		return
 	}
-	c.key, c.state = key, connected
+	c.key = key
+	s.setState(c, connected)
 	s.perKey[key]++
 	if old := s.byPeer[c.peerID]; old == nil || old.state != connected {
 		s.byPeer[c.peerID] = c
@@ -579,7 +624,7 @@ func (c *client) refuse(tx float64, code, description string) {
 func (c *client) close() {
 	c.srv.mu.Lock()
 	already := c.state == leaving
-	c.state = leaving
+	c.srv.setState(c, leaving)
 	c.srv.mu.Unlock()
 	if already {
 		return

@@ -71,10 +71,18 @@ type Config struct {
 	// second in all, default 50000 (negative: no limit).
 	LookupRate       float64
 	MaxPeerAddresses int // setPeerInfo addresses kept per client, default 8
+	// NetGroup server channel: groups (GC flows) per session, default
+	// 64; join messages per second per GC flow (burst twice that),
+	// default 5.
+	MaxGroupsPerSession int
+	GroupMessageRate    float64
 
 	// The peer-ID exchange (Server.Exchange and the stratus.exchange.*
 	// calls) holds at most this many names per developer key (default
-	// 10000) and per peer (default 8).
+	// 10000) and per peer (default 8) registered by peers themselves on
+	// their NetConnection, and as many again registered over HTTP (which
+	// proves nothing about who asks, so it must not use up the room of
+	// peers' own registrations).
 	ExchangeMaxNamesPerKey  int
 	ExchangeMaxNamesPerPeer int
 
@@ -128,6 +136,10 @@ func (c *Config) defaults() {
 	def(&c.MaxSessionsPerKey, -1)
 	def(&c.HandshakeBurst, 100)
 	def(&c.MaxPeerAddresses, 8)
+	def(&c.MaxGroupsPerSession, 64)
+	if c.GroupMessageRate == 0 {
+		c.GroupMessageRate = 5
+	}
 	if c.HandshakeRate == 0 {
 		c.HandshakeRate = 50
 	}
@@ -151,6 +163,7 @@ type SessionEvent struct {
 	PeerID  string         // 64 hex digits
 	Address netip.AddrPort // the address the session came from
 	Key     string         // developer key (Connected and Closed after a connect)
+	Group   string         // GroupJoined, GroupLeft: the group ID, 64 hex digits
 }
 
 // SessionEventKind says what happened to a session.
@@ -158,10 +171,12 @@ type SessionEventKind uint8
 
 // Session event kinds.
 const (
-	SessionOpened    SessionEventKind = iota + 1 // handshake done, waiting for connect
-	SessionConnected                             // connect accepted
-	SessionPeerInfo                              // setPeerInfo stored (Server.Sessions lists the addresses)
-	SessionClosed                                // gone (after SessionOpened, whatever happened in between)
+	SessionOpened      SessionEventKind = iota + 1 // handshake done, waiting for connect
+	SessionConnected                               // connect accepted
+	SessionPeerInfo                                // setPeerInfo stored (Server.Sessions lists the addresses)
+	SessionClosed                                  // gone (after SessionOpened, whatever happened in between)
+	SessionGroupJoined                             // joined a NetGroup (Server.Groups lists it)
+	SessionGroupLeft                               // left a NetGroup (its GC flow closed, or the session ended)
 )
 
 func (k SessionEventKind) String() string {
@@ -174,6 +189,10 @@ func (k SessionEventKind) String() string {
 		return "peer-info"
 	case SessionClosed:
 		return "closed"
+	case SessionGroupJoined:
+		return "group-joined"
+	case SessionGroupLeft:
+		return "group-left"
 	}
 	return "unknown"
 }

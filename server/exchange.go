@@ -25,7 +25,8 @@ func newExchange(s *Server) *exchange.Registry {
 }
 
 // Connected reports whether peerID (64 hex digits) is connected right now
-// with developer key key.
+// with developer key key (by any of its sessions: the same identity may
+// be connected with several keys at once).
 func (s *Server) Connected(peerID, key string) bool {
 	raw, err := hex.DecodeString(peerID)
 	if err != nil || len(raw) != 32 {
@@ -33,8 +34,7 @@ func (s *Server) Connected(peerID, key string) bool {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c := s.byPeer[[32]byte(raw)]
-	return c != nil && c.state == connected && c.key == key
+	return s.live[peerKey{[32]byte(raw), key}] > 0
 }
 
 // Exchange returns the HTTP side of the peer-ID exchange (see the
@@ -87,7 +87,7 @@ func (s *Server) exchangeCall(c *client, cmd flash.Command) bool {
 	var err error
 	switch cmd.Name {
 	case callRegister:
-		err = s.exchange.Register(key, name, peer)
+		err = s.exchange.Register(key, name, peer, exchange.Self)
 	case callUnregister:
 		err = s.exchange.Unregister(key, name, peer)
 	case callLookup:

@@ -3,27 +3,40 @@ package server_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/stratus-rtmfp/stratus/internal/exchange"
 	"github.com/stratus-rtmfp/stratus/rtmfp"
+	"github.com/stratus-rtmfp/stratus/server/servertest"
 	"github.com/stratus-rtmfp/stratus/store"
 )
+
+// exchangeServer starts a server with one key and the exchange's web
+// service, and returns a VideoPhone client of that key and a context for
+// the test's calls.
+func exchangeServer(t *testing.T) (*servertest.Server, string, string, *rtmfp.HTTPExchange, context.Context) {
+	t.Helper()
+	srv, base := testServer(t, store.NewMemory(), nil)
+	key := srv.NewKey(t)
+	web := httptest.NewServer(srv.Exchange())
+	t.Cleanup(web.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return srv, base, key, &rtmfp.HTTPExchange{URL: web.URL + "/exchange/" + key}, ctx
+}
 
 // The peer-ID exchange against live sessions of the SDK, over both the
 // NetConnection calls and the VideoPhone web service: a name is
 // registered while its peer is connected, refused for a peer that is not,
 // and gone once the session ends.
 func TestExchangeLiveSessions(t *testing.T) {
-	srv, base := testServer(t, store.NewMemory(), nil)
-	key, other := srv.NewKey(t), srv.NewKey(t)
-	web := httptest.NewServer(srv.Exchange())
-	defer web.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	x := &rtmfp.HTTPExchange{URL: web.URL + "/exchange/" + key}
+	srv, base, key, x, ctx := exchangeServer(t)
+	web := x.URL[:strings.Index(x.URL, "/exchange/")]
+	other := srv.NewKey(t)
 
 	alice := connect(t, base+"/"+key)
 	bob := connect(t, base+"/"+key)
@@ -58,7 +71,7 @@ func TestExchangeLiveSessions(t *testing.T) {
 	if err := x.Register(ctx, "stranger", stranger.NearID()); !errors.Is(err, rtmfp.ErrExchangeRefused) {
 		t.Fatalf("a peer connected with another key: %v", err)
 	}
-	if err := (&rtmfp.HTTPExchange{URL: web.URL + "/exchange/0123456789abcdef01234567-89abcdef0123"}).Register(ctx, "x", bob.NearID()); err == nil || !strings.Contains(err.Error(), "404") {
+	if err := (&rtmfp.HTTPExchange{URL: web + "/exchange/0123456789abcdef01234567-89abcdef0123"}).Register(ctx, "x", bob.NearID()); err == nil || !strings.Contains(err.Error(), "404") {
 		t.Fatalf("unknown key: %v", err)
 	}
 	if srv.ExchangeNames(key) != 2 {
@@ -92,6 +105,30 @@ func TestExchangeLiveSessions(t *testing.T) {
 	}
 	if !srv.Connected(bob.NearID(), key) || srv.Connected(bob.NearID(), other) || srv.Connected("zz", key) {
 		t.Fatal("Connected answers wrongly")
+	}
+}
+
+// Peer IDs are public and an HTTP registration proves nothing about who
+// sends it, so anybody can register names against a connected peer's ID
+// over HTTP, up to the per-peer bound; the peer's own registrations on its
+// NetConnection must still succeed.
+func TestExchangeHTTPCannotFillAPeersOwnRoom(t *testing.T) {
+	srv, base, key, x, ctx := exchangeServer(t)
+	victim := connect(t, base+"/"+key)
+	srv.WaitClients(t, 1)
+	var err error
+	n := 0
+	for ; err == nil && n < 100; n++ {
+		err = x.Register(ctx, fmt.Sprintf("junk%d", n), victim.NearID())
+	}
+	if !errors.Is(err, rtmfp.ErrExchangeRefused) || n-1 != exchange.DefaultMaxNamesPerPeer {
+		t.Fatalf("HTTP registrations against one peer ID: %d accepted, then %v", n-1, err)
+	}
+	if err := victim.RegisterName(ctx, "victim"); err != nil {
+		t.Fatalf("the peer's own registration after HTTP filled its ID: %v", err)
+	}
+	if id, err := x.Lookup(ctx, "victim"); err != nil || id != victim.NearID() {
+		t.Fatalf("lookup: %q %v", id, err)
 	}
 }
 

@@ -60,7 +60,7 @@ func TestSpoofedIHelloFlood(t *testing.T) {
 		t.Fatalf("%d RHellos for %d IHellos", st.RHellosSent, st.PacketsIn)
 	}
 	srv.mu.Lock()
-	state := len(srv.byAddr) + len(srv.byPeer) + len(srv.perIP) + len(srv.limiters) + srv.sessions
+	state := len(srv.byAddr) + len(srv.byPeer) + len(srv.perIP) + len(srv.live) + len(srv.limiters) + srv.sessions
 	srv.mu.Unlock()
 	if state != 0 || st.SessionsOpen != 0 {
 		t.Fatalf("per-source state after the flood: %d entries, %d sessions", state, st.SessionsOpen)

@@ -58,7 +58,12 @@ func (s *Server) introduce(e *engine.Engine, src netip.AddrPort, epd handshake.E
 		result = "limited"
 	}
 	if result != "ok" {
+		anonymous := initiator == nil || initiator.state != connected
+		initKey := keyOf(initiator)
 		s.mu.Unlock()
+		if result == "unknown" && target == nil && s.signalDead(e, src, tag, id, initKey, anonymous) {
+			result = "dead" // a departed group member: "gone", not silence
+		}
 		s.metrics.intro(s.keyLabel(keyOf(target)), result)
 		if result == "unknown" && initiator != nil && initiator.key != "" {
 			s.keys.usage(initiator.key, store.Usage{LookupsMissed: 1})

@@ -275,6 +275,12 @@ func (s *Server) flushUsage() error {
 	return err
 }
 
+// PendingUsage returns a key's counters gathered since the last write to
+// the store: what the store does not say yet. Pages that show usage add
+// it to what the store says instead of calling FlushUsage, so that
+// reading never costs a database write.
+func (s *Server) PendingUsage(id string) store.Usage { return s.keys.pendingUsage(id) }
+
 // KeyUsage returns a key's counters, including what is not yet flushed.
 func (s *Server) KeyUsage(id string) (store.Key, store.Usage, error) {
 	key, err := s.cfg.Store.GetKey(id)

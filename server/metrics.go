@@ -21,6 +21,7 @@ type metrics struct {
 	relays       prometheus.Counter
 	keyBytes     *prometheus.CounterVec
 	usageErrors  prometheus.Counter
+	*groupMetrics
 }
 
 func newMetrics(s *Server, reg prometheus.Registerer, g prometheus.Gatherer) *metrics {
@@ -37,7 +38,7 @@ func newMetrics(s *Server, reg prometheus.Registerer, g prometheus.Gatherer) *me
 		keyConnects: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stratus_key_connects_total",
 			Help: "connect commands per developer key and result."}, []string{"key", "result"}),
 		intros: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stratus_introductions_total",
-			Help: "Peer-ID lookups by result (ok, unknown, self, isolated, anonymous, limited)."}, []string{"result"}),
+			Help: "Peer-ID lookups by result (ok, unknown, dead, self, isolated, anonymous, limited)."}, []string{"result"}),
 		keyIntros: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stratus_key_introductions_total",
 			Help: "Introductions per developer key of the target."}, []string{"key"}),
 		introLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "stratus_introduction_seconds",
@@ -54,6 +55,9 @@ func newMetrics(s *Server, reg prometheus.Registerer, g prometheus.Gatherer) *me
 		Help: "Failed writes of per-key usage counters to the store (the counters are kept and written with the next batch)."})
 	reg.MustRegister(m.usageErrors, m.sessions, m.clients, m.connects, m.keyConnects, m.intros, m.keyIntros, m.introLatency, m.drops, m.calls, m.relays, m.keyBytes,
 		&engineCollector{s: s})
+	var groupCollectors []prometheus.Collector
+	m.groupMetrics, groupCollectors = newGroupMetrics(s)
+	reg.MustRegister(groupCollectors...)
 	return m
 }
 

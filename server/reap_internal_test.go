@@ -33,7 +33,7 @@ func TestDeadClientIsReaped(t *testing.T) {
 	}
 	t.Logf("reaped after %v", time.Since(start))
 	srv.mu.Lock()
-	n := len(srv.byPeer) + len(srv.byAddr) + len(srv.perIP) + len(srv.perKey)
+	n := len(srv.byPeer) + len(srv.byAddr) + len(srv.perIP) + len(srv.perKey) + len(srv.live)
 	srv.mu.Unlock()
 	if n != 0 {
 		t.Fatal("registry entries left behind")

@@ -17,6 +17,7 @@ import (
 	"github.com/stratus-rtmfp/stratus/internal/exchange"
 	"github.com/stratus-rtmfp/stratus/internal/flash"
 	"github.com/stratus-rtmfp/stratus/internal/handshake"
+	"github.com/stratus-rtmfp/stratus/internal/membership"
 	"github.com/stratus-rtmfp/stratus/internal/ratelimit"
 )
 
@@ -35,6 +36,10 @@ type Server struct {
 	metrics  *metrics
 	keys     *keyCache
 	exchange *exchange.Registry
+	// groups holds NetGroup membership, beside the peer registry rather
+	// than under s.mu: joins lock only their own group.
+	groups membership.Directory
+	dead   *deadPeers
 
 	mu       sync.Mutex
 	engines  []*engine.Engine
@@ -42,6 +47,7 @@ type Server struct {
 	byAddr   map[netip.AddrPort]*client
 	perIP    map[netip.Prefix]int
 	perKey   map[string]int
+	live     map[peerKey]int // connected sessions per (peer ID, developer key): the exchange's liveness
 	sessions int
 	draining bool
 	closed   bool
@@ -69,10 +75,11 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg: cfg, id: id, log: cfg.Logger,
 		byPeer: map[[32]byte]*client{}, byAddr: map[netip.AddrPort]*client{},
-		perIP: map[netip.Prefix]int{}, perKey: map[string]int{}, limiters: map[netip.Prefix]*limiterEntry{},
+		perIP: map[netip.Prefix]int{}, perKey: map[string]int{}, live: map[peerKey]int{}, limiters: map[netip.Prefix]*limiterEntry{},
 		hello: limiter(cfg.HelloRate), lookups: limiter(cfg.LookupRate),
 		prefix: ratelimit.NewPrefix(cfg.HelloRatePerPrefix, int(2*cfg.HelloRatePerPrefix), prefixBuckets),
 		done:   make(chan struct{}),
+		groups: membership.NewLocal(membership.DefaultPolicy), dead: newDeadPeers(),
 	}
 	s.keys = newKeyCache(cfg.Store, cfg.Open)
 	s.exchange = newExchange(s)

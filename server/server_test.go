@@ -6,19 +6,19 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 
-	"github.com/stratus-rtmfp/stratus/internal/handshake"
-	"github.com/stratus-rtmfp/stratus/internal/wire"
 	"github.com/stratus-rtmfp/stratus/rtmfp"
 	"github.com/stratus-rtmfp/stratus/server"
 	"github.com/stratus-rtmfp/stratus/server/servertest"
@@ -424,27 +424,68 @@ func TestAdminGuard(t *testing.T) {
 	}
 }
 
+// AdminOptions.Addr in the forms net.Listen takes: ":PORT" is every
+// address (the Host check then accepts any IP literal and localhost, on
+// that port); a DNS name other than localhost cannot be checked without
+// DNS, so it, and an Addr that does not parse, make every request fail
+// with 500 naming the problem (not a silent 421), and the server logs it.
+func TestAdminAddrForms(t *testing.T) {
+	var logs strings.Builder
+	var mu sync.Mutex
+	srv, _ := testServer(t, store.NewMemory(), func(c *server.Config) {
+		c.Logger = slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			return logs.Write(p)
+		}), nil))
+	})
+	get := func(o server.AdminOptions, host string) (int, string) {
+		req := httptest.NewRequest("GET", "http://"+host+"/api/keys", nil)
+		req.Header.Set("Authorization", "Bearer "+testToken)
+		rec := httptest.NewRecorder()
+		srv.Admin(o).ServeHTTP(rec, req)
+		return rec.Code, rec.Body.String()
+	}
+	for _, tc := range []struct {
+		addr, host string
+		want       int
+	}{
+		{":8935", "127.0.0.1:8935", 200},
+		{":8935", "[::1]:8935", 200},
+		{":8935", "localhost:8935", 200},
+		{":8935", "127.0.0.1:8936", 421},
+		{":8935", "evil.example:8935", 421},
+		{"localhost:8935", "127.0.0.1:8935", 200},
+		{"LOCALHOST:8935", "localhost:8935", 200},
+		{"[::1]:8935", "[::1]:8935", 200},
+		{"[::1]:8935", "127.0.0.1:8935", 421},
+	} {
+		if code, body := get(server.AdminOptions{Token: testToken, Addr: tc.addr}, tc.host); code != tc.want {
+			t.Errorf("Addr %q, Host %q: %d %s, want %d", tc.addr, tc.host, code, body, tc.want)
+		}
+	}
+	for _, addr := range []string{"stratus.example.com:8935", "8935", "127.0.0.1", "127.0.0.1:http", "127.0.0.1:0", "127.0.0.1:70000"} {
+		code, body := get(server.AdminOptions{Token: testToken, Addr: addr}, "127.0.0.1:8935")
+		if code != 500 || !strings.Contains(body, "AdminOptions.Addr") || !strings.Contains(body, addr) {
+			t.Errorf("unusable Addr %q: %d %s, want 500 naming it", addr, code, body)
+		}
+		mu.Lock()
+		logged := strings.Contains(logs.String(), "AdminOptions.Addr") && strings.Contains(logs.String(), addr)
+		mu.Unlock()
+		if !logged {
+			t.Errorf("unusable Addr %q was not logged", addr)
+		}
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
 // introResults reads stratus_introductions_total by result.
 func introResults(t *testing.T, g prometheus.Gatherer) map[string]float64 {
 	t.Helper()
-	mfs, err := g.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]float64{}
-	for _, mf := range mfs {
-		if mf.GetName() != "stratus_introductions_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "result" {
-					out[l.GetValue()] += m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	return out
+	return metricValues(t, g, "stratus_introductions_total", "result")
 }
 
 // Lookups: a connected peer of the same key is introduced; unknown peers,
@@ -518,35 +559,10 @@ func TestIntroductionPolicy(t *testing.T) {
 }
 
 // rawLookup sends an IHello for peerID from a socket with no session and
-// reports whether a Redirect came back.
+// reports whether a Redirect with addresses came back.
 func rawLookup(t *testing.T, server string, peerID string) bool {
 	t.Helper()
 	id, _ := rtmfp.ParsePeerID(peerID)
-	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	to := netip.MustParseAddrPort(server)
-	tag := []byte("lookup-tag-12345")
-	pkt := wire.AppendHeader(nil, wire.Header{Flags: wire.FlagTimestamp | wire.ModeStartup})
-	pkt = wire.IHello{EPD: handshake.FingerprintEPD(id), Tag: tag}.Append(pkt)
-	conn.WriteToUDPAddrPort(wire.NewDefaultSealer().Seal(nil, 0, pkt), to)
-	conn.SetReadDeadline(time.Now().Add(time.Second))
-	buf := make([]byte, 2048)
-	for {
-		n, _, err := conn.ReadFromUDPAddrPort(buf)
-		if err != nil {
-			return false
-		}
-		pt, err := wire.NewDefaultOpener().Open(buf[:n])
-		if err != nil {
-			continue
-		}
-		_, hl, _ := wire.ParseHeader(pt)
-		if c, _, ok := wire.NextChunk(pt[hl:]); ok && c.Type == wire.ChunkRedirect {
-			rd, err := wire.ParseRedirect(c.Payload)
-			return err == nil && string(rd.Tag) == string(tag) && len(rd.Addresses) > 0
-		}
-	}
+	addrs, ok := lookupAnswer(t, netip.MustParseAddrPort(server), id)
+	return ok && len(addrs) > 0
 }

@@ -17,10 +17,22 @@ var (
 	ErrSuspended = errors.New("store: account suspended")
 	// ErrTooManyKeys: the account already has MaxAccountKeys active keys.
 	ErrTooManyKeys = errors.New("store: too many keys for this account")
+	// ErrKeysUsedUp: the account has had MaxAccountKeysTotal keys,
+	// revoked ones included, so it gets no new ones (not even by
+	// rotation).
+	ErrKeysUsedUp = errors.New("store: this account has had the most keys an account may have, revoked ones included")
 )
 
-// MaxAccountKeys bounds the active (not revoked) keys of one account.
-const MaxAccountKeys = 20
+// Bounds on one account's keys. Keys are never deleted (their usage stays
+// reportable), so without the second bound a loop of creations and
+// revocations or rotations would grow the database without end.
+const (
+	// MaxAccountKeys bounds the active (not revoked) keys of one account.
+	MaxAccountKeys = 20
+	// MaxAccountKeysTotal bounds all the keys an account ever gets,
+	// revoked ones included.
+	MaxAccountKeysTotal = 200
+)
 
 // HistoryHours is how much usage history UsageHistory keeps: one sample
 // per hour for seven days.
@@ -63,10 +75,11 @@ type Accounts interface {
 	// server's one read per connect sees it. ErrNoAccount.
 	SuspendAccount(id string, suspended bool) (Account, error)
 	// CreateAccountKey makes a key owned by the account. ErrNoAccount,
-	// ErrSuspended, ErrTooManyKeys, ErrInvalidName.
+	// ErrSuspended, ErrTooManyKeys, ErrKeysUsedUp, ErrInvalidName.
 	CreateAccountKey(account, name string) (Key, error)
 	// AccountKeys lists an account's keys, revoked ones too, in ListKeys
-	// order. ErrNoAccount.
+	// order; its cost depends on the account's keys only, not on all the
+	// store's. ErrNoAccount.
 	AccountKeys(account string) ([]Key, error)
 	// RenameKey changes a key's name. ErrNotFound, ErrInvalidName.
 	RenameKey(id, name string) (Key, error)
@@ -75,8 +88,8 @@ type Accounts interface {
 	SetKeyLimit(id string, maxSessions int) (Key, error)
 	// RotateKey replaces a key: a new key with the same name, account and
 	// quota, and the old one revoked, in one transaction. It returns the
-	// new key. ErrNotFound, ErrSuspended; a revoked key cannot be rotated
-	// (ErrNotFound).
+	// new key. ErrNotFound, ErrSuspended, ErrKeysUsedUp; a revoked key
+	// cannot be rotated (ErrNotFound).
 	RotateKey(id string) (Key, error)
 	// UsageHistory returns the key's hourly connects and introductions
 	// over the last HistoryHours hours, oldest first, hours without
@@ -170,13 +183,17 @@ func recentHistory(h []UsageSample, now time.Time) []UsageSample {
 	return out
 }
 
-// canAddKey says whether an account may get one more key.
-func canAddKey(a Account, keys []Key) error {
+// canAddKey says whether an account may get one more key; replacing
+// says that the new key replaces an active one (a rotation).
+func canAddKey(a Account, keys []Key, replacing bool) error {
 	if a.Suspended {
 		return ErrSuspended
 	}
-	if activeKeys(keys) >= MaxAccountKeys {
+	if !replacing && activeKeys(keys) >= MaxAccountKeys {
 		return ErrTooManyKeys
+	}
+	if len(keys) >= MaxAccountKeysTotal {
+		return ErrKeysUsedUp
 	}
 	return nil
 }

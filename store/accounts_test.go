@@ -16,6 +16,7 @@ var accountConformance = []struct {
 	{"EmailsAreNotUnique", testAccountEmails},
 	{"KeysBelongToAccounts", testAccountKeys},
 	{"KeyLimitPerAccount", testAccountKeyLimit},
+	{"KeyTotalPerAccount", testAccountKeyTotal},
 	{"SuspendMarksKeys", testAccountSuspend},
 	{"RenameAndLimit", testKeyEdits},
 	{"Rotate", testKeyRotate},
@@ -120,6 +121,43 @@ func testAccountKeyLimit(t *testing.T, s Store, a Accounts) {
 	// Revoked keys do not count.
 	s.RevokeKey(first.ID)
 	if _, err := a.CreateAccountKey(acc.ID, "after a revocation"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Keys are never deleted, so all the keys an account ever gets, revoked
+// ones included, are bounded: create-and-revoke and rotation loops stop.
+func testAccountKeyTotal(t *testing.T, s Store, a Accounts) {
+	acc := mustAccount(t, a, "ada")
+	k, err := a.CreateAccountKey(acc.ID, "first")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 1
+	for ; n < MaxAccountKeysTotal/2; n++ {
+		if k, err = a.RotateKey(k.ID); err != nil {
+			t.Fatalf("rotation %d: %v", n, err)
+		}
+	}
+	for ; n < MaxAccountKeysTotal; n++ {
+		next, err := a.CreateAccountKey(acc.ID, "k")
+		if err != nil {
+			t.Fatalf("key %d: %v", n+1, err)
+		}
+		s.RevokeKey(next.ID)
+	}
+	if _, err := a.CreateAccountKey(acc.ID, "one too many"); !errors.Is(err, ErrKeysUsedUp) {
+		t.Fatalf("key %d: err = %v, want ErrKeysUsedUp", MaxAccountKeysTotal+1, err)
+	}
+	if _, err := a.RotateKey(k.ID); !errors.Is(err, ErrKeysUsedUp) {
+		t.Fatalf("rotation past the bound: err = %v, want ErrKeysUsedUp", err)
+	}
+	if keys, _ := a.AccountKeys(acc.ID); len(keys) != MaxAccountKeysTotal {
+		t.Fatalf("the account has %d keys, want %d", len(keys), MaxAccountKeysTotal)
+	}
+	// Keys without an account (the operator's) are not bounded this way.
+	op := mustCreate(t, s, "operator's")
+	if _, err := a.RotateKey(op.ID); err != nil {
 		t.Fatal(err)
 	}
 }

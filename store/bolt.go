@@ -20,10 +20,12 @@ const fileName = "stratus.db"
 // schemaVersion is the layout this code reads and writes; it is stored in
 // the meta bucket so that an older binary refuses a file a newer one wrote.
 // Version 2 added the accounts and history buckets and the Key fields
-// Account, Suspended and MaxSessions; a version 1 file is upgraded in
-// place when opened (its keys become operator keys). Version 1 binaries
-// refuse a version 2 file: they would let a suspended account's keys in.
-const schemaVersion = 2
+// Account, Suspended and MaxSessions; version 3 the account_keys index.
+// An older file is upgraded in place, in one transaction, when opened
+// (version 1 keys become operator keys; the index is built from the keys).
+// Older binaries refuse a newer file: version 1 would let a suspended
+// account's keys in, version 2 would make keys the index does not list.
+const schemaVersion = 3
 
 // Bucket and meta key names. Values in keys and usage are JSON, so the file
 // stays inspectable with bbolt's own tools and fields can be added freely.
@@ -32,8 +34,12 @@ var (
 	bucketUsage    = []byte("usage")    // ID -> JSON Usage
 	bucketAccounts = []byte("accounts") // account ID -> JSON Account (since version 2)
 	bucketHistory  = []byte("history")  // key ID -> JSON []UsageSample (since version 2)
-	bucketMeta     = []byte("meta")
-	metaSchemaKey  = []byte("schema_version") // decimal ASCII
+	// account ID + key ID -> empty (since version 3): an account's keys
+	// without reading every key. Account IDs have a fixed length, so the
+	// account ID is the prefix to seek.
+	bucketAccountKeys = []byte("account_keys")
+	bucketMeta        = []byte("meta")
+	metaSchemaKey     = []byte("schema_version") // decimal ASCII
 )
 
 // Bolt is a Store persisted in DIR/stratus.db. bbolt holds an exclusive
@@ -99,10 +105,16 @@ func initSchema(db *bolt.DB) error {
 		if err != nil || from == schemaVersion {
 			return err
 		}
-		// Version 0 is an empty file; every step only adds buckets, so
-		// creating the missing ones upgrades any older version.
-		for _, name := range [][]byte{bucketKeys, bucketUsage, bucketMeta, bucketAccounts, bucketHistory} {
+		// Version 0 is an empty file; every step adds buckets, so
+		// creating the missing ones upgrades any older version, and
+		// version 3's index is then built from the keys.
+		for _, name := range [][]byte{bucketKeys, bucketUsage, bucketMeta, bucketAccounts, bucketHistory, bucketAccountKeys} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
+		if from < 3 {
+			if err := indexAccountKeys(tx); err != nil {
 				return err
 			}
 		}
@@ -131,7 +143,8 @@ func checkSchema(tx *bolt.Tx) (version uint64, err error) {
 		return 0, fmt.Errorf("%w: schema version %d is newer than the %d this stratus supports; upgrade stratus", ErrIncompatible, v, schemaVersion)
 	}
 	if tx.Bucket(bucketKeys) == nil || tx.Bucket(bucketUsage) == nil ||
-		v >= 2 && (tx.Bucket(bucketAccounts) == nil || tx.Bucket(bucketHistory) == nil) {
+		v >= 2 && (tx.Bucket(bucketAccounts) == nil || tx.Bucket(bucketHistory) == nil) ||
+		v >= 3 && tx.Bucket(bucketAccountKeys) == nil {
 		return 0, fmt.Errorf("%w: schema version %d but buckets are missing", ErrIncompatible, v)
 	}
 	return v, nil
@@ -168,6 +181,11 @@ func (b *Bolt) newKey(tx *bolt.Tx, k Key) (Key, error) {
 		return Key{}, err
 	}
 	k.ID, k.Created = id, b.hooks.now()
+	if k.Account != "" {
+		if err := tx.Bucket(bucketAccountKeys).Put(accountKeyIndex(k.Account, id), nil); err != nil {
+			return Key{}, err
+		}
+	}
 	return k, putJSON(keys, id, k)
 }
 

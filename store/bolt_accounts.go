@@ -115,21 +115,43 @@ func (b *Bolt) SuspendAccount(id string, suspended bool) (Account, error) {
 	return a, nil
 }
 
-// boltAccountKeys lists an account's keys (a scan: keys are few).
+// boltAccountKeys lists an account's keys through the account_keys
+// index: it reads that account's keys only (at most MaxAccountKeysTotal).
 func boltAccountKeys(tx *bolt.Tx, account string) ([]Key, error) {
 	out := []Key{}
-	err := tx.Bucket(bucketKeys).ForEach(func(id, v []byte) error {
+	prefix := []byte(account)
+	c := tx.Bucket(bucketAccountKeys).Cursor()
+	for ik, _ := c.Seek(prefix); ik != nil && bytes.HasPrefix(ik, prefix); ik, _ = c.Next() {
+		var k Key
+		if err := getKey(tx, string(ik[len(prefix):]), &k); err != nil {
+			return nil, fmt.Errorf("store: account %s's key index: %w", account, err)
+		}
+		out = append(out, k)
+	}
+	sortKeys(out)
+	return out, nil
+}
+
+// accountKeyIndex is a key's entry in the account_keys bucket.
+func accountKeyIndex(account, key string) []byte { return []byte(account + key) }
+
+// indexAccountKeys builds the account_keys index from the keys bucket
+// (the upgrade to version 3).
+func indexAccountKeys(tx *bolt.Tx) error {
+	index := tx.Bucket(bucketAccountKeys)
+	return tx.Bucket(bucketKeys).ForEach(func(id, v []byte) error {
 		var k Key
 		if err := json.Unmarshal(v, &k); err != nil {
 			return fmt.Errorf("store: decoding key %s: %w", id, err)
 		}
-		if k.Account == account {
-			out = append(out, k)
+		if k.Account == "" {
+			return nil
 		}
-		return nil
+		if !ValidAccountID(k.Account) {
+			return fmt.Errorf("store: key %s has a malformed account ID %q", id, k.Account)
+		}
+		return index.Put(accountKeyIndex(k.Account, string(id)), nil)
 	})
-	sortKeys(out)
-	return out, err
 }
 
 // CreateAccountKey implements Accounts.
@@ -150,7 +172,7 @@ func (b *Bolt) CreateAccountKey(account, name string) (Key, error) {
 		if err != nil {
 			return err
 		}
-		if err := canAddKey(a, keys); err != nil {
+		if err := canAddKey(a, keys, false); err != nil {
 			return err
 		}
 		k, err = b.newKey(tx, Key{Name: name, Account: account})
@@ -212,6 +234,19 @@ func (b *Bolt) RotateKey(id string) (Key, error) {
 		}
 		if old.Suspended {
 			return ErrSuspended
+		}
+		if old.Account != "" {
+			var a Account
+			if err := getAccount(tx, old.Account, &a); err != nil {
+				return err
+			}
+			keys, err := boltAccountKeys(tx, old.Account)
+			if err != nil {
+				return err
+			}
+			if err := canAddKey(a, keys, true); err != nil {
+				return err
+			}
 		}
 		var err error
 		if nk, err = b.newKey(tx, Key{Name: old.Name, Account: old.Account, MaxSessions: old.MaxSessions}); err != nil {

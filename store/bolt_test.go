@@ -186,6 +186,20 @@ func rawUpdate(t *testing.T, dir string, fn func(tx *bolt.Tx) error) {
 	}
 }
 
+// lastTxID returns the ID of the database file's last committed write
+// transaction: a write of any kind moves it.
+func lastTxID(t *testing.T, dir string) int {
+	t.Helper()
+	db, err := bolt.Open(filepath.Join(dir, "stratus.db"), 0o600, &bolt.Options{Timeout: time.Second, ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var id int
+	db.View(func(tx *bolt.Tx) error { id = tx.ID(); return nil })
+	return id
+}
+
 func TestBoltSchemaVersion(t *testing.T) {
 	dir := t.TempDir()
 	b := openBolt(t, dir)
@@ -193,14 +207,14 @@ func TestBoltSchemaVersion(t *testing.T) {
 	b.Close()
 
 	rawUpdate(t, dir, func(tx *bolt.Tx) error {
-		if got := string(tx.Bucket([]byte("meta")).Get([]byte("schema_version"))); got != "2" {
-			t.Errorf("stored schema version = %q, want 2", got)
+		if got := string(tx.Bucket([]byte("meta")).Get([]byte("schema_version"))); got != "3" {
+			t.Errorf("stored schema version = %q, want 3", got)
 		}
-		return tx.Bucket([]byte("meta")).Put([]byte("schema_version"), []byte("3"))
+		return tx.Bucket([]byte("meta")).Put([]byte("schema_version"), []byte("4"))
 	})
 	_, err := OpenBolt(dir, time.Second)
-	if !errors.Is(err, ErrIncompatible) || !strings.Contains(err.Error(), "schema version 3") {
-		t.Fatalf("OpenBolt of a newer schema: err = %v, want ErrIncompatible naming version 3", err)
+	if !errors.Is(err, ErrIncompatible) || !strings.Contains(err.Error(), "schema version 4") {
+		t.Fatalf("OpenBolt of a newer schema: err = %v, want ErrIncompatible naming version 4", err)
 	}
 	if errors.Is(err, ErrLocked) {
 		t.Fatalf("schema error also claims ErrLocked: %v", err)
@@ -215,9 +229,9 @@ func TestBoltSchemaVersion(t *testing.T) {
 		}
 	}
 
-	// Back to version 2: the refused opens must not have touched the data.
+	// Back to version 3: the refused opens must not have touched the data.
 	rawUpdate(t, dir, func(tx *bolt.Tx) error {
-		return tx.Bucket([]byte("meta")).Put([]byte("schema_version"), []byte("2"))
+		return tx.Bucket([]byte("meta")).Put([]byte("schema_version"), []byte("3"))
 	})
 	b = openBolt(t, dir)
 	defer b.Close()
@@ -243,12 +257,16 @@ func TestBoltRefusesForeignDatabase(t *testing.T) {
 	})
 }
 
+// A file of the current version without one of its buckets (accounts
+// since version 2, the account_keys index since 3) is refused.
 func TestBoltRefusesMissingBuckets(t *testing.T) {
-	dir := t.TempDir()
-	openBolt(t, dir).Close()
-	rawUpdate(t, dir, func(tx *bolt.Tx) error { return tx.DeleteBucket([]byte("usage")) })
-	if _, err := OpenBolt(dir, time.Second); !errors.Is(err, ErrIncompatible) {
-		t.Fatalf("err = %v, want ErrIncompatible", err)
+	for _, bucket := range []string{"keys", "usage", "accounts", "history", "account_keys"} {
+		dir := t.TempDir()
+		openBolt(t, dir).Close()
+		rawUpdate(t, dir, func(tx *bolt.Tx) error { return tx.DeleteBucket([]byte(bucket)) })
+		if _, err := OpenBolt(dir, time.Second); !errors.Is(err, ErrIncompatible) {
+			t.Errorf("without %s: err = %v, want ErrIncompatible", bucket, err)
+		}
 	}
 }
 
@@ -308,24 +326,110 @@ func TestBoltUpgradesVersion1(t *testing.T) {
 	}
 	b.Close()
 	rawUpdate(t, dir, func(tx *bolt.Tx) error {
-		if got := string(tx.Bucket([]byte("meta")).Get([]byte("schema_version"))); got != "2" {
-			t.Errorf("schema version after the upgrade = %q, want 2", got)
+		if got := string(tx.Bucket([]byte("meta")).Get([]byte("schema_version"))); got != "3" {
+			t.Errorf("schema version after the upgrade = %q, want 3", got)
 		}
 		return nil
 	})
 	// Reopening an upgraded file writes nothing and keeps everything.
+	before := lastTxID(t, dir)
 	b = openBolt(t, dir)
-	defer b.Close()
-	if accts, err := b.ListAccounts(); err != nil || len(accts) != 1 {
+	accts, err := b.ListAccounts()
+	b.Close()
+	if err != nil || len(accts) != 1 {
 		t.Fatalf("accounts after reopening: %+v %v", accts, err)
+	}
+	if after := lastTxID(t, dir); after != before {
+		t.Fatalf("reopening the upgraded file wrote to it: last transaction %d, was %d", after, before)
 	}
 }
 
-func TestBoltRefusesVersion2WithoutAccounts(t *testing.T) {
+// A version 2 database (accounts, but no account_keys index) is upgraded
+// in place: the index is built from the keys, so AccountKeys, the key
+// bounds and suspension see the account's existing keys; reopening the
+// upgraded file writes nothing.
+func TestBoltUpgradesVersion2(t *testing.T) {
 	dir := t.TempDir()
-	openBolt(t, dir).Close()
-	rawUpdate(t, dir, func(tx *bolt.Tx) error { return tx.DeleteBucket([]byte("accounts")) })
-	if _, err := OpenBolt(dir, time.Second); !errors.Is(err, ErrIncompatible) {
-		t.Fatalf("err = %v, want ErrIncompatible", err)
+	const acct, other = "0123456789abcdef", "fedcba9876543210"
+	ids := []string{"7d8e660a6cbf71bab35a0781-c086fb40c6fb", "8d8e660a6cbf71bab35a0781-c086fb40c6fb", "9d8e660a6cbf71bab35a0781-c086fb40c6fb"}
+	rawUpdate(t, dir, func(tx *bolt.Tx) error {
+		for _, name := range []string{"keys", "usage", "meta", "accounts", "history"} {
+			if _, err := tx.CreateBucket([]byte(name)); err != nil {
+				return err
+			}
+		}
+		tx.Bucket([]byte("meta")).Put([]byte("schema_version"), []byte("2"))
+		for _, a := range []string{acct, other} {
+			tx.Bucket([]byte("accounts")).Put([]byte(a), []byte(`{"id":"`+a+`","name":"dev","email":"dev@example.com","secret_hash":"aGFzaA==","created":"2025-01-02T03:04:05Z"}`))
+		}
+		keys := tx.Bucket([]byte("keys"))
+		keys.Put([]byte(ids[0]), []byte(`{"key":"`+ids[0]+`","name":"mine","created":"2025-01-02T03:04:05Z","revoked":false,"account":"`+acct+`"}`))
+		keys.Put([]byte(ids[1]), []byte(`{"key":"`+ids[1]+`","name":"theirs","created":"2025-01-02T03:04:06Z","revoked":false,"account":"`+other+`"}`))
+		return keys.Put([]byte(ids[2]), []byte(`{"key":"`+ids[2]+`","name":"operator's","created":"2025-01-02T03:04:07Z","revoked":false}`))
+	})
+	b := openBolt(t, dir)
+	keys, err := b.AccountKeys(acct)
+	if err != nil || len(keys) != 1 || keys[0].ID != ids[0] {
+		t.Fatalf("AccountKeys after the upgrade = %+v, %v", keys, err)
+	}
+	for range MaxAccountKeys - 1 {
+		if _, err := b.CreateAccountKey(acct, "k"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := b.CreateAccountKey(acct, "k"); !errors.Is(err, ErrTooManyKeys) {
+		t.Fatalf("the upgraded key does not count towards the bound: %v", err)
+	}
+	if _, err := b.SuspendAccount(acct, true); err != nil {
+		t.Fatal(err)
+	}
+	if k, _ := b.GetKey(ids[0]); !k.Suspended {
+		t.Fatal("suspending the account did not mark its upgraded key")
+	}
+	if k, _ := b.GetKey(ids[1]); k.Suspended {
+		t.Fatal("suspending one account marked another's key")
+	}
+	b.Close()
+	before := lastTxID(t, dir)
+	b = openBolt(t, dir)
+	keys, err = b.AccountKeys(other)
+	b.Close()
+	if err != nil || len(keys) != 1 || keys[0].ID != ids[1] {
+		t.Fatalf("AccountKeys after reopening = %+v, %v", keys, err)
+	}
+	if after := lastTxID(t, dir); after != before {
+		t.Fatalf("reopening the upgraded file wrote to it: last transaction %d, was %d", after, before)
+	}
+}
+
+// AccountKeys reads the account's keys through the index, not every key
+// in the file: a key it has no business reading (here an undecodable one
+// of nobody's) does not stop it.
+func TestBoltAccountKeysUseTheIndex(t *testing.T) {
+	dir := t.TempDir()
+	b := openBolt(t, dir)
+	a, err := b.CreateAccount("dev", "dev@example.com", []byte("h"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := b.CreateAccountKey(a.ID, "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	rawUpdate(t, dir, func(tx *bolt.Tx) error {
+		return tx.Bucket([]byte("keys")).Put([]byte("0000000000000000000000000-000000000000"), []byte("not JSON"))
+	})
+	b = openBolt(t, dir)
+	defer b.Close()
+	for name, err := range map[string]error{
+		"AccountKeys":      second(b.AccountKeys(a.ID)),
+		"CreateAccountKey": second(b.CreateAccountKey(a.ID, "more")),
+		"RotateKey":        second(b.RotateKey(k.ID)),
+		"SuspendAccount":   second(b.SuspendAccount(a.ID, true)),
+	} {
+		if err != nil {
+			t.Errorf("%s read another key: %v", name, err)
+		}
 	}
 }

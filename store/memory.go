@@ -11,6 +11,7 @@ type Memory struct {
 	usage    map[string]Usage
 	history  map[string][]UsageSample
 	accounts map[string]Account
+	owned    map[string][]string // account ID -> its key IDs
 	closed   bool
 	hooks    hooks
 }
@@ -22,6 +23,7 @@ func NewMemory() *Memory {
 		usage:    make(map[string]Usage),
 		history:  make(map[string][]UsageSample),
 		accounts: make(map[string]Account),
+		owned:    make(map[string][]string),
 		hooks:    defaultHooks(),
 	}
 }
@@ -50,6 +52,9 @@ func (m *Memory) newKey(k Key) (Key, error) {
 	}
 	k.ID, k.Created = id, m.hooks.now()
 	m.keys[id] = k
+	if k.Account != "" {
+		m.owned[k.Account] = append(m.owned[k.Account], id)
+	}
 	return k, nil
 }
 
@@ -143,5 +148,6 @@ func (m *Memory) Close() error {
 	m.usage = nil
 	m.history = nil
 	m.accounts = nil
+	m.owned = nil
 	return nil
 }

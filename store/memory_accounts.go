@@ -74,11 +74,10 @@ func (m *Memory) SuspendAccount(id string, suspended bool) (Account, error) {
 	}
 	setSuspended(&a, suspended, m.hooks.now())
 	m.accounts[id] = a
-	for kid, k := range m.keys {
-		if k.Account == id {
-			k.Suspended = suspended
-			m.keys[kid] = k
-		}
+	for _, kid := range m.owned[id] {
+		k := m.keys[kid]
+		k.Suspended = suspended
+		m.keys[kid] = k
 	}
 	return a, nil
 }
@@ -97,7 +96,7 @@ func (m *Memory) CreateAccountKey(account, name string) (Key, error) {
 	if !ok {
 		return Key{}, ErrNoAccount
 	}
-	if err := canAddKey(a, m.accountKeys(account)); err != nil {
+	if err := canAddKey(a, m.accountKeys(account), false); err != nil {
 		return Key{}, err
 	}
 	return m.newKey(Key{Name: name, Account: account})
@@ -106,10 +105,8 @@ func (m *Memory) CreateAccountKey(account, name string) (Key, error) {
 // accountKeys lists an account's keys; m.mu held.
 func (m *Memory) accountKeys(account string) []Key {
 	var out []Key
-	for _, k := range m.keys {
-		if k.Account == account {
-			out = append(out, k)
-		}
+	for _, id := range m.owned[account] {
+		out = append(out, m.keys[id])
 	}
 	sortKeys(out)
 	return out
@@ -172,6 +169,11 @@ func (m *Memory) RotateKey(id string) (Key, error) {
 	}
 	if old.Suspended {
 		return Key{}, ErrSuspended
+	}
+	if old.Account != "" {
+		if err := canAddKey(m.accounts[old.Account], m.accountKeys(old.Account), true); err != nil {
+			return Key{}, err
+		}
 	}
 	nk, err := m.newKey(Key{Name: old.Name, Account: old.Account, MaxSessions: old.MaxSessions})
 	if err != nil {

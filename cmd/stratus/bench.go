@@ -15,15 +15,18 @@ import (
 	"github.com/stratus-rtmfp/stratus/rtmfp"
 )
 
-const benchUsage = `usage: stratus bench <connect | idle | intro | hold | all> [flags]
+const benchUsage = `usage: stratus bench <connect | idle | intro | groups | hold | all> [flags]
 
   connect  connects per second: handshake through NetConnection.Connect.Success
   idle     memory per idle session: holds --sessions sessions on the embedded server
   intro    introductions per second and lookup-to-Redirect latency
+  groups   NetGroup joins per second, join-to-bootstrap latency and memory per
+           membership: --members memberships in --groups groups, held by --clients
+           sessions (one GC flow per membership)
   hold     holds --sessions connected sessions for --hold, then closes them;
            prints a line with "held" once all are up (measure the server's
            memory then)
-  all      connect, intro and idle, one after the other
+  all      connect, intro, groups and idle, one after the other
 
 Without --url the load runs against an embedded server on loopback (in this
 process); with --url rtmfp://HOST:PORT/KEY it runs against that server, which
@@ -43,6 +46,9 @@ func runBench(args []string) error {
 	sessions := fs.Int("sessions", 100000, "sessions to hold (idle, hold)")
 	hold := fs.Duration("hold", time.Minute, "how long to hold the sessions once all are up (hold)")
 	lookups := fs.Int("lookups", 100000, "introductions to run (intro)")
+	members := fs.Int("members", 100000, "NetGroup memberships (groups)")
+	groups := fs.Int("groups", 1000, "NetGroups the memberships are spread over (groups)")
+	groupClients := fs.Int("clients", 1000, "sessions holding the memberships, members/clients groups each (groups)")
 	conc := fs.Int("concurrency", 16, "concurrent clients")
 	fs.Usage = func() { fmt.Fprint(fs.Output(), benchUsage); fs.PrintDefaults() }
 	if err := fs.Parse(args[1:]); err != nil {
@@ -86,6 +92,8 @@ func runBench(args []string) error {
 			r, err = bench.Idle(ctx, t, *sessions, *conc)
 		case "intro":
 			r, err = bench.Intros(ctx, t, *lookups, *conc)
+		case "groups":
+			r, err = bench.Groups(ctx, t, bench.GroupsConfig{Members: *members, Groups: *groups, Clients: *groupClients, Concurrency: *conc})
 		case "hold":
 			r, err = bench.Hold(ctx, t, *sessions, *conc, *hold, func(r bench.HoldResult) {
 				fmt.Printf("hold: %d sessions held (%d failed), opened in %v; holding them for %v\n",
@@ -103,7 +111,7 @@ func runBench(args []string) error {
 		return nil
 	}
 	if what == "all" {
-		for _, n := range []string{"connect", "intro", "idle"} {
+		for _, n := range []string{"connect", "intro", "groups", "idle"} {
 			if err := run(n); err != nil {
 				return err
 			}

@@ -51,6 +51,8 @@ func serverFlags(fs *flag.FlagSet) (*server.Config, *serveOpts) {
 	fs.Float64Var(&cfg.HelloRatePerPrefix, "hello-rate-per-prefix", 200, "RHellos, and Redirects to lookups from addresses without a session, per second per source IPv4 /24 or IPv6 /48 (bursts of twice as many; -1: no limit)")
 	fs.Float64Var(&cfg.LookupRate, "lookup-rate", 50000, "peer-ID lookups answered (introductions) per second in all (-1: no limit)")
 	fs.IntVar(&cfg.MaxPeerAddresses, "max-peer-addresses", 8, "setPeerInfo addresses kept per client")
+	fs.IntVar(&cfg.MaxGroupsPerSession, "max-groups-per-session", 64, "NetGroups (GC flows) per session (-1: no limit)")
+	fs.Float64Var(&cfg.GroupMessageRate, "group-message-rate", 5, "NetGroup server channel messages per second per GC flow, burst twice that (-1: no limit)")
 	fs.DurationVar(&o.drain, "drain-timeout", 10*time.Second, "on SIGTERM, how long to wait for clients to close")
 	o.policy = policyFlags(fs)
 	webFlags(fs, cfg, &o.web)

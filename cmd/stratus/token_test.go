@@ -1,12 +1,15 @@
 package main
 
 import (
+	"encoding/json"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/stratus-rtmfp/stratus/server"
 	"github.com/stratus-rtmfp/stratus/store"
@@ -33,8 +36,92 @@ func TestAdminTokenFile(t *testing.T) {
 	}
 }
 
-// stratus keys, while a server holds the database, goes through the admin
-// API with the token it finds in the data directory.
+// stratus keys, while a server holds the database locked, goes through
+// the admin API the server recorded in admin.addr, with the token it finds
+// in admin.token in the data directory.
+func TestKeysLockedDatabaseUsesAdminAPI(t *testing.T) {
+	for _, env := range []string{"STRATUS_ADMIN", "STRATUS_ADMIN_TOKEN_FILE", "STRATUS_CONFIG"} {
+		t.Setenv(env, "")
+		os.Unsetenv(env)
+	}
+	dir := t.TempDir()
+	held, err := store.OpenBolt(dir, time.Second) // the "running server"'s lock
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	k, err := held.CreateKey("remote")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.New(server.Config{Store: held})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	tok, _, err := loadOrCreateToken(filepath.Join(dir, adminTokenFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var auth []string
+	admin := srv.Admin(server.AdminOptions{Token: tok, Addr: ln.Addr().String()})
+	h := &httptest.Server{Listener: ln, Config: &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		auth = append(auth, r.Header.Get("Authorization"))
+		mu.Unlock()
+		admin.ServeHTTP(w, r)
+	})}}
+	h.Start()
+	defer h.Close()
+	if err := os.WriteFile(filepath.Join(dir, adminAddrFile), []byte(ln.Addr().String()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out := captureStdout(t, func() error { return runKeys([]string{"list", "--json", "--data", dir}) })
+	var listed []keyView
+	if err := json.Unmarshal(out, &listed); err != nil || len(listed) != 1 || listed[0].ID != k.ID {
+		t.Fatalf("stratus keys list printed %s (%v), want key %s", out, err, k.ID)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(auth) == 0 {
+		t.Fatal("stratus keys did not call the admin API")
+	}
+	for _, a := range auth {
+		if a != "Bearer "+tok {
+			t.Fatalf("a request carried Authorization %q, want the token from admin.token", a)
+		}
+	}
+}
+
+// captureStdout runs fn with os.Stdout sent to a file and returns what it
+// wrote.
+func captureStdout(t *testing.T, fn func() error) []byte {
+	t.Helper()
+	f, err := os.CreateTemp(t.TempDir(), "stdout")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	saved := os.Stdout
+	os.Stdout = f
+	err = fn()
+	os.Stdout = saved
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := os.ReadFile(f.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// remoteKeys sends the token it is given, and a wrong one is refused.
 func TestRemoteKeysSendToken(t *testing.T) {
 	srv, err := server.New(server.Config{Store: store.NewMemory()})
 	if err != nil {

@@ -23,7 +23,7 @@ const defaultHTTP = "127.0.0.1:8080"
 type webOpts struct {
 	listen, publicURL, terms string
 	proxies                  listFlag
-	signups                  int
+	signups, signupsTotal    int
 }
 
 func webFlags(fs *flag.FlagSet, cfg *server.Config, o *webOpts) {
@@ -31,9 +31,10 @@ func webFlags(fs *flag.FlagSet, cfg *server.Config, o *webOpts) {
 	fs.StringVar(&o.publicURL, "http-public-url", "", "URL people reach the portal at, e.g. https://stratus.example.com behind a TLS proxy (Secure cookies, links)")
 	fs.Var(&o.proxies, "http-trusted-proxy", "address or CIDR of a reverse proxy whose X-Forwarded-For and X-Forwarded-Proto are believed, repeatable")
 	fs.IntVar(&o.signups, "signup-rate", 10, "sign-ups per hour per source network (IPv4 /24, IPv6 /48); 0 closes sign-up, -1: no limit")
+	fs.IntVar(&o.signupsTotal, "signup-rate-total", portal.DefaultSignupsPerHourTotal, "sign-ups per hour from all networks together; 0 closes sign-up, -1: no limit")
 	fs.StringVar(&o.terms, "terms", "", "text file with the operator's terms of service, shown at sign-up (default: a short generic text)")
-	fs.IntVar(&cfg.ExchangeMaxNamesPerKey, "exchange-max-names", 10000, "names the peer-ID exchange holds per developer key")
-	fs.IntVar(&cfg.ExchangeMaxNamesPerPeer, "exchange-max-names-per-peer", 8, "names one peer may hold in the peer-ID exchange")
+	fs.IntVar(&cfg.ExchangeMaxNamesPerKey, "exchange-max-names", 10000, "names the peer-ID exchange holds per developer key (that many registered on the NetConnection, as many again over HTTP)")
+	fs.IntVar(&cfg.ExchangeMaxNamesPerPeer, "exchange-max-names-per-peer", 8, "names one peer may hold in the peer-ID exchange (that many of its own, as many again registered for it over HTTP)")
 }
 
 // startWeb serves the portal on --http, or nothing with "off".
@@ -69,9 +70,13 @@ func startWeb(o *webOpts, srv *server.Server, st store.Store, cfg *server.Config
 	if ua, ok := rtmfpConn.LocalAddr().(*net.UDPAddr); ok {
 		port = uint16(ua.Port)
 	}
+	signups := o.signups
+	if o.signupsTotal == 0 {
+		signups = 0 // closed (portal.Config takes 0 there for the default)
+	}
 	p, err := portal.New(portal.Config{Server: srv, Accounts: accts, AdminToken: token, RTMFPPort: port,
 		PublicAddresses: cfg.PublicAddresses, PublicURL: o.publicURL, TrustedProxies: proxies,
-		SignupsPerHour: o.signups, Terms: terms, Logger: log})
+		SignupsPerHour: signups, SignupsPerHourTotal: o.signupsTotal, Terms: terms, Logger: log})
 	if err != nil {
 		return nil, err
 	}

@@ -12,6 +12,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/stratus-rtmfp/stratus/internal/handshake"
 	"github.com/stratus-rtmfp/stratus/server"
 	"github.com/stratus-rtmfp/stratus/store"
@@ -24,15 +27,19 @@ type Target struct {
 	Server netip.AddrPort
 	App    string
 	Local  *server.Server
+	// Metrics are the embedded server's.
+	Metrics prometheus.Gatherer
 }
 
 // Embedded starts an in-process server on a loopback socket, open to any
 // key, configured so that idle sessions are held (no reaping during a run).
 func Embedded(mod func(*server.Config)) (*Target, error) {
+	reg := prometheus.NewRegistry()
 	cfg := server.Config{Store: store.NewMemory(), Open: true,
 		ClientKeepalive: time.Hour, ReapAfter: 2 * time.Hour, ConnectTimeout: time.Hour,
 		HandshakeRate: -1, HelloRate: -1, HelloRatePerPrefix: -1, LookupRate: -1,
-		MaxSessionsPerIP: -1, MaxSessions: -1}
+		MaxSessionsPerIP: -1, MaxSessions: -1,
+		MaxGroupsPerSession: -1, Registerer: reg, Gatherer: reg}
 	if mod != nil {
 		mod(&cfg)
 	}
@@ -51,7 +58,52 @@ func Embedded(mod func(*server.Config)) (*Target, error) {
 		return nil, err
 	}
 	addr := conn.LocalAddr().(*net.UDPAddr).AddrPort()
-	return &Target{URL: "rtmfp://" + addr.String() + "/bench", Server: addr, App: "bench", Local: srv}, nil
+	return &Target{URL: "rtmfp://" + addr.String() + "/bench", Server: addr, App: "bench", Local: srv, Metrics: cfg.Gatherer}, nil
+}
+
+// metric sums a family of the embedded server's metrics (counters and
+// gauges), or finds a histogram's largest observed bucket bound.
+func (t *Target) metric(name string, fn func(m *dto.Metric)) {
+	if t.Metrics == nil {
+		return
+	}
+	mfs, err := t.Metrics.Gather()
+	if err != nil {
+		return
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, m := range mf.GetMetric() {
+				fn(m)
+			}
+		}
+	}
+}
+
+// groupMessages is how many bootstrap messages the embedded server sent.
+func (t *Target) groupMessages() float64 {
+	var n float64
+	t.metric("stratus_group_bootstrap_messages_total", func(m *dto.Metric) { n += m.GetCounter().GetValue() })
+	return n
+}
+
+// maxPerJoin is the most bootstrap messages one join caused (the largest
+// bucket of the server's per-join histogram that holds a join).
+func (t *Target) maxPerJoin() int {
+	most := 0
+	t.metric("stratus_group_bootstrap_per_join", func(m *dto.Metric) {
+		below := uint64(0)
+		for _, b := range m.GetHistogram().GetBucket() {
+			if b.GetCumulativeCount() > below {
+				most = int(b.GetUpperBound())
+			}
+			below = b.GetCumulativeCount()
+		}
+		if m.GetHistogram().GetSampleCount() > below {
+			most = 1 << 30 // past the last bucket
+		}
+	})
+	return most
 }
 
 // identities are generated once, with short private exponents (the load
@@ -310,6 +362,13 @@ func Report(w io.Writer, name string, v any) {
 	case IdleResult:
 		fmt.Fprintf(w, "%s: %d idle sessions held (server counts %d), opened in %v; Go heap %.0f bytes/session, heap+stacks %.0f bytes/session\n",
 			name, r.Sessions, r.ServerSessions, r.Elapsed.Round(time.Millisecond), r.HeapPerSess, r.TotalPerSess)
+	case GroupsResult:
+		fmt.Fprintf(w, "%s: %d memberships in %d groups held by %d clients; %d timed joins (%d failed) in %v: %.0f joins/s; join-to-bootstrap latency %v; %d bootstrap messages received",
+			name, r.Members, r.Groups, r.Clients, r.Joins, r.Failures, r.Elapsed.Round(time.Millisecond), r.PerSecond, r.Latency, r.Messages)
+		if r.HeapPerMember != 0 {
+			fmt.Fprintf(w, ", at most %d for one join; Go heap %.0f bytes/membership", r.MaxPerJoin, r.HeapPerMember)
+		}
+		fmt.Fprintln(w)
 	case HoldResult:
 		fmt.Fprintf(w, "%s: %d sessions closed after %v (the server had closed %d of them)\n",
 			name, r.Sessions, r.Held.Round(time.Millisecond), r.Lost)

@@ -112,3 +112,33 @@ func BenchmarkIntros(b *testing.B) {
 	}
 	b.ReportMetric(r.PerSecond, "intros/s")
 }
+
+// A thousand members joining one group over UDP, each from its own
+// session, hand-made GC flows and all: every join after the first is
+// answered with bootstrap messages, no join causes more than the policy's
+// bound (10), and what the clients received is exactly what the server
+// sent.
+func TestGroupsThousandMembers(t *testing.T) {
+	tg, err := Embedded(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tg.Local.Close()
+	r, err := Groups(context.Background(), tg, GroupsConfig{Members: 1000, Groups: 1, Clients: 1000, Concurrency: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	Report(os.Stdout, "groups", r)
+	if r.Joins != 999 || r.Failures != 0 {
+		t.Fatalf("%+v", r)
+	}
+	if r.MaxPerJoin > 10 || r.MaxPerJoin < 10 {
+		t.Fatalf("at most %d messages for one join, want 10 (4 + 4 ring neighbours, 2 random)", r.MaxPerJoin)
+	}
+	if sent := tg.groupMessages(); float64(r.Messages) != sent || sent > 10*999 {
+		t.Fatalf("received %d, server sent %v", r.Messages, sent)
+	}
+	if ov := tg.Local.Groups(1); ov.Groups != 1 || ov.Members != 1000 {
+		t.Fatalf("%+v", ov)
+	}
+}

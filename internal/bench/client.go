@@ -94,15 +94,17 @@ func (c *client) startupChunk(d []byte) (wire.Chunk, bool) {
 	return ch, ok
 }
 
-// session is what remains of a connected exchange: enough to keep it
-// alive and to close it.
+// session is what remains of a connected exchange: its keys and session
+// IDs, the server's address and its NetConnection flow, and what to
+// acknowledge (enough to keep it alive and to close it).
 type session struct {
-	sealer  *wire.Sealer
-	opener  *wire.Opener
-	nearSID uint32
-	farSID  uint32
-	server  netip.AddrPort // where the server answers from
-	acks    []flowAck      // per server flow: the cumulative sequence number received
+	sealer   *wire.Sealer
+	opener   *wire.Opener
+	farSID   uint32         // the server's ID for the session (where we send)
+	nearSID  uint32         // ours (what the server's packets carry)
+	server   netip.AddrPort // where the server answers from
+	ctrlFlow uint64         // the server's NetConnection flow ID
+	acks     []flowAck      // per server flow: the cumulative sequence number received
 }
 
 // flowAck is what a held session acknowledges on one of the server's flows.
@@ -240,6 +242,7 @@ func (c *client) connect(url, app string, deadline time.Time) (*session, string,
 				continue
 			}
 			if cm, err := flash.ParseCommand(m); err == nil && (cm.Name == "_result" || cm.Name == "_error") {
+				sess.ctrlFlow = ud.FlowID
 				for _, a := range cm.Args {
 					if c, _, _ := flash.InfoCode(a); c != "" {
 						code = c

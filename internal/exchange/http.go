@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/stratus-rtmfp/stratus/internal/httpx"
 )
 
 // Limits on what a request may carry.
@@ -78,6 +80,12 @@ type Handler struct {
 	CheckKey func(key string) error
 }
 
+// Router is where routes are added: an *http.ServeMux, or anything that
+// records them.
+type Router interface {
+	HandleFunc(pattern string, handler func(http.ResponseWriter, *http.Request))
+}
+
 // Routes adds the exchange's routes to mux:
 //
 //	GET|POST /exchange/{key}?...                    the VideoPhone protocol (XML)
@@ -91,7 +99,7 @@ type Handler struct {
 // Security.loadPolicyFile("http://HOST/exchange/crossdomain.xml") before
 // using the exchange; the master policy keeps every other path (the
 // portal, with its cookies) closed to other sites' SWFs.
-func (h *Handler) Routes(mux *http.ServeMux) {
+func (h *Handler) Routes(mux Router) {
 	mux.HandleFunc("GET /crossdomain.xml", policy(`<site-control permitted-cross-domain-policies="by-content-type"/>`))
 	mux.HandleFunc("GET /exchange/crossdomain.xml", policy(`<allow-access-from domain="*"/>`))
 	mux.HandleFunc("GET /exchange/{key}", h.videoPhone)
@@ -152,7 +160,7 @@ func (h *Handler) videoPhone(w http.ResponseWriter, r *http.Request) {
 		writeXML(w, http.StatusOK, b.String())
 		return
 	case OpRegister:
-		err = h.Registry.Register(key, req.Name, req.Identity)
+		err = h.Registry.Register(key, req.Name, req.Identity, Anyone)
 	case OpUnregister:
 		// A live holder's name goes with its session: answered true,
 		// since the sample unregisters right before it disconnects.
@@ -197,7 +205,7 @@ func (h *Handler) jsonLookup(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	peer, ok := h.Registry.Lookup(key, name)
-	writeJSON(w, http.StatusOK, NameView{Username: name, Identity: peer, Available: ok})
+	httpx.WriteJSON(w, http.StatusOK, NameView{Username: name, Identity: peer, Available: ok})
 }
 
 func (h *Handler) jsonRegister(w http.ResponseWriter, r *http.Request) {
@@ -216,13 +224,13 @@ func (h *Handler) jsonRegister(w http.ResponseWriter, r *http.Request) {
 	}
 	peer, err := ParsePeerID(body.Identity)
 	if err == nil {
-		err = h.Registry.Register(key, name, peer)
+		err = h.Registry.Register(key, name, peer, Anyone)
 	}
 	if err != nil {
 		jsonError(w, registerStatus(err), err)
 		return
 	}
-	writeJSON(w, http.StatusOK, NameView{Username: name, Identity: peer, Available: true})
+	httpx.WriteJSON(w, http.StatusOK, NameView{Username: name, Identity: peer, Available: true})
 }
 
 func (h *Handler) jsonUnregister(w http.ResponseWriter, r *http.Request) {
@@ -293,12 +301,6 @@ func xmlError(w http.ResponseWriter, code int, msg string) {
 	writeXML(w, code, b.String())
 }
 
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	json.NewEncoder(w).Encode(v)
-}
-
 func jsonError(w http.ResponseWriter, code int, err error) {
-	writeJSON(w, code, map[string]string{"error": trim(err)})
+	httpx.WriteError(w, code, trim(err))
 }

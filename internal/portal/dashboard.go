@@ -2,46 +2,13 @@ package portal
 
 import (
 	"errors"
+	"fmt"
 	"html/template"
 	"net/http"
 	"time"
 
 	"github.com/stratus-rtmfp/stratus/store"
 )
-
-func (p *Portal) signinPage(w http.ResponseWriter, r *http.Request) {
-	p.render(w, r, http.StatusOK, "signin", page{Title: "Sign in"})
-}
-
-const badSecret = "That secret does not sign in to any account. It is the line starting with s1. shown once when you signed up."
-
-func (p *Portal) signin(w http.ResponseWriter, r *http.Request) {
-	if !p.postedForm(w, r) {
-		return
-	}
-	if !p.signins.Allow(p.clientIP(r), p.cfg.Now()) {
-		p.fail(w, r, http.StatusTooManyRequests, "Too many sign-in attempts from your network: wait a minute.")
-		return
-	}
-	acct, ok := p.checkSecret(r.PostFormValue("secret"))
-	if !ok {
-		p.render(w, r, http.StatusUnauthorized, "signin", page{Title: "Sign in", Error: badSecret})
-		return
-	}
-	p.signIn(w, r, acct.ID, false)
-	http.Redirect(w, r, "/dashboard", http.StatusSeeOther)
-}
-
-func (p *Portal) signout(w http.ResponseWriter, r *http.Request) {
-	if !p.postedForm(w, r) {
-		return
-	}
-	if id := p.cookie(r, "stratus_session"); id != "" {
-		p.sessions.end(id)
-	}
-	p.setCookie(w, r, "stratus_session", "", -1)
-	http.Redirect(w, r, "/", http.StatusSeeOther)
-}
 
 // keyRow is one key on the dashboard or the operator's page.
 type keyRow struct {
@@ -71,7 +38,8 @@ type dashboardData struct {
 	ConnectBase string // rtmfp://HOST[:PORT]/
 	Keys        []keyRow
 	Active      int
-	MaxKeys     int
+	MaxKeys     int // active
+	MaxTotal    int // revoked ones included
 	Chart       template.HTML
 	Hours       []store.UsageSample // hours with activity, for the table under the chart
 }
@@ -97,13 +65,13 @@ func (p *Portal) dashboard(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	p.cfg.Server.FlushUsage() // the chart and counters as of now
 	keys, err := p.cfg.Accounts.AccountKeys(a.ID)
 	if err != nil {
 		p.fail(w, r, http.StatusInternalServerError, "Your keys could not be read.")
 		return
 	}
-	d := dashboardData{Account: a, MaxKeys: store.MaxAccountKeys, ConnectBase: p.rtmfpURL(r, "")}
+	d := dashboardData{Account: a, MaxKeys: store.MaxAccountKeys, MaxTotal: store.MaxAccountKeysTotal, ConnectBase: p.rtmfpURL(r, "")}
+	now := p.cfg.Now()
 	var hist [][]store.UsageSample
 	for _, k := range keys {
 		d.Keys = append(d.Keys, p.keyRow(r, k))
@@ -113,8 +81,14 @@ func (p *Portal) dashboard(w http.ResponseWriter, r *http.Request) {
 		if h, err := p.cfg.Accounts.UsageHistory(k.ID); err == nil {
 			hist = append(hist, h)
 		}
+		// The counters the server has not written yet belong to this
+		// hour (it writes every few seconds). Adding them here, rather
+		// than flushing, keeps page loads from costing database writes.
+		if u := p.cfg.Server.PendingUsage(k.ID); u.Connects > 0 || u.Introductions > 0 {
+			hour := now.UTC().Truncate(time.Hour)
+			hist = append(hist, []store.UsageSample{{Hour: hour, Connects: u.Connects, Introductions: u.Introductions}})
+		}
 	}
-	now := p.cfg.Now()
 	d.Hours = sumHistory(hist)
 	d.Chart = chartSVG(d.Hours, now)
 	notice := ""
@@ -142,9 +116,10 @@ func ownKey(keys []store.Key, id string) bool {
 	return false
 }
 
-// postedAccount checks a signed-in developer's form: size, CSRF, account
-// not suspended.
-func (p *Portal) postedAccount(w http.ResponseWriter, r *http.Request) (store.Account, bool) {
+// postedKeyEdit checks a signed-in developer's form that edits keys:
+// size, CSRF, account not suspended, and the account's budget of key
+// edits (each is a database write).
+func (p *Portal) postedKeyEdit(w http.ResponseWriter, r *http.Request) (store.Account, bool) {
 	if p.session(r) == nil {
 		http.Redirect(w, r, "/signin", http.StatusSeeOther)
 		return store.Account{}, false
@@ -153,15 +128,34 @@ func (p *Portal) postedAccount(w http.ResponseWriter, r *http.Request) (store.Ac
 		return store.Account{}, false
 	}
 	a, ok := p.account(w, r)
-	if ok && a.Suspended {
+	if !ok {
+		return a, false
+	}
+	if a.Suspended {
 		p.fail(w, r, http.StatusForbidden, "This account is suspended by the operator.")
 		return a, false
 	}
-	return a, ok
+	if !p.keyWrites.Allow(a.ID, p.cfg.Now()) {
+		p.fail(w, r, http.StatusTooManyRequests, "Too many key changes on this account: wait a few minutes.")
+		return a, false
+	}
+	return a, true
+}
+
+// keyLimitMessage words the store's refusals of a new key, or is "" for
+// other errors.
+func keyLimitMessage(err error) string {
+	switch {
+	case errors.Is(err, store.ErrTooManyKeys):
+		return fmt.Sprintf("You already have the most active keys an account may have (%d); revoke one first.", store.MaxAccountKeys)
+	case errors.Is(err, store.ErrKeysUsedUp):
+		return fmt.Sprintf("This account has had the most keys an account may have (%d, revoked ones included); ask the operator for a new account.", store.MaxAccountKeysTotal)
+	}
+	return ""
 }
 
 func (p *Portal) createKey(w http.ResponseWriter, r *http.Request) {
-	a, ok := p.postedAccount(w, r)
+	a, ok := p.postedKeyEdit(w, r)
 	if !ok {
 		return
 	}
@@ -171,8 +165,8 @@ func (p *Portal) createKey(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	k, err := p.cfg.Accounts.CreateAccountKey(a.ID, name)
-	if errors.Is(err, store.ErrTooManyKeys) {
-		p.fail(w, r, http.StatusConflict, "You already have the most active keys an account may have; revoke one first.")
+	if msg := keyLimitMessage(err); msg != "" {
+		p.fail(w, r, http.StatusConflict, msg)
 		return
 	}
 	if err != nil {
@@ -220,7 +214,7 @@ func (p *Portal) confirmKeyAction(w http.ResponseWriter, r *http.Request) {
 }
 
 func (p *Portal) keyAction(w http.ResponseWriter, r *http.Request) {
-	a, ok := p.postedAccount(w, r)
+	a, ok := p.postedKeyEdit(w, r)
 	if !ok {
 		return
 	}
@@ -250,6 +244,10 @@ func (p *Portal) keyAction(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/dashboard?revoked="+k.ID, http.StatusSeeOther)
 	case "rotate":
 		nk, err := p.cfg.Accounts.RotateKey(k.ID)
+		if msg := keyLimitMessage(err); msg != "" {
+			p.fail(w, r, http.StatusConflict, msg)
+			return
+		}
 		if err != nil {
 			p.fail(w, r, http.StatusInternalServerError, "The key could not be rotated.")
 			return

@@ -1,8 +1,6 @@
 package portal
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
 	"net/http"
 	"strconv"
 	"strings"
@@ -21,7 +19,7 @@ type operatorData struct {
 	Owners   map[string]string // account ID -> name
 }
 
-// operatorSession reports whether the request is the signed-in operator.
+// isOperator reports whether the request is the signed-in operator's.
 func (p *Portal) isOperator(r *http.Request) bool {
 	s := p.session(r)
 	return s != nil && s.operator
@@ -32,7 +30,6 @@ func (p *Portal) operator(w http.ResponseWriter, r *http.Request) {
 		p.render(w, r, http.StatusOK, "operator-signin", page{Title: "Operator sign-in"})
 		return
 	}
-	p.cfg.Server.FlushUsage()
 	accts, err := p.cfg.Accounts.ListAccounts()
 	if err != nil {
 		p.fail(w, r, http.StatusInternalServerError, "The accounts could not be read.")
@@ -75,16 +72,10 @@ func (p *Portal) operator(w http.ResponseWriter, r *http.Request) {
 // operatorSignin takes the admin token. Sign-in attempts share the
 // per-network budget with developers' sign-ins.
 func (p *Portal) operatorSignin(w http.ResponseWriter, r *http.Request) {
-	if !p.postedForm(w, r) {
+	if !p.postedSignin(w, r) {
 		return
 	}
-	if !p.signins.Allow(p.clientIP(r), p.cfg.Now()) {
-		p.fail(w, r, http.StatusTooManyRequests, "Too many sign-in attempts from your network: wait a minute.")
-		return
-	}
-	got := sha256.Sum256([]byte(strings.TrimSpace(r.PostFormValue("token"))))
-	want := sha256.Sum256([]byte(p.cfg.AdminToken))
-	if p.cfg.AdminToken == "" || subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+	if !p.adminTok.Matches(strings.TrimSpace(r.PostFormValue("token"))) {
 		p.render(w, r, http.StatusUnauthorized, "operator-signin", page{Title: "Operator sign-in", Error: "That is not the admin token."})
 		return
 	}

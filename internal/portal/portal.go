@@ -20,6 +20,10 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/time/rate"
+
+	"github.com/stratus-rtmfp/stratus/internal/exchange"
+	"github.com/stratus-rtmfp/stratus/internal/httpx"
 	"github.com/stratus-rtmfp/stratus/internal/ratelimit"
 	"github.com/stratus-rtmfp/stratus/server"
 	"github.com/stratus-rtmfp/stratus/store"
@@ -36,7 +40,8 @@ type Config struct {
 	Server *server.Server
 	// Accounts is the server's store (store.Bolt or store.Memory).
 	Accounts store.Accounts
-	// AdminToken signs the operator in (the admin API's token).
+	// AdminToken signs the operator in (the admin API's token); empty,
+	// nobody can.
 	AdminToken string
 	// RTMFPPort is the UDP port clients connect to (shown in URLs; 1935
 	// is left out of them). PublicAddresses, if any, name the host
@@ -54,6 +59,11 @@ type Config struct {
 	// SignupsPerHour per source network (IPv4 /24, IPv6 /48); 0 turns
 	// sign-up off, a negative value means no limit.
 	SignupsPerHour int
+	// SignupsPerHourTotal bounds sign-ups from all networks together
+	// (bursts of as many), since one attacker may hold many networks (an
+	// IPv6 /32 is 65,536 /48s); 0 means DefaultSignupsPerHourTotal, a
+	// negative value no limit.
+	SignupsPerHourTotal int
 	// Terms is the operator's terms of service, shown at /terms and
 	// accepted at sign-up.
 	Terms  string
@@ -67,11 +77,24 @@ type Portal struct {
 	cfg       Config
 	log       *slog.Logger
 	pages     map[string]*template.Template
+	adminTok  httpx.Token
 	sessions  *sessions
 	signups   *ratelimit.Prefix
+	allSignup *rate.Limiter // nil: no limit
 	signins   *ratelimit.Prefix
+	keyWrites *ratelimit.Budget // per account
 	publicURL *url.URL
 }
+
+// DefaultSignupsPerHourTotal is Config.SignupsPerHourTotal's default.
+const DefaultSignupsPerHourTotal = 100
+
+// Key edits (create, rename, rotate, revoke) per developer account: each
+// is a database write, synced to disk.
+const (
+	keyWritesPerHour = 60
+	keyWritesBurst   = 20
+)
 
 // DefaultTerms are shown when the operator gives none.
 const DefaultTerms = `This service introduces RTMFP peers to each other so that they can talk directly. It is provided as is, without any warranty. The operator may suspend accounts and revoke keys that are used for abuse, and keeps the usage counters shown on your dashboard. Media never passes through this server.`
@@ -93,7 +116,7 @@ func New(cfg Config) (*Portal, error) {
 	if strings.TrimSpace(cfg.Terms) == "" {
 		cfg.Terms = DefaultTerms
 	}
-	p := &Portal{cfg: cfg, log: cfg.Logger, sessions: newSessions(cfg.Now)}
+	p := &Portal{cfg: cfg, log: cfg.Logger, adminTok: httpx.NewToken(cfg.AdminToken), sessions: newSessions(cfg.Now, maxSessions)}
 	if cfg.PublicURL != "" {
 		u, err := url.Parse(cfg.PublicURL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -107,6 +130,13 @@ func New(cfg Config) (*Portal, error) {
 	}
 	p.signups = ratelimit.NewPrefix(perHour/3600, max(cfg.SignupsPerHour, 1), 4096)
 	p.signins = ratelimit.NewPrefix(20.0/60, 20, 4096)
+	p.keyWrites = ratelimit.NewBudget(keyWritesPerHour/3600.0, keyWritesBurst, 4096)
+	if total := cfg.SignupsPerHourTotal; total >= 0 {
+		if total == 0 {
+			total = DefaultSignupsPerHourTotal
+		}
+		p.allSignup = rate.NewLimiter(rate.Limit(float64(total)/3600), total)
+	}
 	var err error
 	if p.pages, err = parsePages(); err != nil {
 		return nil, err
@@ -150,8 +180,36 @@ func parsePages() (map[string]*template.Template, error) {
 // Handler returns the portal's routes, the exchange's included.
 func (p *Portal) Handler() http.Handler {
 	mux := http.NewServeMux()
+	p.routes(mux)
+	ex := p.cfg.Server.Exchange()
+	for _, prefix := range exchangeMounts {
+		mux.Handle(prefix, ex)
+	}
+
+	// Browsers' cross-origin writes are refused before any handler runs
+	// (Sec-Fetch-Site / Origin), except on the exchange, which carries no
+	// credentials and is meant for pages of any origin.
+	cop := http.NewCrossOriginProtection()
+	cop.AddInsecureBypassPattern("/exchange/")
+	cop.AddInsecureBypassPattern("/api/v1/exchange/")
+	if p.publicURL != nil {
+		_ = cop.AddTrustedOrigin(p.publicURL.Scheme + "://" + p.publicURL.Host)
+	}
+	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p.fail(w, r, http.StatusForbidden, "This request came from another site and was refused.")
+	}))
+	return securityHeaders(cop.Handler(mux))
+}
+
+// exchangeMounts are the patterns under which the peer-ID exchange's own
+// routes (exchange.Handler.Routes) are served.
+var exchangeMounts = []string{"/exchange/", "/api/v1/exchange/", "GET /crossdomain.xml"}
+
+// routes adds the portal's own routes to mux. (The README's endpoint
+// table lists them all; a test holds it to that.)
+func (p *Portal) routes(mux exchange.Router) {
 	static, _ := fs.Sub(staticFS, "static")
-	mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
+	mux.HandleFunc("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)).ServeHTTP)
 	mux.HandleFunc("GET /{$}", p.home)
 	mux.HandleFunc("POST /signup", p.signupForm)
 	mux.HandleFunc("POST /api/v1/signup", p.signupJSON)
@@ -167,24 +225,6 @@ func (p *Portal) Handler() http.Handler {
 	mux.HandleFunc("POST /operator/signin", p.operatorSignin)
 	mux.HandleFunc("POST /operator/accounts/{id}/{action}", p.operatorAccount)
 	mux.HandleFunc("POST /operator/keys/{key}/quota", p.operatorQuota)
-	ex := p.cfg.Server.Exchange()
-	mux.Handle("/exchange/", ex)
-	mux.Handle("/api/v1/exchange/", ex)
-	mux.Handle("GET /crossdomain.xml", ex)
-
-	// Browsers' cross-origin writes are refused before any handler runs
-	// (Sec-Fetch-Site / Origin), except on the exchange, which carries no
-	// credentials and is meant for pages of any origin.
-	cop := http.NewCrossOriginProtection()
-	cop.AddInsecureBypassPattern("/exchange/")
-	cop.AddInsecureBypassPattern("/api/v1/exchange/")
-	if p.publicURL != nil {
-		_ = cop.AddTrustedOrigin(p.publicURL.Scheme + "://" + p.publicURL.Host)
-	}
-	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p.fail(w, r, http.StatusForbidden, "This request came from another site and was refused.")
-	}))
-	return securityHeaders(cop.Handler(mux))
 }
 
 // securityHeaders sets what every answer carries: no scripts at all, no
@@ -249,7 +289,11 @@ func (p *Portal) terms(w http.ResponseWriter, r *http.Request) {
 func (p *Portal) postedForm(w http.ResponseWriter, r *http.Request) bool {
 	r.Body = http.MaxBytesReader(w, r.Body, 8<<10)
 	if err := r.ParseForm(); err != nil {
-		p.fail(w, r, http.StatusRequestEntityTooLarge, "The form is too large.")
+		if tooBig := (*http.MaxBytesError)(nil); errors.As(err, &tooBig) {
+			p.fail(w, r, http.StatusRequestEntityTooLarge, "The form is too large.")
+		} else {
+			p.fail(w, r, http.StatusBadRequest, "The form could not be read.")
+		}
 		return false
 	}
 	if !p.checkCSRF(r) {

@@ -3,6 +3,7 @@ package portal
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -10,8 +11,10 @@ import (
 	"net/netip"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -33,9 +36,21 @@ type env struct {
 
 func newEnv(t *testing.T, mod func(*Config)) *env {
 	t.Helper()
-	st := store.NewMemory()
-	srv := servertest.Start(t, server.Config{Store: st})
-	cfg := Config{Server: srv.Server, Accounts: st, AdminToken: testAdminToken, RTMFPPort: srv.Addr.Port(), SignupsPerHour: -1}
+	return newEnvWith(t, store.NewMemory(), nil, mod)
+}
+
+// newEnvWith is newEnv with the store the server and the portal use (st
+// itself, or wrapped) given.
+func newEnvWith(t *testing.T, st *store.Memory, wrapped interface {
+	store.Store
+	store.Accounts
+}, mod func(*Config)) *env {
+	t.Helper()
+	if wrapped == nil {
+		wrapped = st
+	}
+	srv := servertest.Start(t, server.Config{Store: wrapped})
+	cfg := Config{Server: srv.Server, Accounts: wrapped, AdminToken: testAdminToken, RTMFPPort: srv.Addr.Port(), SignupsPerHour: -1}
 	if mod != nil {
 		mod(&cfg)
 	}
@@ -86,7 +101,7 @@ func (b *browser) do(method, path string, body io.Reader, ct string) answer {
 
 func (b *browser) get(path string) answer { return b.do("GET", path, nil, "") }
 
-// post sends a form; csrf "" means the token of the page at from.
+// post sends a form, as it is (the caller puts the CSRF token in).
 func (b *browser) post(path string, form url.Values) answer {
 	return b.do("POST", path, strings.NewReader(form.Encode()), "application/x-www-form-urlencoded")
 }
@@ -170,6 +185,42 @@ func TestSignupJSON(t *testing.T) {
 
 func itoa(p uint16) string { return strconv.Itoa(int(p)) }
 
+// The URLs a sign-up answers with are built from the request's Host only
+// when it is a DNS name or an IP address with a numeric port; anything
+// else (Go lets through characters such as ' ( ) ; in a Host header) is
+// replaced by the address the request came in on.
+func TestSignupURLsIgnoreAForgedHost(t *testing.T) {
+	e := newEnv(t, nil)
+	listener := strings.TrimPrefix(e.web.URL, "http://")
+	for host, want := range map[string]string{
+		"stratus.test:8080":           "http://stratus.test:8080",
+		"[::1]:8080":                  "http://[::1]:8080",
+		"evil'(alert);x.example":      "http://" + listener,
+		"evil.example:80'+alert(1)+'": "http://" + listener,
+		"evil.example:99999":          "http://" + listener,
+		"evil.example:8080;x=1":       "http://" + listener,
+		"evil.example:8080:9090":      "http://" + listener,
+	} {
+		b := e.browser()
+		req, _ := http.NewRequest("POST", e.web.URL+"/api/v1/signup", strings.NewReader(`{"name":"n","email":"a@b.c"}`))
+		req.Host = host
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := b.c.Do(req)
+		if err != nil {
+			t.Fatalf("Host %q: %v", host, err)
+		}
+		var out signedUp
+		err = json.NewDecoder(resp.Body).Decode(&out)
+		resp.Body.Close()
+		if resp.StatusCode != 201 || err != nil {
+			t.Fatalf("Host %q: %d %v", host, resp.StatusCode, err)
+		}
+		if out.ExchangeURL != want+"/exchange/"+out.Key || out.Dashboard != want+"/dashboard" {
+			t.Errorf("Host %q: exchange_url %q, dashboard %q; want them under %s", host, out.ExchangeURL, out.Dashboard, want)
+		}
+	}
+}
+
 func TestSignupRateLimit(t *testing.T) {
 	proxy := netip.MustParsePrefix("127.0.0.1/32")
 	e := newEnv(t, func(c *Config) { c.SignupsPerHour = 2; c.TrustedProxies = []netip.Prefix{proxy} })
@@ -201,6 +252,101 @@ func TestSignupRateLimit(t *testing.T) {
 	tok := b.token("/")
 	if a := b.post("/signup", url.Values{"csrf": {tok}, "name": {"n"}, "email": {"a@b.c"}, "terms": {"accept"}}); a.code != 429 {
 		t.Fatalf("form after the budget: %d", a.code)
+	}
+}
+
+// Sign-ups from all networks together have a budget too: one attacker
+// may hold many networks (an IPv6 /32 is 65,536 /48s).
+func TestSignupTotalBudget(t *testing.T) {
+	proxy := netip.MustParsePrefix("127.0.0.1/32")
+	e := newEnv(t, func(c *Config) {
+		c.SignupsPerHour, c.SignupsPerHourTotal, c.TrustedProxies = 1, 3, []netip.Prefix{proxy}
+	})
+	var got []int
+	for i := range 5 {
+		b := e.browser()
+		b.hdr.Set("X-Forwarded-For", fmt.Sprintf("2001:db8:%x::1", i)) // a /48 each
+		a := b.do("POST", "/api/v1/signup", strings.NewReader(`{"name":"n","email":"a@b.c"}`), "application/json")
+		got = append(got, a.code)
+		if a.code == 429 && !strings.Contains(a.body, "too many sign-ups on this server") {
+			t.Fatalf("refusal: %s", a.body)
+		}
+	}
+	if want := []int{201, 201, 201, 429, 429}; !slices.Equal(got, want) {
+		t.Fatalf("sign-ups from five /48s with a total of 3 an hour: %v, want %v", got, want)
+	}
+	if accts, _ := e.st.ListAccounts(); len(accts) != 3 {
+		t.Fatalf("%d accounts", len(accts))
+	}
+}
+
+// signedIn signs a developer up (JSON) and in (the form), and returns the
+// browser, the dashboard's CSRF token and what sign-up answered.
+func (e *env) signedIn() (*browser, string, signedUp) {
+	e.t.Helper()
+	var out signedUp
+	if err := json.Unmarshal([]byte(e.signupJSON(`{"name":"Dev","email":"dev@example.com"}`).body), &out); err != nil {
+		e.t.Fatal(err)
+	}
+	b := e.browser()
+	if a := b.post("/signin", url.Values{"csrf": {b.token("/signin")}, "secret": {out.Secret}}); a.code != 303 {
+		e.t.Fatalf("sign-in: %d %s", a.code, a.body)
+	}
+	return b, b.token("/dashboard"), out
+}
+
+// Every key edit is a synced database write: an account has a budget of
+// them, and keys are bounded in all (revoked ones included), so create
+// and revoke loops neither hammer nor grow the database without end.
+func TestKeyEditBounds(t *testing.T) {
+	e := newEnv(t, nil)
+	b, tok, out := e.signedIn()
+	allowed := 0
+	edit := func(path string) (location string, ok bool) {
+		a := b.post(path, url.Values{"csrf": {tok}, "name": {"k"}})
+		if a.code == 303 {
+			allowed++
+			return a.hdr.Get("Location"), true
+		}
+		if a.code != 429 || !strings.Contains(a.body, "Too many key changes") {
+			t.Fatalf("%s: %d %s", path, a.code, a.body)
+		}
+		return "", false
+	}
+	for range 100 {
+		loc, ok := edit("/dashboard/keys")
+		if !ok {
+			break
+		}
+		if _, ok := edit("/dashboard/keys/" + strings.TrimPrefix(loc, "/dashboard?created=") + "/revoke"); !ok {
+			break
+		}
+	}
+	if allowed != keyWritesBurst {
+		t.Fatalf("%d key edits allowed at once, want %d", allowed, keyWritesBurst)
+	}
+	if a := b.post("/dashboard/keys/"+out.Key+"/rename", url.Values{"csrf": {tok}, "name": {"x"}}); a.code != 429 {
+		t.Fatalf("rename over the budget: %d", a.code)
+	}
+
+	// The bound on all keys: another account brought to the edge
+	// through the store.
+	e2 := newEnv(t, nil)
+	b, tok, out = e2.signedIn()
+	for range store.MaxAccountKeysTotal - 1 {
+		k, err := e2.st.CreateAccountKey(out.Account, "old")
+		if err != nil {
+			t.Fatal(err)
+		}
+		e2.st.RevokeKey(k.ID)
+	}
+	for _, path := range []string{"/dashboard/keys", "/dashboard/keys/" + out.Key + "/rotate"} {
+		if a := b.post(path, url.Values{"csrf": {tok}, "name": {"more"}}); a.code != 409 || !strings.Contains(a.body, "revoked ones included") {
+			t.Fatalf("%s past the bound on all keys: %d %s", path, a.code, a.body)
+		}
+	}
+	if d := b.get("/dashboard"); !strings.Contains(d.body, fmt.Sprintf("%d of at most %d keys in all", store.MaxAccountKeysTotal, store.MaxAccountKeysTotal)) {
+		t.Fatalf("the dashboard does not show the bound: %s", d.body)
 	}
 }
 
@@ -355,6 +501,53 @@ func TestDeveloperFlow(t *testing.T) {
 	}
 }
 
+// countingStore counts usage writes.
+type countingStore struct {
+	*store.Memory
+	writes atomic.Int64
+}
+
+func (c *countingStore) AddUsage(b map[string]store.Usage) error {
+	c.writes.Add(1)
+	return c.Memory.AddUsage(b)
+}
+
+// Loading the dashboard or the operator's page writes nothing (each write
+// is synced to disk, and page loads are anybody's to make): the usage the
+// server has not written yet is shown from its memory, in the counters
+// and in the current hour of the chart.
+func TestPageLoadsDoNotWrite(t *testing.T) {
+	mem := store.NewMemory()
+	st := &countingStore{Memory: mem}
+	e := newEnvWith(t, mem, st, nil)
+	b, _, out := e.signedIn()
+	op := e.browser()
+	op.post("/operator/signin", url.Values{"csrf": {op.token("/operator")}, "token": {testAdminToken}})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	before := st.writes.Load()
+	const loads = 5
+	for i := 1; i <= loads; i++ {
+		nc, err := rtmfp.Connect(ctx, out.URL, &rtmfp.Config{LocalAddr: "127.0.0.1:0"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc.Close()
+		d := b.get("/dashboard")
+		if !strings.Contains(d.body, fmt.Sprintf(" UTC</td><td>%d</td>", i)) {
+			t.Fatalf("load %d: the hour's connects are not %d: %s", i, i, d.body)
+		}
+		if a := op.get("/operator"); a.code != 200 || !strings.Contains(a.body, out.Key) {
+			t.Fatalf("operator page: %d", a.code)
+		}
+	}
+	// The server's own write every 5 s may fall in the loop; the pages
+	// must not have added theirs.
+	if n := st.writes.Load() - before; n > 1 {
+		t.Fatalf("%d page loads with new usage made %d usage writes", 2*loads, n)
+	}
+}
+
 func TestCookies(t *testing.T) {
 	for _, tc := range []struct {
 		name, public string
@@ -489,7 +682,7 @@ func TestPortalServes(t *testing.T) {
 	b := e.browser()
 	for path, want := range map[string]string{
 		"/exchange/" + out.Key + "?friends=x":      `<result><friend><user>x</user></friend></result>`,
-		"/api/v1/exchange/" + out.Key + "/names/x": `"available":false`,
+		"/api/v1/exchange/" + out.Key + "/names/x": `"available": false`,
 		"/crossdomain.xml":                         `by-content-type`,
 		"/exchange/crossdomain.xml":                `allow-access-from`,
 		"/static/style.css":                        `:focus-visible`,
@@ -516,6 +709,21 @@ func TestPortalServes(t *testing.T) {
 	b.hdr.Set("Sec-Fetch-Site", "cross-site")
 	if a := b.do("PUT", "/api/v1/exchange/"+out.Key+"/names/x", strings.NewReader(`{"identity":"`+strings.Repeat("a", 64)+`"}`), "application/json"); a.code != 403 || !strings.Contains(a.body, "not connected") {
 		t.Errorf("cross-origin exchange write: %d %s", a.code, a.body)
+	}
+}
+
+// A form that cannot be parsed is a bad request (400), not one that is too
+// large (413), which only an oversized body is.
+func TestFormErrors(t *testing.T) {
+	e := newEnv(t, nil)
+	b := e.browser()
+	tok := b.token("/signin")
+	if a := b.do("POST", "/signin", strings.NewReader("csrf="+tok+"&secret=%zz"), "application/x-www-form-urlencoded"); a.code != 400 || !strings.Contains(a.body, "could not be read") {
+		t.Fatalf("malformed form: %d %s", a.code, a.body)
+	}
+	big := url.Values{"csrf": {tok}, "secret": {strings.Repeat("s", 9<<10)}}
+	if a := b.post("/signin", big); a.code != 413 {
+		t.Fatalf("oversized form: %d", a.code)
 	}
 }
 

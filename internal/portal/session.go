@@ -1,6 +1,7 @@
 package portal
 
 import (
+	"container/list"
 	"context"
 	"crypto/rand"
 	"crypto/subtle"
@@ -26,16 +27,19 @@ type session struct {
 	operator bool
 	csrf     string
 	expires  time.Time
+	elem     *list.Element // in sessions.order
 }
 
 type sessions struct {
-	now func() time.Time
-	mu  sync.Mutex
-	m   map[string]*session
+	now   func() time.Time
+	max   int
+	mu    sync.Mutex
+	m     map[string]*session
+	order *list.List // session IDs, oldest first: every session lives sessionTTL, so also the first to expire
 }
 
-func newSessions(now func() time.Time) *sessions {
-	return &sessions{now: now, m: map[string]*session{}}
+func newSessions(now func() time.Time, max int) *sessions {
+	return &sessions{now: now, max: max, m: map[string]*session{}, order: list.New()}
 }
 
 func randomHex(n int) string {
@@ -49,23 +53,24 @@ func (ss *sessions) start(account string, operator bool) (string, *session) {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	now := ss.now()
-	if len(ss.m) >= maxSessions {
-		for id, s := range ss.m {
-			if now.After(s.expires) {
-				delete(ss.m, id)
-			}
-		}
-		for id := range ss.m { // still full: drop arbitrary ones
-			if len(ss.m) < maxSessions {
-				break
-			}
-			delete(ss.m, id)
-		}
+	// Full: the oldest sessions go, expired ones first since they are
+	// the oldest.
+	for len(ss.m) >= ss.max && ss.order.Len() > 0 {
+		ss.remove(ss.order.Front().Value.(string))
 	}
 	id := randomHex(32)
 	s := &session{account: account, operator: operator, csrf: randomHex(32), expires: now.Add(sessionTTL)}
+	s.elem = ss.order.PushBack(id)
 	ss.m[id] = s
 	return id, s
+}
+
+// remove forgets a session; ss.mu held.
+func (ss *sessions) remove(id string) {
+	if s := ss.m[id]; s != nil {
+		ss.order.Remove(s.elem)
+		delete(ss.m, id)
+	}
 }
 
 func (ss *sessions) lookup(id string) *session {
@@ -73,7 +78,7 @@ func (ss *sessions) lookup(id string) *session {
 	defer ss.mu.Unlock()
 	s := ss.m[id]
 	if s != nil && ss.now().After(s.expires) {
-		delete(ss.m, id)
+		ss.remove(id)
 		return nil
 	}
 	return s
@@ -81,7 +86,7 @@ func (ss *sessions) lookup(id string) *session {
 
 func (ss *sessions) end(id string) {
 	ss.mu.Lock()
-	delete(ss.m, id)
+	ss.remove(id)
 	ss.mu.Unlock()
 }
 

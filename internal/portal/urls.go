@@ -8,21 +8,41 @@ import (
 	"strings"
 )
 
-// host is the name people reach this server by: the public URL's, else
-// the request's Host (validated: a DNS name or an IP address).
-func (p *Portal) host(r *http.Request) string {
+// hostPort is the host (and port, if any) people reach this server by:
+// the public URL's, else the request's Host when it is a DNS name or an
+// IP address with a numeric port, else the address the request came in on
+// (a Host header may carry characters, such as ' ( ) ;, that have no place
+// in the URLs and snippets built from it).
+func (p *Portal) hostPort(r *http.Request) (host, port string) {
 	if p.publicURL != nil {
-		return p.publicURL.Hostname()
+		return p.publicURL.Hostname(), p.publicURL.Port()
 	}
 	h := r.Host
-	if hh, _, err := net.SplitHostPort(h); err == nil {
-		h = hh
+	if hh, pp, err := net.SplitHostPort(h); err == nil {
+		h, port = hh, pp
+	} else if strings.HasPrefix(h, "[") && strings.HasSuffix(h, "]") {
+		h = h[1 : len(h)-1]
 	}
-	h = strings.Trim(h, "[]")
-	if _, err := netip.ParseAddr(h); err == nil || validHostname(h) {
-		return h
+	if validPort(port) && (validIP(h) || validHostname(h)) {
+		return h, port
 	}
-	return "127.0.0.1"
+	if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+		if ap, err := netip.ParseAddrPort(a.String()); err == nil {
+			return ap.Addr().Unmap().WithZone("").String(), strconv.Itoa(int(ap.Port()))
+		}
+	}
+	return "127.0.0.1", ""
+}
+
+// host is hostPort's host.
+func (p *Portal) host(r *http.Request) string {
+	h, _ := p.hostPort(r)
+	return h
+}
+
+func validIP(h string) bool {
+	a, err := netip.ParseAddr(h)
+	return err == nil && a.Zone() == ""
 }
 
 func validHostname(h string) bool {
@@ -35,6 +55,15 @@ func validHostname(h string) bool {
 		}
 	}
 	return true
+}
+
+// validPort: none, or a number from 1 to 65535.
+func validPort(p string) bool {
+	if p == "" {
+		return true
+	}
+	n, err := strconv.ParseUint(p, 10, 16)
+	return err == nil && n > 0 && strconv.FormatUint(n, 10) == p
 }
 
 // bracket puts an IPv6 literal in brackets for a URL.
@@ -54,11 +83,11 @@ func (p *Portal) baseURL(r *http.Request) string {
 	if p.secure(r) {
 		scheme = "https"
 	}
-	host := r.Host
-	if host == "" || strings.ContainsAny(host, "/\\@ ") {
-		host = "127.0.0.1"
+	host, port := p.hostPort(r)
+	if port != "" {
+		return scheme + "://" + net.JoinHostPort(host, port)
 	}
-	return scheme + "://" + host
+	return scheme + "://" + bracket(host)
 }
 
 // rtmfpURL is what a client connects to with a key.
@@ -72,29 +101,4 @@ func (p *Portal) rtmfpURL(r *http.Request, key string) string {
 		hp += ":" + strconv.Itoa(int(port))
 	}
 	return "rtmfp://" + hp + "/" + key
-}
-
-// welcomeData is the page shown once after sign-up.
-type welcomeData struct {
-	signedUp
-	ActionScript, Go string
-}
-
-func (p *Portal) welcome(s signedUp) welcomeData {
-	return welcomeData{signedUp: s,
-		ActionScript: `var nc:NetConnection = new NetConnection();
-nc.addEventListener(NetStatusEvent.NET_STATUS, function (e:NetStatusEvent):void {
-    trace(e.info.code, nc.nearID); // NetConnection.Connect.Success, your peer ID
-});
-nc.connect("` + s.URL + `");
-// VideoPhone-style applications: WebServiceUrl = "` + s.ExchangeURL + `"`,
-		Go: `// import "github.com/stratus-rtmfp/stratus/rtmfp"
-nc, err := rtmfp.Connect(ctx, "` + s.URL + `", nil)
-if err != nil {
-    log.Fatal(err)
-}
-defer nc.Close()
-fmt.Println("my peer ID:", nc.NearID())
-nc.RegisterName(ctx, "alice") // friends find it with nc.LookupName(ctx, "alice")`,
-	}
 }

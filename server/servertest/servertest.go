@@ -102,10 +102,43 @@ func (ts *Server) Events() []server.SessionEvent {
 	return append([]server.SessionEvent(nil), ts.events...)
 }
 
+// WaitEvent waits until the server has reported an event of that kind for
+// the peer ID (64 hex digits), and returns it.
+func (ts *Server) WaitEvent(t testing.TB, peerID string, kind server.SessionEventKind) server.SessionEvent {
+	t.Helper()
+	deadline := time.NewTimer(WaitTimeout)
+	defer deadline.Stop()
+	for seen := 0; ; {
+		ts.mu.Lock()
+		evs, ch := ts.events[seen:], ts.changed
+		ts.mu.Unlock()
+		for _, ev := range evs {
+			if ev.PeerID == peerID && ev.Kind == kind {
+				return ev
+			}
+		}
+		seen += len(evs)
+		select {
+		case <-ch:
+		case <-deadline.C:
+			t.Fatalf("servertest: after %v no %s event for %s", WaitTimeout, kind, peerID)
+			return server.SessionEvent{}
+		}
+	}
+}
+
 // WaitFor waits until cond holds for the server's sessions
 // (Server.Sessions), checking it now and after every session event, and
 // fails the test after WaitTimeout.
 func (ts *Server) WaitFor(t testing.TB, what string, cond func([]server.SessionInfo) bool) {
+	t.Helper()
+	ts.WaitUntil(t, what, func() bool { return cond(ts.Sessions()) })
+}
+
+// WaitUntil waits until cond holds, checking it now and after every
+// session event (NetGroup joins and leaves among them), and fails the test
+// after WaitTimeout.
+func (ts *Server) WaitUntil(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.NewTimer(WaitTimeout)
 	defer deadline.Stop()
@@ -113,7 +146,7 @@ func (ts *Server) WaitFor(t testing.TB, what string, cond func([]server.SessionI
 		ts.mu.Lock()
 		ch := ts.changed
 		ts.mu.Unlock()
-		if cond(ts.Sessions()) {
+		if cond() {
 			return
 		}
 		select {

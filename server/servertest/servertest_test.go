@@ -23,7 +23,9 @@ func TestStartAndWait(t *testing.T) {
 	if s := srv.Sessions(); len(s) != 1 || s[0].PeerID != nc.NearID() || s[0].Key != key {
 		t.Fatalf("sessions %+v", s)
 	}
+	srv.WaitEvent(t, nc.NearID(), server.SessionPeerInfo) // Connect sends it before returning
 	nc.Close()
+	srv.WaitEvent(t, nc.NearID(), server.SessionClosed)
 	srv.WaitSessions(t, 0)
 	var kinds []server.SessionEventKind
 	for _, ev := range srv.Events() {
