@@ -2,8 +2,11 @@ package server
 
 import (
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
+
+	"golang.org/x/time/rate"
 
 	"github.com/stratus-rtmfp/stratus/amf"
 	"github.com/stratus-rtmfp/stratus/internal/engine"
@@ -42,6 +45,33 @@ func (s *Server) setState(c *client, st clientState) {
 	c.state = st
 }
 
+// peerOf returns the session lookups of peer ID id reach: the newest of
+// its connected sessions (the same identity reconnected before its old
+// session timed out: the newest wins, and when it goes the older one,
+// still connected, is the peer again); nil if it has none. s.mu held.
+func (s *Server) peerOf(id [32]byte) *client {
+	cs := s.byPeer[id]
+	for i := len(cs) - 1; i >= 0; i-- {
+		if cs[i].state == connected {
+			return cs[i]
+		}
+	}
+	return nil
+}
+
+// removePeer forgets session c of its peer ID; s.mu held.
+func (s *Server) removePeer(c *client) {
+	cs := s.byPeer[c.peerID]
+	if i := slices.Index(cs, c); i >= 0 {
+		cs = slices.Delete(cs, i, i+1)
+	}
+	if len(cs) == 0 {
+		delete(s.byPeer, c.peerID)
+		return
+	}
+	s.byPeer[c.peerID] = cs
+}
+
 // client is the server's state for one session (reference §5.10).
 type client struct {
 	srv      *Server
@@ -61,13 +91,14 @@ type client struct {
 	ctrlIn                              *engine.RecvFlow
 	ctrlOut                             *engine.SendFlow
 	opened                              time.Time
-	streams                             uint64 // bitmap of server NetStream IDs 1..63 handed out
+	since                               time.Time // when connect was accepted
+	streams                             uint64    // bitmap of server NetStream IDs 1..63 handed out
 
 	// NetGroup server channels (event goroutine only).
 	gc           []*gcFlow
+	groupBudget  *rate.Limiter // GC flow opens and messages (made at the first)
 	groupAddr    [32]byte
 	hasGroupAddr bool
-	wasMember    bool
 
 	connectTimer *time.Timer
 }
@@ -160,9 +191,7 @@ func (ev *events) SessionClosed(sess *engine.Session, err error) {
 	if s.byAddr[c.observed] == c {
 		delete(s.byAddr, c.observed)
 	}
-	if s.byPeer[c.peerID] == c {
-		delete(s.byPeer, c.peerID)
-	}
+	s.removePeer(c)
 	wasConnected := c.state != waitConnect && c.key != ""
 	if wasConnected {
 		if s.perKey[c.key]--; s.perKey[c.key] <= 0 {
@@ -574,14 +603,10 @@ func (c *client) onConnect(cmd flash.Command) {
 		c.refuse(cmd.TxID, flash.ConnectAppShutdown, "server shutting down")
 		return
 	}
-	c.key = key
+	c.key, c.since = key, time.Now()
 	s.setState(c, connected)
 	s.perKey[key]++
-	if old := s.byPeer[c.peerID]; old == nil || old.state != connected {
-		s.byPeer[c.peerID] = c
-	} else {
-		s.byPeer[c.peerID] = c // the same identity reconnected: the newest session wins
-	}
+	s.byPeer[c.peerID] = append(s.byPeer[c.peerID], c)
 	s.mu.Unlock()
 	if c.connectTimer != nil {
 		c.connectTimer.Stop()

@@ -39,11 +39,11 @@ func (s *Server) introduce(e *engine.Engine, src netip.AddrPort, epd handshake.E
 	}
 	start := time.Now()
 	s.mu.Lock()
-	target := s.byPeer[id]
+	target := s.peerOf(id)
 	initiator := s.byAddr[src]
 	result := "ok"
 	switch {
-	case target == nil || target.state != connected:
+	case target == nil:
 		result = "unknown"
 	case initiator == target || target.observed == src:
 		result = "self"
@@ -156,8 +156,8 @@ func (s *Server) relay(from *client, cmd flash.Command) {
 		return
 	}
 	s.mu.Lock()
-	to := s.byPeer[[32]byte(raw)]
-	if to != nil && (to.state != connected || to.key != from.key) || from.state != connected {
+	to := s.peerOf([32]byte(raw))
+	if to != nil && to.key != from.key || from.state != connected {
 		to = nil
 	}
 	s.mu.Unlock()

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -37,13 +38,16 @@ type Server struct {
 	keys     *keyCache
 	exchange *exchange.Registry
 	// groups holds NetGroup membership, beside the peer registry rather
-	// than under s.mu: joins lock only their own group.
+	// than under s.mu: joins lock only their own group. It has its own
+	// locks; never call it with s.mu held.
 	groups membership.Directory
-	dead   *deadPeers
+	// groupMembers counts this server's GC flows that are in a group, for
+	// Config.MaxGroupMembers.
+	groupMembers atomic.Int64
 
 	mu       sync.Mutex
 	engines  []*engine.Engine
-	byPeer   map[[32]byte]*client
+	byPeer   map[[32]byte][]*client // each peer ID's connected sessions, oldest first (peerOf)
 	byAddr   map[netip.AddrPort]*client
 	perIP    map[netip.Prefix]int
 	perKey   map[string]int
@@ -74,12 +78,16 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{
 		cfg: cfg, id: id, log: cfg.Logger,
-		byPeer: map[[32]byte]*client{}, byAddr: map[netip.AddrPort]*client{},
+		byPeer: map[[32]byte][]*client{}, byAddr: map[netip.AddrPort]*client{},
 		perIP: map[netip.Prefix]int{}, perKey: map[string]int{}, live: map[peerKey]int{}, limiters: map[netip.Prefix]*limiterEntry{},
 		hello: limiter(cfg.HelloRate), lookups: limiter(cfg.LookupRate),
 		prefix: ratelimit.NewPrefix(cfg.HelloRatePerPrefix, int(2*cfg.HelloRatePerPrefix), prefixBuckets),
 		done:   make(chan struct{}),
-		groups: membership.NewLocal(membership.DefaultPolicy), dead: newDeadPeers(),
+	}
+	if cfg.groupDirectory != nil {
+		s.groups = cfg.groupDirectory((*groupHandler)(s))
+	} else {
+		s.groups = membership.NewLocal(membership.DefaultPolicy, (*groupHandler)(s))
 	}
 	s.keys = newKeyCache(cfg.Store, cfg.Open)
 	s.exchange = newExchange(s)

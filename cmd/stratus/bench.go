@@ -22,7 +22,9 @@ const benchUsage = `usage: stratus bench <connect | idle | intro | groups | hold
   intro    introductions per second and lookup-to-Redirect latency
   groups   NetGroup joins per second, join-to-bootstrap latency and memory per
            membership: --members memberships in --groups groups, held by --clients
-           sessions (one GC flow per membership)
+           sessions (one GC flow per membership); with --url the defaults are
+           1600 in 20 groups held by 200 sessions, within a default server's
+           limits (--max-sessions-per-ip 256 from this host, --max-groups-per-session 8)
   hold     holds --sessions connected sessions for --hold, then closes them;
            prints a line with "held" once all are up (measure the server's
            memory then)
@@ -46,9 +48,9 @@ func runBench(args []string) error {
 	sessions := fs.Int("sessions", 100000, "sessions to hold (idle, hold)")
 	hold := fs.Duration("hold", time.Minute, "how long to hold the sessions once all are up (hold)")
 	lookups := fs.Int("lookups", 100000, "introductions to run (intro)")
-	members := fs.Int("members", 100000, "NetGroup memberships (groups)")
-	groups := fs.Int("groups", 1000, "NetGroups the memberships are spread over (groups)")
-	groupClients := fs.Int("clients", 1000, "sessions holding the memberships, members/clients groups each (groups)")
+	members := fs.Int("members", 100000, "NetGroup memberships (groups; with --url default 1600)")
+	groups := fs.Int("groups", 1000, "NetGroups the memberships are spread over (groups; with --url default 20)")
+	groupClients := fs.Int("clients", 1000, "sessions holding the memberships, members/clients groups each (groups; with --url default 200)")
 	conc := fs.Int("concurrency", 16, "concurrent clients")
 	fs.Usage = func() { fmt.Fprint(fs.Output(), benchUsage); fs.PrintDefaults() }
 	if err := fs.Parse(args[1:]); err != nil {
@@ -78,6 +80,15 @@ func runBench(args []string) error {
 			return errors.New("bench needs an IPv4 server address")
 		}
 		t = &bench.Target{URL: *url, Server: v4, App: app}
+		// Another server has its limits: all clients come from this
+		// host, and a session holds at most 8 groups by default.
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		for name, v := range map[string]*int{"members": members, "groups": groups, "clients": groupClients} {
+			if !set[name] {
+				*v = map[string]int{"members": 1600, "groups": 20, "clients": 200}[name]
+			}
+		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -29,19 +29,69 @@ type Target struct {
 	Local  *server.Server
 	// Metrics are the embedded server's.
 	Metrics prometheus.Gatherer
+	// groupJoins counts the embedded server's SessionGroupJoined events,
+	// which it reports once a join's announcements are handed out.
+	groupJoins *counter
+}
+
+// counter is a count that can be waited on.
+type counter struct {
+	mu      sync.Mutex
+	n       int
+	changed chan struct{} // closed and replaced at every change
+}
+
+func newCounter() *counter { return &counter{changed: make(chan struct{})} }
+
+func (c *counter) add() {
+	c.mu.Lock()
+	c.n++
+	close(c.changed)
+	c.changed = make(chan struct{})
+	c.mu.Unlock()
+}
+
+// wait waits until the count reaches n, or d has passed.
+func (c *counter) wait(n int, d time.Duration) bool {
+	deadline := time.After(d)
+	for {
+		c.mu.Lock()
+		have, ch := c.n, c.changed
+		c.mu.Unlock()
+		if have >= n {
+			return true
+		}
+		select {
+		case <-ch:
+		case <-deadline:
+			return false
+		}
+	}
 }
 
 // Embedded starts an in-process server on a loopback socket, open to any
-// key, configured so that idle sessions are held (no reaping during a run).
+// key, configured so that idle sessions are held (no reaping during a run)
+// and without the limits a load would hit (sessions, handshakes, groups
+// per session and in all, the NetGroup budget).
 func Embedded(mod func(*server.Config)) (*Target, error) {
 	reg := prometheus.NewRegistry()
 	cfg := server.Config{Store: store.NewMemory(), Open: true,
 		ClientKeepalive: time.Hour, ReapAfter: 2 * time.Hour, ConnectTimeout: time.Hour,
 		HandshakeRate: -1, HelloRate: -1, HelloRatePerPrefix: -1, LookupRate: -1,
 		MaxSessionsPerIP: -1, MaxSessions: -1,
-		MaxGroupsPerSession: -1, Registerer: reg, Gatherer: reg}
+		MaxGroupsPerSession: -1, MaxGroupMembers: -1, GroupMessageRate: -1, Registerer: reg, Gatherer: reg}
 	if mod != nil {
 		mod(&cfg)
+	}
+	joins := newCounter()
+	user := cfg.OnSession
+	cfg.OnSession = func(ev server.SessionEvent) {
+		if ev.Kind == server.SessionGroupJoined {
+			joins.add()
+		}
+		if user != nil {
+			user(ev)
+		}
 	}
 	srv, err := server.New(cfg)
 	if err != nil {
@@ -58,7 +108,7 @@ func Embedded(mod func(*server.Config)) (*Target, error) {
 		return nil, err
 	}
 	addr := conn.LocalAddr().(*net.UDPAddr).AddrPort()
-	return &Target{URL: "rtmfp://" + addr.String() + "/bench", Server: addr, App: "bench", Local: srv, Metrics: cfg.Gatherer}, nil
+	return &Target{URL: "rtmfp://" + addr.String() + "/bench", Server: addr, App: "bench", Local: srv, Metrics: cfg.Gatherer, groupJoins: joins}, nil
 }
 
 // metric sums a family of the embedded server's metrics (counters and
@@ -85,25 +135,6 @@ func (t *Target) groupMessages() float64 {
 	var n float64
 	t.metric("stratus_group_bootstrap_messages_total", func(m *dto.Metric) { n += m.GetCounter().GetValue() })
 	return n
-}
-
-// maxPerJoin is the most bootstrap messages one join caused (the largest
-// bucket of the server's per-join histogram that holds a join).
-func (t *Target) maxPerJoin() int {
-	most := 0
-	t.metric("stratus_group_bootstrap_per_join", func(m *dto.Metric) {
-		below := uint64(0)
-		for _, b := range m.GetHistogram().GetBucket() {
-			if b.GetCumulativeCount() > below {
-				most = int(b.GetUpperBound())
-			}
-			below = b.GetCumulativeCount()
-		}
-		if m.GetHistogram().GetSampleCount() > below {
-			most = 1 << 30 // past the last bucket
-		}
-	})
-	return most
 }
 
 // identities are generated once, with short private exponents (the load
@@ -365,8 +396,11 @@ func Report(w io.Writer, name string, v any) {
 	case GroupsResult:
 		fmt.Fprintf(w, "%s: %d memberships in %d groups held by %d clients; %d timed joins (%d failed) in %v: %.0f joins/s; join-to-bootstrap latency %v; %d bootstrap messages received",
 			name, r.Members, r.Groups, r.Clients, r.Joins, r.Failures, r.Elapsed.Round(time.Millisecond), r.PerSecond, r.Latency, r.Messages)
+		if r.MaxPerJoin != 0 {
+			fmt.Fprintf(w, ", at most %d for one join", r.MaxPerJoin)
+		}
 		if r.HeapPerMember != 0 {
-			fmt.Fprintf(w, ", at most %d for one join; Go heap %.0f bytes/membership", r.MaxPerJoin, r.HeapPerMember)
+			fmt.Fprintf(w, "; Go heap %.0f bytes/membership", r.HeapPerMember)
 		}
 		fmt.Fprintln(w)
 	case HoldResult:

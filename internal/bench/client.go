@@ -244,8 +244,11 @@ func (c *client) connect(url, app string, deadline time.Time) (*session, string,
 			if cm, err := flash.ParseCommand(m); err == nil && (cm.Name == "_result" || cm.Name == "_error") {
 				sess.ctrlFlow = ud.FlowID
 				for _, a := range cm.Args {
-					if c, _, _ := flash.InfoCode(a); c != "" {
+					if c, _, why := flash.InfoCode(a); c != "" {
 						code = c
+						if why != "" && cm.Name == "_error" {
+							code += " (" + why + ")" // a refusal says why
+						}
 					}
 				}
 			}

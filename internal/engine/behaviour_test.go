@@ -412,17 +412,63 @@ func TestMessageDeadlineAbandons(t *testing.T) {
 	})
 }
 
+// connectedPair starts a server engine with scfg and a client engine on
+// n, connects them and returns both ends of the session and what closes
+// the engines.
+func connectedPair(t *testing.T, n *testutil.Network, scfg Config) (sess, ss *Session, closeAll func()) {
+	t.Helper()
+	sc, cc := n.Listen("10.0.0.1:1935"), n.Listen("10.0.0.2:5000")
+	server := serverEngine(t, sc, scfg)
+	client := clientEngine(t, cc, Config{})
+	ctx := context.Background()
+	sess, _ = client.Connect(ctx, handshake.AncillaryEPD("rtmfp://s/app"), ConnectOptions{}, sc.AddrPort())
+	ss, _ = server.Accept(ctx)
+	return sess, ss, func() { client.Close(); server.Close() }
+}
+
+// TryWriteWithin refuses what would take a flow past its limit while the
+// far end does not read (and so does not acknowledge), and takes more once
+// it does.
+func TestTryWriteWithin(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sess, ss, closeAll := connectedPair(t, testutil.NewNetwork(12), Config{RecvBuffer: 2048, SessionRecvBuffer: 4096})
+		defer closeAll()
+		ctx := context.Background()
+		f, _ := sess.OpenFlow([]byte("announcements"), nil)
+		msg := bytes.Repeat([]byte{0x0b}, 33)
+		const limit = 1024
+		sent := 0
+		for range 100 {
+			if err := f.TryWriteWithin(msg, limit); err != nil {
+				if !errors.Is(err, ErrBufferFull) {
+					t.Fatal(err)
+				}
+				break
+			}
+			sent++
+		}
+		if sent != limit/len(msg) {
+			t.Fatalf("%d messages of %d bytes let in under a limit of %d", sent, len(msg), limit)
+		}
+		rf, _ := ss.AcceptFlow(ctx)
+		for range sent {
+			if _, err := rf.Read(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(time.Second) // fake time: the acknowledgements' delay passes
+		synctest.Wait()
+		if err := f.TryWriteWithin(msg, limit); err != nil {
+			t.Fatalf("after the far end read everything: %v", err)
+		}
+	})
+}
+
 func TestFlowRejection(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		n := testutil.NewNetwork(11)
-		sc, cc := n.Listen("10.0.0.1:1935"), n.Listen("10.0.0.2:5000")
-		server := serverEngine(t, sc, Config{})
-		client := clientEngine(t, cc, Config{})
-		defer server.Close()
-		defer client.Close()
+		sess, ss, closeAll := connectedPair(t, testutil.NewNetwork(11), Config{})
+		defer closeAll()
 		ctx := context.Background()
-		sess, _ := client.Connect(ctx, handshake.AncillaryEPD("rtmfp://s/app"), ConnectOptions{}, sc.AddrPort())
-		ss, _ := server.Accept(ctx)
 		f, _ := sess.OpenFlow([]byte("unwanted"), nil)
 		f.Write([]byte("m"))
 		rf, _ := ss.AcceptFlow(ctx)

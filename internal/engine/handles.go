@@ -403,7 +403,7 @@ func (f *SendFlow) WriteMessage(ctx context.Context, msg []byte, deadline time.T
 }
 
 // ErrBufferFull is TryWrite's answer when the flow already holds
-// MaxBuffered unacknowledged bytes.
+// MaxBuffered unacknowledged bytes (TryWriteWithin's: its limit).
 var ErrBufferFull = errors.New("engine: send buffer full")
 
 // TryWrite queues a message without ever blocking: event handlers use it,
@@ -413,9 +413,24 @@ func (f *SendFlow) TryWrite(msg []byte) error { return f.TryWriteBy(msg, time.Ti
 // TryWriteBy is TryWrite with a deadline after which the message is
 // abandoned (live media that is late is worthless).
 func (f *SendFlow) TryWriteBy(msg []byte, deadline time.Time) error {
+	return f.tryWrite(msg, deadline, func(buffered int) bool { return buffered >= MaxBuffered })
+}
+
+// TryWriteWithin is TryWrite with a tighter bound: ErrBufferFull when the
+// message would take what the flow holds unacknowledged past limit (a
+// message is always let into an empty flow). For flows whose messages may
+// be lost when the far end does not keep up, to bound what it can make us
+// hold.
+func (f *SendFlow) TryWriteWithin(msg []byte, limit int) error {
+	return f.tryWrite(msg, time.Time{}, func(buffered int) bool {
+		return buffered >= MaxBuffered || buffered > 0 && buffered+len(msg) > limit
+	})
+}
+
+func (f *SendFlow) tryWrite(msg []byte, deadline time.Time, full func(buffered int) bool) error {
 	sh := f.s.sh
 	sh.mu.Lock()
-	if f.core.Buffered() >= MaxBuffered {
+	if full(f.core.Buffered()) {
 		sh.mu.Unlock()
 		return ErrBufferFull
 	}

@@ -140,20 +140,13 @@ func (ts *Server) WaitFor(t testing.TB, what string, cond func([]server.SessionI
 // after WaitTimeout.
 func (ts *Server) WaitUntil(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.NewTimer(WaitTimeout)
-	defer deadline.Stop()
-	for {
+	next := func() <-chan struct{} {
 		ts.mu.Lock()
-		ch := ts.changed
-		ts.mu.Unlock()
-		if cond() {
-			return
-		}
-		select {
-		case <-ch:
-		case <-deadline.C:
-			t.Fatalf("servertest: after %v still not %s; sessions: %+v", WaitTimeout, what, ts.Sessions())
-		}
+		defer ts.mu.Unlock()
+		return ts.changed
+	}
+	if !waitOn(next, cond) {
+		t.Fatalf("servertest: after %v still not %s; sessions: %+v", WaitTimeout, what, ts.Sessions())
 	}
 }
 
