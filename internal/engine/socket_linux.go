@@ -29,7 +29,6 @@ type rawSocket struct {
 	v6       bool // an AF_INET6 socket: IPv4 peers are written as mapped addresses
 	woken    atomic.Bool
 	deadline time.Time // the read deadline set; reset after a wake, which moves it
-	drained  bool      // the last read emptied the socket: wait before reading again
 
 	rhdr  [batchSize]mmsghdr
 	riov  [batchSize]unix.Iovec
@@ -84,15 +83,11 @@ func (s *rawSocket) read(in *inBatch, deadline time.Time) (int, error) {
 	}
 	var n int
 	var errno syscall.Errno
-	skip := s.drained
+	// Always try the socket before waiting: RawConn.Read forgets a
+	// readiness the poller recorded before the call (it resets the poll
+	// descriptor first), so a datagram that arrived after the last read
+	// would otherwise wait for the next one, or for the deadline.
 	err := s.rc.Read(func(fd uintptr) bool {
-		if skip {
-			// The socket was empty after the last read: what arrived
-			// since made the poller ready (edge-triggered), so wait
-			// rather than spend a system call on finding nothing.
-			skip = false
-			return false
-		}
 		r, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&s.rhdr[0])), batchSize, 0, 0, 0)
 		if e == unix.EAGAIN || e == unix.EINTR {
 			return false
@@ -103,16 +98,13 @@ func (s *rawSocket) read(in *inBatch, deadline time.Time) (int, error) {
 	if err != nil {
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			s.deadline = time.Unix(1, 0) // a wake may have moved it
-			s.drained = false
 			return 0, nil
 		}
 		return 0, err
 	}
 	if errno != 0 {
-		s.drained = false
 		return 0, errno
 	}
-	s.drained = n < batchSize
 	for i := range n {
 		in.n[i] = int(s.rhdr[i].n)
 		in.src[i] = sockaddrAddrPort(&s.rname[i])
