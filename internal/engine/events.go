@@ -245,6 +245,10 @@ func (sh *shard) sessionGone(s *Session) {
 // dispatcher. Unless force is set it stops when the dispatcher's queue is
 // full and reports false: the flow keeps its place in s.drain. sh.mu held.
 func (sh *shard) drainFlow(rf *RecvFlow, force bool) bool {
+	if !rf.openedSent {
+		rf.openedSent = true
+		sh.event(evFlowOpened, rf.s, rf)
+	}
 	for {
 		if !force && sh.evBytes >= sh.e.cfg.MaxEventBytes && rf.core.Pending() > 0 {
 			return false

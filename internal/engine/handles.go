@@ -78,7 +78,14 @@ func (h *handler) RecvFlow(f *session.RecvFlow) {
 	rf := &RecvFlow{s: s, core: f}
 	f.Value = rf
 	if s.e.cfg.Events != nil {
-		s.sh.event(evFlowOpened, s, rf)
+		// FlowOpened goes out when the flow is drained, behind the
+		// messages of the session's flows that were readable before
+		// (a batch of datagrams is drained once at its end: queued now,
+		// a client's next flow would open before its previous one's
+		// last message and end were delivered).
+		rf.queued = true
+		s.drain = append(s.drain, rf)
+		s.sh.markDirty(s)
 		return
 	}
 	s.recvQ = append(s.recvQ, rf)
@@ -489,6 +496,7 @@ type RecvFlow struct {
 	s          *Session
 	core       *session.RecvFlow
 	queued     bool // event mode: in s.drain
+	openedSent bool // event mode: FlowOpened delivered
 	closedSent bool // event mode: FlowClosed delivered
 	// Value is free for the application.
 	Value any
