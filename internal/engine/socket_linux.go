@@ -30,6 +30,13 @@ type rawSocket struct {
 	woken    atomic.Bool
 	deadline time.Time // the read deadline set; reset after a wake, which moves it
 
+	recvFn, sendFn func(fd uintptr) bool // s.recv and s.send
+	rn             int                   // recv's result
+	rerr           syscall.Errno
+	wk             int // send's headers
+	wr             uintptr
+	werr           syscall.Errno
+
 	rhdr  [batchSize]mmsghdr
 	riov  [batchSize]unix.Iovec
 	rname [batchSize]unix.RawSockaddrInet6 // large enough for either family
@@ -60,6 +67,7 @@ func newUDPSocket(conn *net.UDPConn, warn func(error, int)) socket {
 		return newConnSocket(conn, warn)
 	}
 	s := &rawSocket{conn: conn, rc: rc, v6: fam == unix.AF_INET6}
+	s.recvFn, s.sendFn = s.recv, s.send
 	return s
 }
 
@@ -81,20 +89,12 @@ func (s *rawSocket) read(in *inBatch, deadline time.Time) (int, error) {
 		*h = unix.Msghdr{Name: (*byte)(unsafe.Pointer(&s.rname[i])), Namelen: uint32(unsafe.Sizeof(s.rname[i])), Iov: &s.riov[i]}
 		h.SetIovlen(1)
 	}
-	var n int
-	var errno syscall.Errno
-	// Always try the socket before waiting: RawConn.Read forgets a
-	// readiness the poller recorded before the call (it resets the poll
-	// descriptor first), so a datagram that arrived after the last read
-	// would otherwise wait for the next one, or for the deadline.
-	err := s.rc.Read(func(fd uintptr) bool {
-		r, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&s.rhdr[0])), batchSize, 0, 0, 0)
-		if e == unix.EAGAIN || e == unix.EINTR {
-			return false
-		}
-		n, errno = int(r), e
-		return true
-	})
+	// Always try the socket before waiting (recvFn does): RawConn.Read
+	// forgets a readiness the poller recorded before the call (it resets
+	// the poll descriptor first), so a datagram that arrived after the last
+	// read would otherwise wait for the next one, or for the deadline.
+	err := s.rc.Read(s.recvFn)
+	n, errno := s.rn, s.rerr
 	if err != nil {
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			s.deadline = time.Unix(1, 0) // a wake may have moved it
@@ -168,16 +168,9 @@ func (s *rawSocket) write(out *outBatch) int {
 			i++ // a datagram this socket cannot send: dropped
 			continue
 		}
-		var r uintptr
-		var errno syscall.Errno
-		err := s.rc.Write(func(fd uintptr) bool {
-			for {
-				r, _, errno = unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&s.whdr[0])), uintptr(k), 0, 0, 0)
-				if errno != unix.EINTR {
-					return true // never wait for room: a full buffer drops, as a router would
-				}
-			}
-		})
+		s.wk = k
+		err := s.rc.Write(s.sendFn)
+		r, errno := s.wr, s.werr
 		if err != nil {
 			return sent
 		}
@@ -189,6 +182,29 @@ func (s *rawSocket) write(out *outBatch) int {
 		i += int(r)
 	}
 	return sent
+}
+
+// recv is the read's system call (recvFn: a method value made once, since
+// a closure handed to RawConn.Read escapes, an allocation per read).
+func (s *rawSocket) recv(fd uintptr) bool {
+	r, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&s.rhdr[0])), batchSize, 0, 0, 0)
+	if e == unix.EAGAIN || e == unix.EINTR {
+		return false
+	}
+	s.rn, s.rerr = int(r), e
+	return true
+}
+
+// send is the write's system call for the first s.wk headers (sendFn, as
+// recvFn).
+func (s *rawSocket) send(fd uintptr) bool {
+	for {
+		r, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&s.whdr[0])), uintptr(s.wk), 0, 0, 0)
+		if e != unix.EINTR {
+			s.wr, s.werr = r, e
+			return true // never wait for room: a full buffer drops, as a router would
+		}
+	}
 }
 
 func (s *rawSocket) close() error        { return s.conn.Close() }
