@@ -93,7 +93,6 @@ func runBench(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	run := func(name string) error {
-		start := time.Now()
 		var r any
 		var err error
 		switch name {
@@ -118,7 +117,6 @@ func runBench(args []string) error {
 			return fmt.Errorf("%s: %w", name, err)
 		}
 		bench.Report(os.Stdout, name, r)
-		_ = start
 		return nil
 	}
 	if what == "all" {
