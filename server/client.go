@@ -2,13 +2,13 @@ package server
 
 import (
 	"net/netip"
-	"slices"
 	"strings"
 	"time"
 
 	"golang.org/x/time/rate"
 
 	"github.com/stratus-rtmfp/stratus/amf"
+	"github.com/stratus-rtmfp/stratus/internal/directory"
 	"github.com/stratus-rtmfp/stratus/internal/engine"
 	"github.com/stratus-rtmfp/stratus/internal/flash"
 	"github.com/stratus-rtmfp/stratus/store"
@@ -43,33 +43,6 @@ func (s *Server) setState(c *client, st clientState) {
 		}
 	}
 	c.state = st
-}
-
-// peerOf returns the session lookups of peer ID id reach: the newest of
-// its connected sessions (the same identity reconnected before its old
-// session timed out: the newest wins, and when it goes the older one,
-// still connected, is the peer again); nil if it has none. s.mu held.
-func (s *Server) peerOf(id [32]byte) *client {
-	cs := s.byPeer[id]
-	for i := len(cs) - 1; i >= 0; i-- {
-		if cs[i].state == connected {
-			return cs[i]
-		}
-	}
-	return nil
-}
-
-// removePeer forgets session c of its peer ID; s.mu held.
-func (s *Server) removePeer(c *client) {
-	cs := s.byPeer[c.peerID]
-	if i := slices.Index(cs, c); i >= 0 {
-		cs = slices.Delete(cs, i, i+1)
-	}
-	if len(cs) == 0 {
-		delete(s.byPeer, c.peerID)
-		return
-	}
-	s.byPeer[c.peerID] = cs
 }
 
 // client is the server's state for one session (reference §5.10).
@@ -191,7 +164,6 @@ func (ev *events) SessionClosed(sess *engine.Session, err error) {
 	if s.byAddr[c.observed] == c {
 		delete(s.byAddr, c.observed)
 	}
-	s.removePeer(c)
 	wasConnected := c.state != waitConnect && c.key != ""
 	if wasConnected {
 		if s.perKey[c.key]--; s.perKey[c.key] <= 0 {
@@ -202,6 +174,7 @@ func (ev *events) SessionClosed(sess *engine.Session, err error) {
 	c.gone = true
 	s.mu.Unlock()
 	c.leaveAllGroups()
+	s.dir.Remove(c.peerID, c)
 	s.metrics.sessions.Dec()
 	if wasConnected {
 		// The exchange keeps the names if another session of the same
@@ -229,6 +202,23 @@ func (ev *events) AddressChanged(sess *engine.Session, addr netip.AddrPort) {
 	s.byAddr[addr] = c
 	s.perIP[ipKey(addr)]++
 	s.mu.Unlock()
+	c.announce()
+}
+
+// record is c's entry in the directory; s.mu held.
+func (c *client) record() directory.Peer {
+	return directory.Peer{ID: c.peerID, Key: c.key, Observed: c.observed, Addrs: c.addrs, Since: c.since, Local: c}
+}
+
+// announce puts a connected client's current addresses in the directory.
+func (c *client) announce() {
+	c.srv.mu.Lock()
+	ok := c.state == connected
+	p := c.record()
+	c.srv.mu.Unlock()
+	if ok {
+		c.srv.dir.Put(p)
+	}
 }
 
 func (ev *events) FlowOpened(f *engine.RecvFlow) {
@@ -591,8 +581,12 @@ func (c *client) onConnect(cmd flash.Command) {
 	if own := s.keys.limit(key); own > 0 {
 		limit = own // the key's own quota (store.Key.MaxSessions)
 	}
+	remote := 0 // the key's sessions on the cluster's other nodes
+	if limit > 0 {
+		remote = s.dir.RemoteSessions(key)
+	}
 	s.mu.Lock()
-	if limit > 0 && s.perKey[key] >= limit {
+	if limit > 0 && s.perKey[key]+remote >= limit {
 		s.mu.Unlock()
 		s.metrics.connect(s.keyLabel(key), "key_limit")
 		c.refuse(cmd.TxID, flash.ConnectRejected, "too many sessions for this developer key")
@@ -606,8 +600,11 @@ func (c *client) onConnect(cmd flash.Command) {
 	c.key, c.since = key, time.Now()
 	s.setState(c, connected)
 	s.perKey[key]++
-	s.byPeer[c.peerID] = append(s.byPeer[c.peerID], c)
+	rec := c.record()
 	s.mu.Unlock()
+	// If the same identity is connected already, this newer session
+	// replaces it in the directory.
+	s.dir.Put(rec)
 	if c.connectTimer != nil {
 		c.connectTimer.Stop()
 		c.connectTimer = nil
@@ -654,6 +651,7 @@ func (c *client) close() {
 	if already {
 		return
 	}
+	c.srv.dir.Remove(c.peerID, c) // nobody is introduced to a leaving client
 	if c.ctrlOut != nil {
 		c.ctrlOut.Close()
 	}
@@ -684,8 +682,9 @@ func closeAfter(out *engine.SendFlow, sess *engine.Session, wait time.Duration) 
 func (c *client) onSetPeerInfo(args []any) {
 	addrs := parsePeerAddresses(args, c.srv.cfg.MaxPeerAddresses)
 	c.srv.mu.Lock()
-	c.addrs = addrs
+	c.addrs = addrs // a new slice: the directory may hold the old one
 	c.srv.mu.Unlock()
+	c.announce()
 	c.sendKeepalive()
 	c.srv.tell(SessionPeerInfo, c)
 }

@@ -104,6 +104,11 @@ type Config struct {
 	RequireHMAC            bool
 	RequireSequenceNumbers bool
 
+	// Cluster, if set, joins this server to a cluster of Stratus nodes
+	// over NATS (see ClusterConfig); nil runs a single server, and nothing
+	// listens but the UDP sockets given to Listen.
+	Cluster *ClusterConfig
+
 	Logger *slog.Logger
 	// OnSession, if set, is told about every session as it opens,
 	// connects and closes (tests wait on it instead of polling; embedders
@@ -117,8 +122,9 @@ type Config struct {
 
 	// groupDirectory, if set, makes the directory NetGroup membership
 	// lives in, handing it what delivers announcements to this server's
-	// members (a cluster's directory; tests). Unexported: the directory's
-	// types are internal.
+	// members (tests). In cluster mode the node's directory is the
+	// cluster's (startCluster), and it hands them to the same
+	// groupHandler. Unexported: the directory's types are internal.
 	groupDirectory func(membership.Handler) membership.Directory
 }
 

@@ -20,6 +20,7 @@ const benchUsage = `usage: stratus bench <connect | idle | intro | groups | hold
   connect  connects per second: handshake through NetConnection.Connect.Success
   idle     memory per idle session: holds --sessions sessions on the embedded server
   intro    introductions per second and lookup-to-Redirect latency
+  cluster  introductions across cluster nodes (see: stratus bench cluster -h)
   groups   NetGroup joins per second, join-to-bootstrap latency and memory per
            membership: --members memberships in --groups groups, held by --clients
            sessions (one GC flow per membership); with --url the defaults are
@@ -42,6 +43,9 @@ func runBench(args []string) error {
 		return errors.New("missing bench command")
 	}
 	what := args[0]
+	if what == "cluster" {
+		return runBenchCluster(args[1:])
+	}
 	fs := flag.NewFlagSet("bench "+what, flag.ContinueOnError)
 	url := fs.String("url", "", "server to load (default: an embedded server on loopback)")
 	clients := fs.Int("connects", 20000, "connects to run (connect)")

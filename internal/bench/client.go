@@ -304,7 +304,12 @@ func (c *client) abort(s *session) {
 // lookup sends an IHello naming peerID to the server and waits for the
 // Redirect (the server's introduction).
 func (c *client) lookup(peerID [32]byte, deadline time.Time) error {
-	tag := randomTag()
+	return c.lookupTag(peerID, randomTag(), deadline)
+}
+
+// lookupTag is lookup with the caller's tag (to match what the target
+// receives).
+func (c *client) lookupTag(peerID [32]byte, tag []byte, deadline time.Time) error {
 	hello := wire.IHello{EPD: handshake.FingerprintEPD(peerID), Tag: tag}.Append(nil)
 	if err := c.sendStartup(0, c.server, hello); err != nil {
 		return err

@@ -81,6 +81,12 @@ type Config struct {
 	// only). Every well-formed IHello is answered otherwise, whatever its
 	// size: librtmfp's IHello for app "live" is a 36-byte datagram.
 	AllowHello func(src netip.AddrPort) bool
+	// HelloRedirect, if set, may send an initiator elsewhere (it runs
+	// with the shard's lock held, so it must be quick): when it
+	// returns addresses for an IHello that selects us (and AllowHello let
+	// it through), the initiator gets a Redirect to them instead of an
+	// RHello (a cluster node sends new clients to a less loaded node).
+	HelloRedirect func(src netip.AddrPort) []wire.Address
 	// ArrivalOrder decides per new incoming flow whether messages are
 	// delivered as they complete rather than in order.
 	ArrivalOrder func(metadata []byte) bool

@@ -95,6 +95,14 @@ func (sh *shard) onIHello(now time.Time, src netip.AddrPort, ih wire.IHello) {
 			e.drop(&e.C.DropLimited, "RHello budget", src)
 			return
 		}
+		if e.cfg.HelloRedirect != nil {
+			if addrs := e.cfg.HelloRedirect(src); len(addrs) > 0 {
+				sh.pkt = wire.Redirect{Tag: ih.Tag, Addresses: addrs}.Append(sh.startupPacket(now))
+				sh.sealStartup(0, src)
+				e.C.RedirectsSent.Add(1)
+				return
+			}
+		}
 		sh.sendRHello(now, src, ih.Tag)
 		return
 	}

@@ -258,14 +258,29 @@ func joinAll(t *testing.T, nodes []Node, recs []*recorder, g membership.GroupKey
 func settle(t *testing.T, nodes []Node, recs []*recorder) {
 	t.Helper()
 	if len(nodes) > 1 {
-		// Another round trip through every node: a join made now and
-		// seen everywhere comes after whatever was sent before it.
-		g := newGroup("settle")
-		a := addrs(1)[0]
-		nodes[0].Dir.Join(g, member(a, &handle{-1}, time.Now()))
-		waitMembers(t, nodes, g, 1)
-		nodes[0].Dir.Leave(g, member(a, &handle{-1}, time.Now()), time.Now())
-		waitMembers(t, nodes, g, 0)
+		// A round trip from every node to every other: a node sees
+		// another's join after whatever that node sent before it, and
+		// after handing what that made; the joins of its own that it
+		// sees at once prove nothing about the news it is still
+		// handling from elsewhere.
+		// Each in a group of its own, so that the round trip makes no
+		// announcement.
+		var gs []membership.GroupKey
+		var ms []membership.Member
+		for i, a := range addrs(len(nodes)) {
+			gs = append(gs, newGroup("settle"))
+			ms = append(ms, member(a, &handle{-1 - i}, time.Now()))
+			nodes[i].Dir.Join(gs[i], ms[i])
+		}
+		for _, g := range gs {
+			waitMembers(t, nodes, g, 1)
+		}
+		for i, m := range ms {
+			nodes[i].Dir.Leave(gs[i], m, time.Now()) // the same handle: another would not leave
+		}
+		for _, g := range gs {
+			waitMembers(t, nodes, g, 0)
+		}
 	}
 	for _, r := range recs {
 		r.take()
@@ -506,7 +521,8 @@ func testNewestAcrossNodes(t *testing.T, newNodes Factory) {
 	if nodes[0].Dir.Leave(g, member(as[0], a, t0), t0) {
 		t.Fatal("the replaced session's leave succeeded")
 	}
-	nodes[0].Dir.Join(g, member(as[1], &handle{3}, t0))
+	c := &handle{3}
+	nodes[0].Dir.Join(g, member(as[1], c, t0))
 	recs[1].waitCount(t, 1, "the member told through its new node")
 	if got := recs[1].take(); len(got) != 1 || got[0].local != b || got[0].a.Peer != member(as[1], nil, t0).Peer {
 		t.Fatalf("deliveries on node 1: %+v", got)
@@ -515,7 +531,7 @@ func testNewestAcrossNodes(t *testing.T, newNodes Factory) {
 		t.Fatalf("the replaced session's node was handed %+v", got)
 	}
 	nodes[1].Dir.Leave(g, member(as[0], b, t0), t0)
-	nodes[0].Dir.Leave(g, member(as[1], &handle{3}, t0), t0)
+	nodes[0].Dir.Leave(g, member(as[1], c, t0), t0)
 	waitMembers(t, nodes, g, 0)
 	settle(t, nodes, recs)
 }
