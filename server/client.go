@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"net/netip"
 	"strings"
 	"time"
@@ -677,18 +676,7 @@ func (c *client) shutdown() {
 // flow carries (a refusal, a close command), then closes the session in an
 // orderly way, aborting it if the client does not answer.
 func closeAfter(out *engine.SendFlow, sess *engine.Session, wait time.Duration) {
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), wait)
-		defer cancel()
-		if out != nil {
-			_ = out.WaitComplete(ctx)
-		}
-		ctx2, cancel2 := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel2()
-		if sess.Close(ctx2) != nil {
-			sess.Abort()
-		}
-	}()
+	sess.CloseAfter(out, wait, 5*time.Second)
 }
 
 func (c *client) onSetPeerInfo(args []any) {

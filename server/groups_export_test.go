@@ -7,3 +7,13 @@ import "github.com/stratus-rtmfp/stratus/internal/membership"
 func SetGroupDirectory(cfg *Config, f func(membership.Handler) membership.Directory) {
 	cfg.groupDirectory = f
 }
+
+// Settle returns once the event callbacks the server's engines had queued
+// have run. With one engine shard per core, callbacks about sessions of
+// different shards run in no set order: a later client's event proves
+// nothing about an earlier one's, a barrier across the shards does.
+func Settle(s *Server) {
+	for _, e := range s.engineList() {
+		e.Run(func() {})
+	}
+}

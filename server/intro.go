@@ -74,7 +74,8 @@ func (s *Server) introduce(e *engine.Engine, src netip.AddrPort, epd handshake.E
 		return
 	}
 	samePublic := p.Observed.Addr() == src.Addr()
-	redirect := addressList(p.Observed, p.Addrs, samePublic)
+	var room [10]wire.Address // on the stack: the observed address and MaxPeerAddresses' default 8 fit
+	redirect := addressList(room[:0], p.Observed, p.Addrs, samePublic)
 	var extra []netip.AddrPort
 	if samePublic && initiator != nil {
 		extra = append(extra, initiator.addrs...)
@@ -174,9 +175,8 @@ func (d *deliver) Relay(local any, r directory.Relay) error {
 // addressList is the target's addresses for a Redirect: its observed
 // address (origin 2) and its setPeerInfo addresses (origin 1), without
 // duplicates; when initiator and target share a public IP they are likely
-// on one LAN, so the local addresses come first.
-func addressList(observed netip.AddrPort, reported []netip.AddrPort, localFirst bool) []wire.Address {
-	out := make([]wire.Address, 0, 1+len(reported))
+// on one LAN, so the local addresses come first. It appends to out.
+func addressList(out []wire.Address, observed netip.AddrPort, reported []netip.AddrPort, localFirst bool) []wire.Address {
 	obs := wire.Address{AddrPort: observed, Origin: wire.OriginObserved}
 	if !localFirst {
 		out = append(out, obs)

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -162,10 +163,14 @@ func (s *Server) Listen(conn net.PacketConn) error {
 		return ErrServerClosed
 	}
 	// The engine may hand over an IHello before New returns (a client
-	// retransmitting to this port): introduce waits for the engine.
+	// retransmitting to this port, or another shard's goroutine already
+	// serving): until the engine is stored, a lookup is dropped and the
+	// client's retransmission is served.
 	var started atomic.Pointer[engine.Engine]
 	e, err := engine.New(conn, engine.Config{
-		Identity:  s.id,
+		Identity: s.id,
+		// One socket and goroutine per core (SO_REUSEPORT on Linux).
+		Shards:    runtime.GOMAXPROCS(0),
 		Policy:    handshake.Requiring(s.cfg.RequireHMAC, s.cfg.RequireSequenceNumbers),
 		Keepalive: 2 * s.cfg.ClientKeepalive,
 		// Clients send the server small control messages only: a small

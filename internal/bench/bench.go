@@ -77,7 +77,8 @@ func Embedded(mod func(*server.Config)) (*Target, error) {
 	reg := prometheus.NewRegistry()
 	cfg := server.Config{Store: store.NewMemory(), Open: true,
 		ClientKeepalive: time.Hour, ReapAfter: 2 * time.Hour, ConnectTimeout: time.Hour,
-		HandshakeRate: -1, HelloRate: -1, MaxSessionsPerIP: -1, MaxSessions: -1,
+		HandshakeRate: -1, HelloRate: -1, HelloRatePerPrefix: -1, LookupRate: -1,
+		MaxSessionsPerIP: -1, MaxSessions: -1,
 		MaxGroupsPerSession: -1, MaxGroupMembers: -1, GroupMessageRate: -1, Registerer: reg, Gatherer: reg}
 	if mod != nil {
 		mod(&cfg)
@@ -260,42 +261,18 @@ func Idle(ctx context.Context, t *Target, n, concurrency int) (IdleResult, error
 		return IdleResult{}, err
 	}
 	heap0, stack0 := memInUse()
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	var firstErr error
-	var errOnce sync.Once
 	start := time.Now()
-	for range concurrency {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := next.Add(1)
-				if i > int64(n) || ctx.Err() != nil {
-					return
-				}
-				ip := net.IPv4(127, byte(1+i>>16), byte(i>>8), byte(i))
-				conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: ip})
-				if err != nil {
-					errOnce.Do(func() { firstErr = err })
-					return
-				}
-				c := newClient(conn, t.Server, ids[int(i)%len(ids)])
-				_, code, err := c.connect(t.URL, t.App, time.Now().Add(20*time.Second))
-				conn.Close()
-				if err == nil && code != "NetConnection.Connect.Success" {
-					err = fmt.Errorf("connect answered %s", code)
-				}
-				if err != nil {
-					errOnce.Do(func() { firstErr = err })
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	if firstErr != nil {
-		return IdleResult{}, firstErr
+	err = sessionsFrom(ctx, n, concurrency, true, func(i int64, conn *net.UDPConn) error {
+		defer conn.Close()
+		c := newClient(conn, t.Server, ids[int(i)%len(ids)])
+		_, code, err := c.connect(t.URL, t.App, time.Now().Add(20*time.Second))
+		if err == nil && code != "NetConnection.Connect.Success" {
+			err = fmt.Errorf("connect answered %s", code)
+		}
+		return err
+	})
+	if err != nil {
+		return IdleResult{}, err
 	}
 	el := time.Since(start)
 	time.Sleep(3 * time.Second) // let acknowledgements settle and idle sessions release their cipher state
@@ -305,6 +282,44 @@ func Idle(ctx context.Context, t *Target, n, concurrency int) (IdleResult, error
 		HeapPerSess:  float64(int64(heap1)-int64(heap0)) / float64(n),
 		TotalPerSess: float64(int64(heap1+stack1)-int64(heap0+stack0)) / float64(n)}
 	return r, nil
+}
+
+// sessionsFrom runs fn for i = 1..n on concurrency workers, each call with
+// a fresh UDP socket: on loopback (or when loopback is set) from its own
+// source address 127.x.y.z, as distinct clients would have, elsewhere from
+// its own port. fn owns the socket. It stops at ctx's end or at the first
+// error of a worker, and returns that error once every worker is done.
+func sessionsFrom(ctx context.Context, n, concurrency int, loopback bool, fn func(i int64, conn *net.UDPConn) error) error {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	var firstErr error
+	var errOnce sync.Once
+	for range concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1)
+				if i > int64(n) || ctx.Err() != nil {
+					return
+				}
+				laddr := &net.UDPAddr{}
+				if loopback {
+					laddr.IP = net.IPv4(127, byte(1+i>>16), byte(i>>8), byte(i))
+				}
+				conn, err := net.ListenUDP("udp4", laddr)
+				if err == nil {
+					err = fn(i, conn)
+				}
+				if err != nil {
+					errOnce.Do(func() { firstErr = err })
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return firstErr
 }
 
 // IntroResult is what Intros measured.
@@ -388,6 +403,9 @@ func Report(w io.Writer, name string, v any) {
 			fmt.Fprintf(w, "; Go heap %.0f bytes/membership", r.HeapPerMember)
 		}
 		fmt.Fprintln(w)
+	case HoldResult:
+		fmt.Fprintf(w, "%s: %d sessions closed after %v (the server had closed %d of them)\n",
+			name, r.Sessions, r.Held.Round(time.Millisecond), r.Lost)
 	case IntroResult:
 		fmt.Fprintf(w, "%s: %d introductions (%d failed) in %v: %.0f/s; lookup-to-Redirect latency %v\n",
 			name, r.Lookups, r.Failures, r.Elapsed.Round(time.Millisecond), r.PerSecond, r.Latency)

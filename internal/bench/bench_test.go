@@ -3,7 +3,11 @@ package bench
 import (
 	"context"
 	"os"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/stratus-rtmfp/stratus/server"
 )
 
 // TestBenchSmoke runs each load at a small size so that "stratus bench"
@@ -37,6 +41,83 @@ func TestBenchSmoke(t *testing.T) {
 		t.Fatalf("groups: %+v %v", g, err)
 	}
 	Report(os.Stdout, "groups", g)
+}
+
+// TestHold holds sessions on the embedded server: all come up, the server
+// sees them connected, none is lost during the hold, and the server closes
+// every one once they are let go.
+func TestHold(t *testing.T) {
+	const n = 200
+	closed := make(chan struct{}, n)
+	var connected atomic.Int64
+	tg, err := Embedded(func(c *server.Config) {
+		c.OnSession = func(ev server.SessionEvent) {
+			switch ev.Kind {
+			case server.SessionConnected:
+				connected.Add(1)
+			case server.SessionClosed:
+				closed <- struct{}{}
+			}
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tg.Local.Close()
+	var atUp int64
+	r, err := Hold(context.Background(), tg, n, 8, 200*time.Millisecond, func(HoldResult) { atUp = connected.Load() })
+	if err != nil || r.Sessions != n || r.Failures != 0 || r.Lost != 0 {
+		t.Fatalf("hold: %+v %v", r, err)
+	}
+	if atUp != n {
+		t.Fatalf("the server had %d sessions connected when %d were reported held", atUp, n)
+	}
+	Report(os.Stdout, "hold", r)
+	for range n {
+		select {
+		case <-closed:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("the server did not close every session after the hold")
+		}
+	}
+}
+
+// BenchmarkConnects is "stratus bench connect" as a benchmark: b.N connects
+// by 64 concurrent clients against an embedded server, client and server
+// in this process. Run it with -cpu 1,2 to see how both scale with cores
+// (the server runs one shard per GOMAXPROCS).
+func BenchmarkConnects(b *testing.B) {
+	tg, err := Embedded(nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tg.Local.Close()
+	if _, err := Connects(context.Background(), tg, 256, 64); err != nil { // warm up
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	r, err := Connects(context.Background(), tg, b.N, 64)
+	if err != nil || r.Failures > 0 {
+		b.Fatalf("%+v %v", r, err)
+	}
+	b.ReportMetric(r.PerSecond, "connects/s")
+}
+
+// BenchmarkIntros is "stratus bench intro" as a benchmark: b.N
+// introductions (lookup IHello in, Redirect out, Forwarded IHello to the
+// target) by 64 concurrent initiators.
+func BenchmarkIntros(b *testing.B) {
+	tg, err := Embedded(nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tg.Local.Close()
+	b.ResetTimer()
+	r, err := Intros(context.Background(), tg, b.N, 64)
+	if err != nil || r.Failures > 0 {
+		b.Fatalf("%+v %v", r, err)
+	}
+	b.ReportMetric(r.PerSecond, "intros/s")
 }
 
 // A thousand members joining one group over UDP, each from its own
