@@ -7,6 +7,7 @@ import (
 	"net/http/pprof"
 	"net/netip"
 	"sort"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -119,6 +120,8 @@ func (s *Server) Sessions() []SessionInfo {
 //	GET  /api/keys/{key}            one key and its usage
 //	POST /api/keys/{key}/revoke     revoke it (DELETE /api/keys/{key} too)
 //	GET  /api/info                  fingerprint, listeners, public addresses
+//	GET  /api/cluster               the cluster: nodes, sessions and load per node
+//	GET  /api/cluster/sessions      connected clients on every node (the directory): ?key=K&node=N&limit=N (default 1000), or ?peer=ID
 //	GET  /api/groups                NetGroups per developer key (groupRoutes)
 //	GET  /api/groups/{id}           one group's members
 //	GET  /debug/pprof/...           Go's profiler (net/http/pprof)
@@ -149,10 +152,42 @@ func (s *Server) adminRoutes() http.Handler {
 			http.Error(w, "draining", http.StatusServiceUnavailable)
 			return
 		}
-		w.Write([]byte("ok\n"))
+		// A node cut off from its cluster still serves its own clients:
+		// healthy, and it says so.
+		w.Write([]byte("ok\n" + s.clusterHealth()))
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.gather, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /api/sessions", func(w http.ResponseWriter, r *http.Request) { httpx.WriteJSON(w, http.StatusOK, s.Sessions()) })
+	mux.HandleFunc("GET /api/cluster", func(w http.ResponseWriter, r *http.Request) {
+		st, ok := s.Cluster()
+		if !ok {
+			httpx.WriteJSON(w, http.StatusNotFound, map[string]string{"error": "not clustered (stratus server --cluster)"})
+			return
+		}
+		httpx.WriteJSON(w, http.StatusOK, st)
+	})
+	mux.HandleFunc("GET /api/cluster/sessions", func(w http.ResponseWriter, r *http.Request) {
+		if s.node == nil {
+			httpx.WriteJSON(w, http.StatusNotFound, map[string]string{"error": "not clustered (stratus server --cluster)"})
+			return
+		}
+		q := r.URL.Query()
+		if id := q.Get("peer"); id != "" {
+			p, ok := s.Peer(id)
+			if !ok {
+				httpx.WriteJSON(w, http.StatusNotFound, map[string]string{"error": "no such peer connected"})
+				return
+			}
+			httpx.WriteJSON(w, http.StatusOK, p)
+			return
+		}
+		limit := 1000
+		if v, err := strconv.Atoi(q.Get("limit")); err == nil && v >= 0 {
+			limit = min(v, 100000)
+		}
+		total, list := s.Peers(q.Get("key"), q.Get("node"), limit)
+		httpx.WriteJSON(w, http.StatusOK, map[string]any{"total": total, "sessions": list})
+	})
 	mux.HandleFunc("GET /api/info", func(w http.ResponseWriter, r *http.Request) {
 		var listeners []string
 		for _, e := range s.engineList() {

@@ -1,12 +1,14 @@
 package server
 
 import (
-	"context"
 	"net/netip"
 	"strings"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/stratus-rtmfp/stratus/amf"
+	"github.com/stratus-rtmfp/stratus/internal/directory"
 	"github.com/stratus-rtmfp/stratus/internal/engine"
 	"github.com/stratus-rtmfp/stratus/internal/flash"
 	"github.com/stratus-rtmfp/stratus/store"
@@ -62,13 +64,14 @@ type client struct {
 	ctrlIn                              *engine.RecvFlow
 	ctrlOut                             *engine.SendFlow
 	opened                              time.Time
-	streams                             uint64 // bitmap of server NetStream IDs 1..63 handed out
+	since                               time.Time // when connect was accepted
+	streams                             uint64    // bitmap of server NetStream IDs 1..63 handed out
 
 	// NetGroup server channels (event goroutine only).
 	gc           []*gcFlow
+	groupBudget  *rate.Limiter // GC flow opens and messages (made at the first)
 	groupAddr    [32]byte
 	hasGroupAddr bool
-	wasMember    bool
 
 	connectTimer *time.Timer
 }
@@ -161,9 +164,6 @@ func (ev *events) SessionClosed(sess *engine.Session, err error) {
 	if s.byAddr[c.observed] == c {
 		delete(s.byAddr, c.observed)
 	}
-	if s.byPeer[c.peerID] == c {
-		delete(s.byPeer, c.peerID)
-	}
 	wasConnected := c.state != waitConnect && c.key != ""
 	if wasConnected {
 		if s.perKey[c.key]--; s.perKey[c.key] <= 0 {
@@ -174,6 +174,7 @@ func (ev *events) SessionClosed(sess *engine.Session, err error) {
 	c.gone = true
 	s.mu.Unlock()
 	c.leaveAllGroups()
+	s.dir.Remove(c.peerID, c)
 	s.metrics.sessions.Dec()
 	if wasConnected {
 		// The exchange keeps the names if another session of the same
@@ -201,6 +202,23 @@ func (ev *events) AddressChanged(sess *engine.Session, addr netip.AddrPort) {
 	s.byAddr[addr] = c
 	s.perIP[ipKey(addr)]++
 	s.mu.Unlock()
+	c.announce()
+}
+
+// record is c's entry in the directory; s.mu held.
+func (c *client) record() directory.Peer {
+	return directory.Peer{ID: c.peerID, Key: c.key, Observed: c.observed, Addrs: c.addrs, Since: c.since, Local: c}
+}
+
+// announce puts a connected client's current addresses in the directory.
+func (c *client) announce() {
+	c.srv.mu.Lock()
+	ok := c.state == connected
+	p := c.record()
+	c.srv.mu.Unlock()
+	if ok {
+		c.srv.dir.Put(p)
+	}
 }
 
 func (ev *events) FlowOpened(f *engine.RecvFlow) {
@@ -563,8 +581,12 @@ func (c *client) onConnect(cmd flash.Command) {
 	if own := s.keys.limit(key); own > 0 {
 		limit = own // the key's own quota (store.Key.MaxSessions)
 	}
+	remote := 0 // the key's sessions on the cluster's other nodes
+	if limit > 0 {
+		remote = s.dir.RemoteSessions(key)
+	}
 	s.mu.Lock()
-	if limit > 0 && s.perKey[key] >= limit {
+	if limit > 0 && s.perKey[key]+remote >= limit {
 		s.mu.Unlock()
 		s.metrics.connect(s.keyLabel(key), "key_limit")
 		c.refuse(cmd.TxID, flash.ConnectRejected, "too many sessions for this developer key")
@@ -575,15 +597,14 @@ func (c *client) onConnect(cmd flash.Command) {
 		c.refuse(cmd.TxID, flash.ConnectAppShutdown, "server shutting down")
 		return
 	}
-	c.key = key
+	c.key, c.since = key, time.Now()
 	s.setState(c, connected)
 	s.perKey[key]++
-	if old := s.byPeer[c.peerID]; old == nil || old.state != connected {
-		s.byPeer[c.peerID] = c
-	} else {
-		s.byPeer[c.peerID] = c // the same identity reconnected: the newest session wins
-	}
+	rec := c.record()
 	s.mu.Unlock()
+	// If the same identity is connected already, this newer session
+	// replaces it in the directory.
+	s.dir.Put(rec)
 	if c.connectTimer != nil {
 		c.connectTimer.Stop()
 		c.connectTimer = nil
@@ -630,6 +651,7 @@ func (c *client) close() {
 	if already {
 		return
 	}
+	c.srv.dir.Remove(c.peerID, c) // nobody is introduced to a leaving client
 	if c.ctrlOut != nil {
 		c.ctrlOut.Close()
 	}
@@ -654,25 +676,15 @@ func (c *client) shutdown() {
 // flow carries (a refusal, a close command), then closes the session in an
 // orderly way, aborting it if the client does not answer.
 func closeAfter(out *engine.SendFlow, sess *engine.Session, wait time.Duration) {
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), wait)
-		defer cancel()
-		if out != nil {
-			_ = out.WaitComplete(ctx)
-		}
-		ctx2, cancel2 := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel2()
-		if sess.Close(ctx2) != nil {
-			sess.Abort()
-		}
-	}()
+	sess.CloseAfter(out, wait, 5*time.Second)
 }
 
 func (c *client) onSetPeerInfo(args []any) {
 	addrs := parsePeerAddresses(args, c.srv.cfg.MaxPeerAddresses)
 	c.srv.mu.Lock()
-	c.addrs = addrs
+	c.addrs = addrs // a new slice: the directory may hold the old one
 	c.srv.mu.Unlock()
+	c.announce()
 	c.sendKeepalive()
 	c.srv.tell(SessionPeerInfo, c)
 }

@@ -23,6 +23,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/stratus-rtmfp/stratus/internal/membership"
 	"github.com/stratus-rtmfp/stratus/store"
 )
 
@@ -71,10 +72,14 @@ type Config struct {
 	// second in all, default 50000 (negative: no limit).
 	LookupRate       float64
 	MaxPeerAddresses int // setPeerInfo addresses kept per client, default 8
-	// NetGroup server channel: groups (GC flows) per session, default
-	// 64; join messages per second per GC flow (burst twice that),
-	// default 5.
+	// NetGroup server channel: groups (GC flows) per session, default 8
+	// (librtmfp holds one group per NetConnection, Flash applications a
+	// few); memberships (GC flows in a group) in all, default 500000;
+	// GC flow opens and GC messages per second per session, all its
+	// flows together (bursts of twice that, and at least two per group
+	// it may hold, to open and join them all at once), default 5.
 	MaxGroupsPerSession int
+	MaxGroupMembers     int
 	GroupMessageRate    float64
 
 	// The peer-ID exchange (Server.Exchange and the stratus.exchange.*
@@ -99,6 +104,11 @@ type Config struct {
 	RequireHMAC            bool
 	RequireSequenceNumbers bool
 
+	// Cluster, if set, joins this server to a cluster of Stratus nodes
+	// over NATS (see ClusterConfig); nil runs a single server, and nothing
+	// listens but the UDP sockets given to Listen.
+	Cluster *ClusterConfig
+
 	Logger *slog.Logger
 	// OnSession, if set, is told about every session as it opens,
 	// connects and closes (tests wait on it instead of polling; embedders
@@ -109,6 +119,13 @@ type Config struct {
 	// Server.Gatherer).
 	Registerer prometheus.Registerer
 	Gatherer   prometheus.Gatherer
+
+	// groupDirectory, if set, makes the directory NetGroup membership
+	// lives in, handing it what delivers announcements to this server's
+	// members (tests). In cluster mode the node's directory is the
+	// cluster's (startCluster), and it hands them to the same
+	// groupHandler. Unexported: the directory's types are internal.
+	groupDirectory func(membership.Handler) membership.Directory
 }
 
 func (c *Config) defaults() {
@@ -136,7 +153,8 @@ func (c *Config) defaults() {
 	def(&c.MaxSessionsPerKey, -1)
 	def(&c.HandshakeBurst, 100)
 	def(&c.MaxPeerAddresses, 8)
-	def(&c.MaxGroupsPerSession, 64)
+	def(&c.MaxGroupsPerSession, 8)
+	def(&c.MaxGroupMembers, 500000)
 	if c.GroupMessageRate == 0 {
 		c.GroupMessageRate = 5
 	}

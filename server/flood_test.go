@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stratus-rtmfp/stratus/internal/directory"
 	"github.com/stratus-rtmfp/stratus/internal/handshake"
 	"github.com/stratus-rtmfp/stratus/internal/testutil"
 	"github.com/stratus-rtmfp/stratus/internal/wire"
@@ -59,8 +60,9 @@ func TestSpoofedIHelloFlood(t *testing.T) {
 	if st.RHellosSent < count*99/100 {
 		t.Fatalf("%d RHellos for %d IHellos", st.RHellosSent, st.PacketsIn)
 	}
+	peers := srv.dir.(*directory.Local).Len()
 	srv.mu.Lock()
-	state := len(srv.byAddr) + len(srv.byPeer) + len(srv.perIP) + len(srv.live) + len(srv.limiters) + srv.sessions
+	state := len(srv.byAddr) + peers + len(srv.perIP) + len(srv.live) + len(srv.limiters) + srv.sessions
 	srv.mu.Unlock()
 	if state != 0 || st.SessionsOpen != 0 {
 		t.Fatalf("per-source state after the flood: %d entries, %d sessions", state, st.SessionsOpen)

@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net"
-	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -18,7 +17,7 @@ import (
 	"github.com/stratus-rtmfp/stratus/internal/engine"
 	"github.com/stratus-rtmfp/stratus/internal/flash"
 	"github.com/stratus-rtmfp/stratus/internal/handshake"
-	"github.com/stratus-rtmfp/stratus/internal/wire"
+	"github.com/stratus-rtmfp/stratus/internal/membership"
 	"github.com/stratus-rtmfp/stratus/server"
 	"github.com/stratus-rtmfp/stratus/server/servertest"
 	"github.com/stratus-rtmfp/stratus/store"
@@ -84,7 +83,7 @@ func TestGroupJoinBootstrapLeave(t *testing.T) {
 	// The first member is told about the second (its ring neighbour, to
 	// dial it): exactly 0b ‖ B's peer ID, on a server flow whose metadata
 	// is "GC" and which answers A's GC flow.
-	h.waitFor(t, "A told about B", func() bool { return len(a.messages(fa)) == 1 })
+	h.WaitUntil(t, "A told about B", func() bool { return len(a.messages(fa)) == 1 })
 	pb := b.peerID()
 	if got := a.messages(fa)[0]; !bytes.Equal(got, append([]byte{0x0b}, pb[:]...)) {
 		t.Fatalf("bootstrap message %x", got)
@@ -116,7 +115,7 @@ func TestGroupJoinBootstrapLeave(t *testing.T) {
 			pairs[k]++
 		}
 	}
-	h.waitFor(t, "three introductions", func() bool { return a.total()+b.total()+c.total() == 3 })
+	h.WaitUntil(t, "three introductions", func() bool { return a.total()+b.total()+c.total() == 3 })
 	count(a, fa)
 	count(b, fb)
 	count(c, fc)
@@ -148,7 +147,7 @@ func TestGroupJoinBootstrapLeave(t *testing.T) {
 	before := b.total() + c.total()
 	fa.Close()
 	waitMembers(t, srv, testGroupID, "live", 2)
-	h.waitFor(t, "the repair announcement", func() bool { return b.total()+c.total() == before+1 })
+	h.WaitUntil(t, "the repair announcement", func() bool { return b.total()+c.total() == before+1 })
 	if v := metricValues(t, reg, "stratus_group_leaves_total", "reason"); v["flow_closed"] != 1 {
 		t.Fatalf("leaves %v", v)
 	}
@@ -172,33 +171,88 @@ func TestGroupSessionDeath(t *testing.T) {
 	a := newGroupClient(t, h, srv.Addr, "k")
 	b := newGroupClient(t, h, srv.Addr, "k")
 	fa := a.join(testGroupID)
+	// A member first (A and B may be served by different engine shards:
+	// their joins are not handled in the order they were sent).
+	waitMembers(t, srv, testGroupID, "k", 1)
 	b.join(testGroupID)
-	h.waitFor(t, "A told about B", func() bool { return len(a.messages(fa)) == 1 })
+	h.WaitUntil(t, "A told about B", func() bool { return len(a.messages(fa)) == 1 })
 	// Before A dies, a lookup of A is a normal introduction.
-	if addrs, ok := lookupAnswer(t, srv.Addr, a.peerID()); !ok || len(addrs) == 0 || addrs[0].AddrPort.Addr().IsUnspecified() {
-		t.Fatalf("live member: %v %v", addrs, ok)
+	if got := anonymousLookups(t, srv.Addr, a.peerID()); len(got[0]) == 0 || isGone(got[0]) {
+		t.Fatalf("live member: %v", got[0])
 	}
 	a.e.Close()
 	waitMembers(t, srv, testGroupID, "k", 1)
 	if v := metricValues(t, reg, "stratus_group_leaves_total", "reason"); v["session_closed"] != 1 {
 		t.Fatalf("leaves %v", v)
 	}
-	addrs, ok := lookupAnswer(t, srv.Addr, a.peerID())
-	if !ok || len(addrs) != 1 || addrs[0].AddrPort != netip.AddrPortFrom(netip.IPv4Unspecified(), 0) || addrs[0].Origin != wire.OriginUnknown {
-		t.Fatalf("dead member lookup: %v %v", addrs, ok)
+	// Then the "peer gone" answer: to B, a connected client of its key
+	// (what a member that heard of A from group reports does), and to an
+	// address with no session. Each batch ends with a live peer (C), so
+	// that every answer is in when it returns.
+	c := newGroupClient(t, h, srv.Addr, "k")
+	if got := b.lookups(srv.Addr, a.peerID(), c.peerID()); !isGone(got[0]) {
+		t.Fatalf("dead member, looked up by a connected member: %v", got[0])
 	}
-	if v := introResults(t, reg); v["dead"] < 1 {
+	if got := anonymousLookups(t, srv.Addr, a.peerID(), c.peerID()); !isGone(got[0]) {
+		t.Fatalf("dead member, anonymous lookup: %v", got[0])
+	}
+	if v := introResults(t, reg); v["dead"] != 2 || v["unknown"] != 0 {
 		t.Fatalf("introduction results %v", v)
 	}
-	// A peer that never was a member still gets silence.
-	if _, ok := lookupAnswer(t, srv.Addr, [32]byte{1, 2, 3}); ok {
-		t.Fatal("a never-seen peer got a Redirect")
+	// A peer that never was a member gets silence: not found, and nothing
+	// sent.
+	if got := b.lookups(srv.Addr, [32]byte{1, 2, 3}, c.peerID()); got[0] != nil {
+		t.Fatalf("a never-seen peer got a Redirect: %v", got[0])
+	}
+	if v := introResults(t, reg); v["unknown"] != 1 || v["dead"] != 2 {
+		t.Fatalf("introduction results %v", v)
 	}
 	// The last member goes: the group goes.
 	b.e.Close()
 	waitMembers(t, srv, testGroupID, "k", 0)
 	if ov := srv.Groups(10); ov.Groups != 0 || ov.Members != 0 || len(ov.Keys) != 0 {
 		t.Fatalf("overview after everyone left: %+v", ov)
+	}
+}
+
+// One identity, two sessions (a client that reconnected before its old
+// session timed out): the newer is the peer; when it goes, the older,
+// still connected, is the peer again. It used to vanish from the registry
+// with the newer session, and since the newer had been a group member,
+// lookups of a connected peer got the "peer gone" answer.
+func TestGroupIdentityReuse(t *testing.T) {
+	h := newHub()
+	srv, reg := groupServer(t, nil)
+	b := newGroupClient(t, h, srv.Addr, "k")
+	fence := newGroupClient(t, h, srv.Addr, "k")
+	older := newGroupClient(t, h, srv.Addr, "k")
+	newer := newGroupClient(t, h, srv.Addr, "k", func(c *engine.Config) { c.Identity = older.id })
+	id := older.peerID()
+	newer.join(testGroupID)
+	waitMembers(t, srv, testGroupID, "k", 1)
+	newer.e.Close()
+	srv.WaitEvent(t, hexID(id), server.SessionClosed)
+	waitMembers(t, srv, testGroupID, "k", 0)
+	got := b.lookups(srv.Addr, id, fence.peerID())
+	if len(got[0]) == 0 || isGone(got[0]) || got[0][0].AddrPort != older.conn.LocalAddr().(*net.UDPAddr).AddrPort() {
+		t.Fatalf("lookup of a connected peer whose newer session ended: %v", got[0])
+	}
+	if v := introResults(t, reg); v["ok"] != 2 || v["dead"] != 0 || v["unknown"] != 0 {
+		t.Fatalf("introduction results %v", v)
+	}
+	// Once the older goes too, the peer is gone (it left a group).
+	older.e.Close()
+	srv.WaitUntil(t, "the older session closed", func() bool {
+		n := 0
+		for _, ev := range srv.Events() {
+			if ev.PeerID == hexID(id) && ev.Kind == server.SessionClosed {
+				n++
+			}
+		}
+		return n == 2
+	})
+	if got := b.lookups(srv.Addr, id, fence.peerID()); !isGone(got[0]) {
+		t.Fatalf("lookup of the peer with no session left: %v", got[0])
 	}
 }
 
@@ -218,7 +272,7 @@ func TestGroupKeyIsolation(t *testing.T) {
 	fb := b.join(testGroupID)
 	waitMembers(t, srv, testGroupID, k2.ID, 1)
 	fc := c.join(testGroupID)
-	h.waitFor(t, "A told about C", func() bool { return len(a.messages(fa)) == 1 })
+	h.WaitUntil(t, "A told about C", func() bool { return len(a.messages(fa)) == 1 })
 	if got := a.announced(fa); got[c.peerID()] != 1 {
 		t.Fatalf("A learned %v", got)
 	}
@@ -232,9 +286,24 @@ func TestGroupKeyIsolation(t *testing.T) {
 	if v := metricValues(t, reg, "stratus_groups", ""); v[""] != 2 {
 		t.Fatalf("groups gauge %v", v)
 	}
-	// B (the other key) dies: A's key sees no dead signal for it either.
+	// B (the other key) dies: A, a connected client of another key, gets
+	// no "peer gone" answer for it, only silence (as for a live peer of
+	// another key: keys isolate applications); C, a live peer of A's key,
+	// ends the batch.
 	b.e.Close()
 	waitMembers(t, srv, testGroupID, k2.ID, 0)
+	before := introResults(t, reg)
+	if got := a.lookups(srv.Addr, b.peerID(), c.peerID()); got[0] != nil {
+		t.Fatalf("A, of key one, got %v for B, a dead member of key two", got[0])
+	}
+	if v := introResults(t, reg); v["unknown"] != before["unknown"]+1 || v["dead"] != before["dead"] || v["ok"] != before["ok"]+1 {
+		t.Fatalf("introduction results %v, before %v", v, before)
+	}
+	// A client of key two gets it (E, of key two, ends the batch).
+	d, e := newGroupClient(t, h, srv.Addr, k2.ID), newGroupClient(t, h, srv.Addr, k2.ID)
+	if got := d.lookups(srv.Addr, b.peerID(), e.peerID()); !isGone(got[0]) {
+		t.Fatalf("a client of B's key got %v for B", got[0])
+	}
 }
 
 // One client in several groups: one GC flow each, announcements on the
@@ -260,7 +329,7 @@ func TestGroupSeveralPerClient(t *testing.T) {
 	fc := c.join(g2)
 	fc3 := c.open()
 	fc3.Write(flash.AppendGroupJoinSpec(nil, spec))
-	h.waitFor(t, "A told about B, and C twice", func() bool {
+	h.WaitUntil(t, "A told about B, and C twice", func() bool {
 		return len(a.messages(fa1)) == 1 && len(a.messages(fa2)) == 1 && len(a.messages(fa3)) == 1
 	})
 	if n := len(b.messages(fb)) + len(c.messages(fc)) + len(c.messages(fc3)); n != 0 {
@@ -282,6 +351,21 @@ func TestGroupSeveralPerClient(t *testing.T) {
 	if n, _ := members(t, srv, g2, "k"); n != 2 {
 		t.Fatalf("%d members", n)
 	}
+	// The same on a flow that is in another group: dropped too, and the
+	// flow stays where it was (it used to leave its group first, and end
+	// in none).
+	a.sendAcked(fa3, flash.AppendGroupJoin(nil, g2))
+	a.join([32]byte{5})
+	waitMembers(t, srv, [32]byte{5}, "k", 1)
+	if d := metricValues(t, reg, "stratus_group_drops_total", "reason"); d["duplicate"] != 2 {
+		t.Fatalf("drops %v", d)
+	}
+	if l := metricValues(t, reg, "stratus_group_leaves_total", "reason"); l["moved"] != 0 {
+		t.Fatalf("leaves %v", l)
+	}
+	if n, _ := members(t, srv, g3, "k"); n != 2 {
+		t.Fatalf("%d members left in the flow's group", n)
+	}
 	// Leaving one group leaves the others alone.
 	fa1.Close()
 	waitMembers(t, srv, testGroupID, "k", 1)
@@ -294,11 +378,11 @@ func TestGroupSeveralPerClient(t *testing.T) {
 // Bad input on GC flows is dropped and counted, and keeps no state:
 // truncated joins, unknown kinds and oversized groupspecs get the flow
 // refused (the client's NetGroup fails), unknown message types are
-// ignored, floods hit the per-flow rate, and the groups-per-session limit
-// refuses the flow past it.
+// ignored, and the groups-per-session limit refuses the flow past it.
+// (The rate is TestGroupRateBudget's.)
 func TestGroupBadInput(t *testing.T) {
 	h := newHub()
-	srv, reg := groupServer(t, func(c *server.Config) { c.MaxGroupsPerSession = 5; c.GroupMessageRate = 1 })
+	srv, reg := groupServer(t, func(c *server.Config) { c.MaxGroupsPerSession = 5; c.GroupMessageRate = -1 })
 	a := newGroupClient(t, h, srv.Addr, "k")
 	drops := func() map[string]float64 {
 		return metricValues(t, reg, "stratus_group_drops_total", "reason")
@@ -326,18 +410,8 @@ func TestGroupBadInput(t *testing.T) {
 	if d := drops(); d["unknown_message"] != 1 {
 		t.Fatalf("drops %v", d)
 	}
-	// A flood on one flow: past the burst (2 at 1/s, spent by the two
-	// messages above) messages are dropped; the few a second of refill
-	// lets through are duplicate joins. Closing the flow makes the server
-	// handle all of them before the leave.
-	for range 10 {
-		f.Write(flash.AppendGroupJoin(nil, testGroupID))
-	}
 	f.Close()
 	waitMembers(t, srv, testGroupID, "k", 0)
-	if d := drops(); d["rate"] < 7 || d["rate"]+d["duplicate"] != 10 {
-		t.Fatalf("drops %v", d)
-	}
 	// The refused and closed flows hold nothing: five GC flows reach the
 	// limit, the sixth is refused.
 	var flows []*engine.SendFlow
@@ -353,6 +427,147 @@ func TestGroupBadInput(t *testing.T) {
 	}
 	if ov := srv.Groups(10); ov.Members != 5 {
 		t.Fatalf("members %+v", ov)
+	}
+}
+
+// --max-group-members bounds the memberships of all sessions together:
+// past it a join's flow is refused (the client's NetGroup fails) and
+// counted; leaving frees the place, whatever made the membership go.
+func TestGroupMemberLimit(t *testing.T) {
+	h := newHub()
+	srv, reg := groupServer(t, func(c *server.Config) { c.MaxGroupMembers = 3 })
+	var cs []*groupClient
+	var fs []*engine.SendFlow
+	for range 4 {
+		cs = append(cs, newGroupClient(t, h, srv.Addr, "k"))
+	}
+	fs = append(fs, cs[0].join(testGroupID), cs[1].join(testGroupID), cs[2].join([32]byte{2}))
+	waitMembers(t, srv, testGroupID, "k", 2)
+	waitMembers(t, srv, [32]byte{2}, "k", 1)
+	cs[3].waitRefused(cs[3].join(testGroupID), "a fourth membership")
+	if d := metricValues(t, reg, "stratus_group_drops_total", "reason"); d["member_limit"] != 1 {
+		t.Fatalf("drops %v", d)
+	}
+	// A duplicate join does not use up a place; a move keeps its own.
+	cs[0].sendAcked(fs[0], flash.AppendGroupJoin(nil, testGroupID))
+	cs[1].sendAcked(fs[1], flash.AppendGroupJoin(nil, [32]byte{2}))
+	waitMembers(t, srv, [32]byte{2}, "k", 2)
+	// One leaves its group, one's session ends: two places free.
+	fs[0].Close()
+	cs[2].e.Close()
+	waitMembers(t, srv, testGroupID, "k", 0)
+	waitMembers(t, srv, [32]byte{2}, "k", 1)
+	cs[3].join(testGroupID)
+	cs[0].join(testGroupID)
+	waitMembers(t, srv, testGroupID, "k", 2)
+	cs[3].waitRefused(cs[3].join([32]byte{3}), "a fourth membership again")
+	if d := metricValues(t, reg, "stratus_group_drops_total", "reason"); d["member_limit"] != 2 || d["duplicate"] != 1 {
+		t.Fatalf("drops %v", d)
+	}
+}
+
+// The NetGroup budget (--group-message-rate) is the client's, whatever
+// its flows: opening a GC flow costs like a message, so a session cannot
+// buy fresh bursts by opening flow after flow. (It was per flow, each new
+// flow with a full burst: one session joined and left a group of eight
+// without limit, each join making the server announce it to the members.)
+func TestGroupRateBudget(t *testing.T) {
+	h := newHub()
+	// A rate of 1 per second, bursts of 2: one flow opened and joined.
+	srv, reg := groupServer(t, func(c *server.Config) { c.MaxGroupsPerSession = 1; c.GroupMessageRate = 1 })
+	for range 8 {
+		newGroupClient(t, h, srv.Addr, "k").join(testGroupID)
+	}
+	waitMembers(t, srv, testGroupID, "k", 8)
+	before := metricValues(t, reg, "stratus_group_bootstrap_messages_total", "")[""]
+	a := newGroupClient(t, h, srv.Addr, "k")
+	start := time.Now()
+	// Open, join, close, as fast as it goes.
+	const cycles = 20
+	var flows []*engine.SendFlow
+	for range cycles {
+		f := a.open()
+		f.Write(flash.AppendGroupJoin(nil, testGroupID))
+		f.Close()
+		flows = append(flows, f)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, f := range flows {
+		f.WaitComplete(ctx) // finished or refused: the server has read all of it
+	}
+	// The server has acknowledged all of it, so its callbacks are queued:
+	// once they ran, it has handled them.
+	server.Settle(srv.Server)
+	elapsed := time.Since(start)
+	joins := 0
+	for _, ev := range srv.Events() {
+		if ev.PeerID == hexID(a.peerID()) && ev.Kind == server.SessionGroupJoined {
+			joins++
+		}
+	}
+	drops := metricValues(t, reg, "stratus_group_drops_total", "reason")
+	// Each cycle is a refused flow or a dropped join (one unit past the
+	// budget either way), or a join; or a flow refused for the group limit
+	// (spending nothing), when it opened before the server read the end of
+	// the previous one (its first chunk came first in a packet, or the
+	// previous FIN was resent).
+	if joins+int(drops["rate"])+int(drops["group_limit"]) != cycles {
+		t.Fatalf("%d joins and drops %v for %d cycles", joins, drops, cycles)
+	}
+	// The burst pays for one cycle, each second of refill for half of one.
+	if most := 1 + int(elapsed.Seconds()/2) + 1; joins > most {
+		t.Fatalf("%d joins in %v: more than the budget's %d", joins, elapsed, most)
+	}
+	sent := metricValues(t, reg, "stratus_group_bootstrap_messages_total", "")[""] - before
+	t.Logf("%d cycles in %v: %d joins, %v dropped, %v bootstrap messages", cycles, elapsed.Round(time.Millisecond), joins, drops["rate"], sent)
+	if bound := float64(joins*(membership.DefaultPolicy.MaxMessages()+1)) + 1; sent > bound {
+		t.Fatalf("%v bootstrap messages for %d joins and leaves", sent, joins)
+	}
+}
+
+// A member that stops acknowledging its GC flow makes the server hold at
+// most a few KiB of announcements for it (maxGroupOutstanding, 4 KiB); the
+// rest are dropped and counted. (The engine's 1 MiB per flow was the
+// bound: 64 MiB for a session that held 64 groups.)
+func TestGroupStalledMemberBounded(t *testing.T) {
+	h := newHub()
+	srv, reg := groupServer(t, func(c *server.Config) { c.GroupMessageRate = -1 })
+	// A reads nothing on its GC flow, and its engine buffers 2 KiB of it:
+	// past that its window stays shut and nothing it gets is acknowledged.
+	a := newGroupClient(t, h, srv.Addr, "k", func(c *engine.Config) { c.RecvBuffer = 2 << 10 })
+	a.mu.Lock()
+	a.stall = true
+	a.mu.Unlock()
+	a.join(testGroupID)
+	waitMembers(t, srv, testGroupID, "k", 1)
+	// B joins and leaves 200 times: each join tells A (the group's only
+	// other member) about B, one 33-byte message; a group of one has
+	// nobody to repair.
+	b := newGroupClient(t, h, srv.Addr, "k")
+	const cycles = 200
+	var flows []*engine.SendFlow
+	for range cycles {
+		f := b.join(testGroupID)
+		f.Close()
+		flows = append(flows, f)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, f := range flows {
+		f.WaitComplete(ctx)
+	}
+	server.Settle(srv.Server)
+	sent := metricValues(t, reg, "stratus_group_bootstrap_messages_total", "kind")["member"]
+	failed := metricValues(t, reg, "stratus_group_drops_total", "reason")["send_failed"]
+	t.Logf("%v announcements queued for the stalled member, %v dropped", sent, failed)
+	if sent+failed != cycles {
+		t.Fatalf("%v sent and %v dropped for %d joins", sent, failed, cycles)
+	}
+	// 4 KiB is 124 messages, and 2 KiB of them may have reached A's
+	// buffer (and been acknowledged).
+	if most := float64(4<<10/33 + 2<<10/33 + 2); sent > most {
+		t.Fatalf("%v announcements queued for a member that acknowledges nothing, want at most %v", sent, most)
 	}
 }
 
@@ -394,9 +609,16 @@ func TestGroupAdminAPI(t *testing.T) {
 	a := newGroupClient(t, h, srv.Addr, "app")
 	a.join(testGroupID)
 	waitMembers(t, srv, testGroupID, "app", 1)
+	id := hex.EncodeToString(testGroupID[:])
+	// Negative limits (public API) list nothing, and panic no more.
+	if ov := srv.Groups(-1); ov.Groups != 1 || len(ov.Keys) != 1 || ov.Keys[0].Groups != 1 || len(ov.Keys[0].List) != 0 {
+		t.Fatalf("Groups(-1): %+v", ov)
+	}
+	if gs, err := srv.Group(id, "", -1); err != nil || len(gs) != 1 || gs[0].Members != 1 || len(gs[0].MemberList) != 0 {
+		t.Fatalf("Group(id, \"\", -1): %+v %v", gs, err)
+	}
 	_, web := adminServer(t, srv)
 	get := func(path string) (int, string) { return web.do("GET", path, "") }
-	id := hex.EncodeToString(testGroupID[:])
 	for _, c := range []struct {
 		path string
 		code int
@@ -452,18 +674,37 @@ func TestGroupFiftyMembersMeet(t *testing.T) {
 					failures = append(failures, err)
 				}
 				mu.Unlock()
-				h.signal()
+				h.Signal()
 			}()
 		}
 	}
 	start := time.Now()
+	errs := make(chan error, n)
 	for _, c := range clients {
-		go c.join(testGroupID)
+		go func() {
+			_, err := c.tryJoin(testGroupID)
+			errs <- err
+		}()
 	}
-	waitMembers(t, srv, testGroupID, "live", n)
-	want := int(metricValues(t, reg, "stratus_group_bootstrap_messages_total", "kind")["joiner"] +
-		metricValues(t, reg, "stratus_group_bootstrap_messages_total", "kind")["member"])
-	h.waitFor(t, "every introduced pair connected", func() bool {
+	for range clients {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A join is reported once its announcements are handed out: after n
+	// reports the count of messages sent is final.
+	srv.WaitUntil(t, fmt.Sprintf("%d joins reported", n), func() bool {
+		joined := 0
+		for _, ev := range srv.Events() {
+			if ev.Kind == server.SessionGroupJoined && ev.Group == hexID(testGroupID) {
+				joined++
+			}
+		}
+		return joined == n
+	})
+	kinds := metricValues(t, reg, "stratus_group_bootstrap_messages_total", "kind")
+	want := int(kinds["joiner"] + kinds["member"])
+	h.WaitUntil(t, "every introduced pair connected", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return dials == want && done == want

@@ -44,14 +44,14 @@ type GroupMember struct {
 }
 
 // Groups summarises the NetGroups, with at most limit groups listed per
-// developer key.
+// developer key (none if limit <= 0).
 func (s *Server) Groups(limit int) GroupsOverview {
 	var o GroupsOverview
 	o.Groups, o.Members = s.groups.Totals()
 	o.Keys = []KeyGroups{}
-	for _, k := range s.groups.Keys() {
-		kg := KeyGroups{Key: k.DevKey, Groups: len(k.Groups), Members: k.Members, List: []GroupInfo{}}
-		for _, g := range k.Groups[:min(limit, len(k.Groups))] {
+	for _, k := range s.groups.Keys(limit) {
+		kg := KeyGroups{Key: k.DevKey, Groups: k.GroupCount, Members: k.Members, List: []GroupInfo{}}
+		for _, g := range k.Groups {
 			kg.List = append(kg.List, GroupInfo{ID: hex.EncodeToString(g.ID[:]), Members: g.Members, Since: g.Since})
 		}
 		o.Keys = append(o.Keys, kg)
@@ -64,7 +64,7 @@ var ErrBadGroupID = errors.New("server: a group ID is 64 hex digits")
 
 // Group describes the groups with a given ID (one per developer key that
 // has it; key, if not empty, selects one), listing at most limit members
-// of each.
+// of each (none if limit <= 0).
 func (s *Server) Group(id, key string, limit int) ([]GroupInfo, error) {
 	raw, err := hex.DecodeString(id)
 	if err != nil || len(raw) != 32 {

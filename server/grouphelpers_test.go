@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
 	"net"
 	"net/netip"
@@ -15,6 +16,7 @@ import (
 	"github.com/stratus-rtmfp/stratus/internal/flash"
 	"github.com/stratus-rtmfp/stratus/internal/handshake"
 	"github.com/stratus-rtmfp/stratus/internal/wire"
+	"github.com/stratus-rtmfp/stratus/server/servertest"
 )
 
 // groupClient is a NetGroup client made by hand from the project's engine
@@ -23,6 +25,7 @@ import (
 type groupClient struct {
 	t       testing.TB
 	e       *engine.Engine
+	conn    *tapConn
 	sess    *engine.Session
 	id      *handshake.Identity
 	srvCtrl *engine.RecvFlow // the server's NetConnection flow
@@ -31,6 +34,9 @@ type groupClient struct {
 	// onMember, if set before the first join, is called (on a reading
 	// goroutine) for each peer announced.
 	onMember func(peer [32]byte)
+	// stall, if set before the first join, leaves the server's GC flows
+	// unread: a client that stops acknowledging them.
+	stall bool
 
 	mu   sync.Mutex
 	got  map[uint64][][]byte // messages on the server's GC flow answering our flow ID
@@ -38,40 +44,9 @@ type groupClient struct {
 }
 
 // hub wakes a test whenever any of its clients receives a GC message.
-type hub struct {
-	mu      sync.Mutex
-	changed chan struct{}
-}
+type hub = servertest.Changes
 
-func newHub() *hub { return &hub{changed: make(chan struct{})} }
-
-func (h *hub) signal() {
-	h.mu.Lock()
-	close(h.changed)
-	h.changed = make(chan struct{})
-	h.mu.Unlock()
-}
-
-// waitFor waits, woken by each message any client of the hub receives,
-// until cond holds.
-func (h *hub) waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.NewTimer(10 * time.Second)
-	defer deadline.Stop()
-	for {
-		h.mu.Lock()
-		ch := h.changed
-		h.mu.Unlock()
-		if cond() {
-			return
-		}
-		select {
-		case <-ch:
-		case <-deadline.C:
-			t.Fatalf("after 10s: %s", what)
-		}
-	}
-}
+func newHub() *hub { return &hub{} }
 
 // shortIdentity is a client identity with a short private exponent: a
 // cheap handshake for tests with many clients.
@@ -87,15 +62,21 @@ func shortIdentity(t testing.TB) *handshake.Identity {
 	return id
 }
 
-// newGroupClient connects to the server at addr with developer key key.
-func newGroupClient(t testing.TB, h *hub, addr netip.AddrPort, key string) *groupClient {
+// newGroupClient connects to the server at addr with developer key key;
+// mods change its engine's configuration.
+func newGroupClient(t testing.TB, h *hub, addr netip.AddrPort, key string, mods ...func(*engine.Config)) *groupClient {
 	t.Helper()
-	conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &groupClient{t: t, id: shortIdentity(t), hub: h, got: map[uint64][][]byte{}, meta: map[uint64][]byte{}}
-	c.e, err = engine.New(conn, engine.Config{Identity: c.id, EphemeralKeys: -1, Keepalive: 5 * time.Second})
+	c := &groupClient{t: t, id: shortIdentity(t), hub: h, got: map[uint64][][]byte{}, meta: map[uint64][]byte{}, conn: newTapConn(conn)}
+	cfg := engine.Config{Identity: c.id, EphemeralKeys: -1, Keepalive: 5 * time.Second}
+	for _, m := range mods {
+		m(&cfg)
+	}
+	c.id = cfg.Identity
+	c.e, err = engine.New(c.conn, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,7 +140,11 @@ func (c *groupClient) accept(connected chan<- string) {
 		assoc, _ := f.Assoc()
 		c.mu.Lock()
 		c.meta[assoc] = f.Metadata()
+		stall := c.stall
 		c.mu.Unlock()
+		if stall {
+			continue
+		}
 		go readAll(f, func(raw []byte) {
 			c.mu.Lock()
 			c.got[assoc] = append(c.got[assoc], raw)
@@ -167,7 +152,7 @@ func (c *groupClient) accept(connected chan<- string) {
 			if p, ok := flash.ParseGroupMember(raw); ok && c.onMember != nil {
 				c.onMember(p)
 			}
-			c.hub.signal()
+			c.hub.Signal()
 		})
 	}
 }
@@ -190,14 +175,18 @@ func (c *groupClient) peerID() [32]byte { return c.id.PeerID }
 // as Flash does (profile §2.4 row 5).
 func (c *groupClient) open() *engine.SendFlow {
 	c.t.Helper()
-	c.mu.Lock()
-	ctrl := c.srvCtrl
-	c.mu.Unlock()
-	f, err := c.sess.OpenFlow(flash.GroupMetadata, ctrl)
+	f, err := c.tryOpen()
 	if err != nil {
 		c.t.Fatal(err)
 	}
 	return f
+}
+
+func (c *groupClient) tryOpen() (*engine.SendFlow, error) {
+	c.mu.Lock()
+	ctrl := c.srvCtrl
+	c.mu.Unlock()
+	return c.sess.OpenFlow(flash.GroupMetadata, ctrl)
 }
 
 // sendAcked writes msg on f and waits until the server acknowledged it:
@@ -232,11 +221,21 @@ func (c *groupClient) waitRefused(f *engine.SendFlow, what string) {
 // join opens a GC flow and sends the join by group ID.
 func (c *groupClient) join(id [32]byte) *engine.SendFlow {
 	c.t.Helper()
-	f := c.open()
-	if err := f.Write(flash.AppendGroupJoin(nil, id)); err != nil {
+	f, err := c.tryJoin(id)
+	if err != nil {
 		c.t.Fatal(err)
 	}
 	return f
+}
+
+// tryJoin is join for other goroutines than the test's (t.Fatal may only
+// be called on the test's own).
+func (c *groupClient) tryJoin(id [32]byte) (*engine.SendFlow, error) {
+	f, err := c.tryOpen()
+	if err != nil {
+		return nil, err
+	}
+	return f, f.Write(flash.AppendGroupJoin(nil, id))
 }
 
 // messages returns what the server sent on its GC flow answering f.
@@ -298,6 +297,36 @@ func metricValues(t testing.TB, g prometheus.Gatherer, name, label string) map[s
 	return out
 }
 
+// lookupPacket is an IHello for peerID with tag, as an initiator with no
+// session sends it (session ID 0, the default key).
+func lookupPacket(peerID [32]byte, tag []byte) []byte {
+	pkt := wire.AppendHeader(nil, wire.Header{Flags: wire.FlagTimestamp | wire.ModeStartup})
+	pkt = wire.IHello{EPD: handshake.FingerprintEPD(peerID), Tag: tag}.Append(pkt)
+	return wire.NewDefaultSealer().Seal(nil, 0, pkt)
+}
+
+// redirectIn returns the Redirect a datagram carries, if it does (d is
+// left as it was: opening decrypts in place).
+func redirectIn(d []byte) (wire.Redirect, bool) {
+	if sid, err := wire.SessionID(d); err != nil || sid != 0 {
+		return wire.Redirect{}, false
+	}
+	pt, err := wire.NewDefaultOpener().Open(append([]byte(nil), d...))
+	if err != nil {
+		return wire.Redirect{}, false
+	}
+	_, hl, err := wire.ParseHeader(pt)
+	if err != nil {
+		return wire.Redirect{}, false
+	}
+	c, _, ok := wire.NextChunk(pt[hl:])
+	if !ok || c.Type != wire.ChunkRedirect {
+		return wire.Redirect{}, false
+	}
+	rd, err := wire.ParseRedirect(c.Payload)
+	return rd, err == nil
+}
+
 // lookupAnswer sends an IHello for peerID from a socket with no session
 // and returns the addresses of the Redirect that comes back (ok false if
 // none came within a second).
@@ -309,9 +338,7 @@ func lookupAnswer(t testing.TB, server netip.AddrPort, peerID [32]byte) ([]wire.
 	}
 	defer conn.Close()
 	tag := []byte("dead-lookup-0123")
-	pkt := wire.AppendHeader(nil, wire.Header{Flags: wire.FlagTimestamp | wire.ModeStartup})
-	pkt = wire.IHello{EPD: handshake.FingerprintEPD(peerID), Tag: tag}.Append(pkt)
-	conn.WriteToUDPAddrPort(wire.NewDefaultSealer().Seal(nil, 0, pkt), server)
+	conn.WriteToUDPAddrPort(lookupPacket(peerID, tag), server)
 	conn.SetReadDeadline(time.Now().Add(time.Second))
 	buf := make([]byte, 2048)
 	for {
@@ -319,15 +346,99 @@ func lookupAnswer(t testing.TB, server netip.AddrPort, peerID [32]byte) ([]wire.
 		if err != nil {
 			return nil, false
 		}
-		pt, err := wire.NewDefaultOpener().Open(buf[:n])
-		if err != nil {
-			continue
-		}
-		_, hl, _ := wire.ParseHeader(pt)
-		if c, _, ok := wire.NextChunk(pt[hl:]); ok && c.Type == wire.ChunkRedirect {
-			if rd, err := wire.ParseRedirect(c.Payload); err == nil && string(rd.Tag) == string(tag) {
-				return rd.Addresses, true
-			}
+		if rd, ok := redirectIn(buf[:n]); ok && string(rd.Tag) == string(tag) {
+			return rd.Addresses, true
 		}
 	}
+}
+
+// tapConn is a client's socket with a tap on what it reads: the Redirects
+// answering the test's own lookups go to redirects, not to the engine.
+// The test's lookups leave from the client's address, so that the server
+// takes them for the connected client's (the real-client path).
+type tapConn struct {
+	*net.UDPConn
+	redirects chan wire.Redirect
+}
+
+func newTapConn(c *net.UDPConn) *tapConn {
+	return &tapConn{UDPConn: c, redirects: make(chan wire.Redirect, 64)}
+}
+
+func (c *tapConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	for {
+		n, a, err := c.ReadFromUDPAddrPort(b) // an IPv4 address, not v4-in-v6
+		if err != nil {
+			return n, nil, err
+		}
+		if rd, ok := redirectIn(b[:n]); ok && bytes.HasPrefix(rd.Tag, lookupTagPrefix) {
+			c.redirects <- rd
+			continue
+		}
+		return n, net.UDPAddrFromAddrPort(a), nil
+	}
+}
+
+var lookupTagPrefix = []byte("test-lookup-")
+
+// lookups sends lookups of each peer ID in turn, from send, and returns
+// the addresses of the Redirect each got (nil: none). The last one must
+// be answered (a live peer the server will introduce): the server handles
+// one source's datagrams in order, so once that answer is in, every
+// earlier lookup has been handled (and counted) and its answer, if any,
+// has come. No waiting for silence.
+func lookups(t testing.TB, send func([]byte), redirects <-chan wire.Redirect, ids ...[32]byte) [][]wire.Address {
+	t.Helper()
+	out := make([][]wire.Address, len(ids))
+	tags := map[string]int{}
+	for i, id := range ids {
+		tag := append(append([]byte(nil), lookupTagPrefix...), byte(i>>8), byte(i), 0, 0)
+		tags[string(tag)] = i
+		send(lookupPacket(id, tag))
+	}
+	deadline := time.After(10 * time.Second)
+	for out[len(ids)-1] == nil {
+		select {
+		case rd := <-redirects:
+			if i, ok := tags[string(rd.Tag)]; ok && out[i] == nil {
+				out[i] = rd.Addresses
+			}
+		case <-deadline:
+			t.Fatalf("no answer to the lookup of %x, a live peer", ids[len(ids)-1][:4])
+		}
+	}
+	return out
+}
+
+// lookups looks peers up from c's own address (see lookups).
+func (c *groupClient) lookups(server netip.AddrPort, ids ...[32]byte) [][]wire.Address {
+	c.t.Helper()
+	return lookups(c.t, func(pkt []byte) { c.conn.WriteTo(pkt, net.UDPAddrFromAddrPort(server)) }, c.conn.redirects, ids...)
+}
+
+// anonymousLookups looks peers up from a socket with no session (see
+// lookups).
+func anonymousLookups(t testing.TB, server netip.AddrPort, ids ...[32]byte) [][]wire.Address {
+	t.Helper()
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc := newTapConn(conn)
+	defer tc.Close()
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			if _, _, err := tc.ReadFrom(buf); err != nil {
+				return
+			}
+		}
+	}()
+	return lookups(t, func(pkt []byte) { conn.WriteToUDPAddrPort(pkt, server) }, tc.redirects, ids...)
+}
+
+// isGone reports whether a Redirect's addresses are the "peer gone"
+// answer: one unspecified address of unknown origin.
+func isGone(addrs []wire.Address) bool {
+	return len(addrs) == 1 && addrs[0].AddrPort == netip.AddrPortFrom(netip.IPv4Unspecified(), 0) && addrs[0].Origin == wire.OriginUnknown
 }

@@ -21,7 +21,7 @@ func newGroupMetrics(s *Server) (*groupMetrics, []prometheus.Collector) {
 		groupPlan: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "stratus_group_bootstrap_per_join",
 			Help: "Bootstrap messages one join caused.", Buckets: prometheus.LinearBuckets(0, 1, 11)}),
 		groupDrops: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stratus_group_drops_total",
-			Help: "GC flows refused and GC messages dropped, by reason (not_connected, group_limit, rate, malformed, oversized, unknown_message, duplicate, send_failed)."}, []string{"reason"}),
+			Help: "GC flows refused and GC messages dropped, by reason (not_connected, group_limit, member_limit, rate, malformed, oversized, unknown_message, duplicate, superseded, send_failed)."}, []string{"reason"}),
 	}
 	groups := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "stratus_groups", Help: "NetGroups with members."},
 		func() float64 { g, _ := s.groups.Totals(); return float64(g) })

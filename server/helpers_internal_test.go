@@ -16,7 +16,7 @@ import (
 
 // testServer runs a server on a loopback UDP socket; Listen returns once
 // it answers there.
-func testServer(t *testing.T, st store.Store, mod func(*Config)) (*Server, string) {
+func testServer(t testing.TB, st store.Store, mod func(*Config)) (*Server, string) {
 	t.Helper()
 	cfg := Config{Store: st}
 	if mod != nil {
@@ -70,7 +70,7 @@ var watchers sync.Map // *Server -> *sessionEvents
 
 // waitSessions waits, woken by session events, until cond holds for the
 // server's session list.
-func waitSessions(t *testing.T, srv *Server, within time.Duration, what string, cond func([]SessionInfo) bool) {
+func waitSessions(t testing.TB, srv *Server, within time.Duration, what string, cond func([]SessionInfo) bool) {
 	t.Helper()
 	v, _ := watchers.Load(srv)
 	ev := v.(*sessionEvents)

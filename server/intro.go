@@ -2,10 +2,12 @@ package server
 
 import (
 	"encoding/hex"
+	"errors"
 	"net/netip"
 	"time"
 
 	"github.com/stratus-rtmfp/stratus/amf"
+	"github.com/stratus-rtmfp/stratus/internal/directory"
 	"github.com/stratus-rtmfp/stratus/internal/engine"
 	"github.com/stratus-rtmfp/stratus/internal/flash"
 	"github.com/stratus-rtmfp/stratus/internal/handshake"
@@ -38,16 +40,17 @@ func (s *Server) introduce(e *engine.Engine, src netip.AddrPort, epd handshake.E
 		return
 	}
 	start := time.Now()
+	p, found := s.dir.Lookup(id)
+	target, _ := p.Local.(*client) // nil when another node holds the peer
 	s.mu.Lock()
-	target := s.byPeer[id]
 	initiator := s.byAddr[src]
 	result := "ok"
 	switch {
-	case target == nil || target.state != connected:
+	case !found || target != nil && target.state != connected:
 		result = "unknown"
-	case initiator == target || target.observed == src:
+	case target != nil && initiator == target || p.Observed == src:
 		result = "self"
-	case initiator != nil && initiator.state == connected && initiator.key != target.key:
+	case initiator != nil && initiator.state == connected && initiator.key != p.Key:
 		result = "isolated" // developer keys isolate applications
 	case (initiator == nil || initiator.state != connected) && s.cfg.RefuseAnonymousLookups:
 		result = "anonymous"
@@ -61,22 +64,23 @@ func (s *Server) introduce(e *engine.Engine, src netip.AddrPort, epd handshake.E
 		anonymous := initiator == nil || initiator.state != connected
 		initKey := keyOf(initiator)
 		s.mu.Unlock()
-		if result == "unknown" && target == nil && s.signalDead(e, src, tag, id, initKey, anonymous) {
+		if result == "unknown" && !found && s.signalDead(e, src, tag, id, initKey, anonymous) {
 			result = "dead" // a departed group member: "gone", not silence
 		}
-		s.metrics.intro(s.keyLabel(keyOf(target)), result)
+		s.metrics.intro(s.keyLabel(p.Key), result)
 		if result == "unknown" && initiator != nil && initiator.key != "" {
 			s.keys.usage(initiator.key, store.Usage{LookupsMissed: 1})
 		}
 		return
 	}
-	samePublic := target.observed.Addr() == src.Addr()
-	redirect := addressList(target.observed, target.addrs, samePublic)
+	samePublic := p.Observed.Addr() == src.Addr()
+	var room [10]wire.Address // on the stack: the observed address and MaxPeerAddresses' default 8 fit
+	redirect := addressList(room[:0], p.Observed, p.Addrs, samePublic)
 	var extra []netip.AddrPort
 	if samePublic && initiator != nil {
 		extra = append(extra, initiator.addrs...)
 	}
-	key, tsess := target.key, target.sess
+	key := p.Key
 	s.mu.Unlock()
 	// Forward the EPD as received (reference §3.2) unless it is larger than
 	// any real one: then the canonical fingerprint EPD, which selects the
@@ -93,11 +97,26 @@ func (s *Server) introduce(e *engine.Engine, src netip.AddrPort, epd handshake.E
 	// The Redirect goes first so that the initiator's IHellos towards the
 	// target leave its NAT before the target's RHello arrives (rtmfp-cpp).
 	e.Redirect(src, tag, redirect)
-	tsess.ForwardIHello(fwd, wire.Address{AddrPort: src, Origin: wire.OriginObserved}, tag)
-	for _, a := range extra {
-		if a.Addr().Is4() == src.Addr().Is4() {
-			tsess.ForwardIHello(fwd, wire.Address{AddrPort: a, Origin: wire.OriginReported}, tag)
+	if target != nil {
+		// Here, directly (the hot path allocates nothing).
+		target.sess.ForwardIHello(fwd, wire.Address{AddrPort: src, Origin: wire.OriginObserved}, tag)
+		for _, a := range extra {
+			if a.Addr().Is4() == src.Addr().Is4() {
+				target.sess.ForwardIHello(fwd, wire.Address{AddrPort: a, Origin: wire.OriginReported}, tag)
+			}
 		}
+	} else {
+		// Another node holds the target: it sends the Forwarded IHellos
+		// (its client trusts only its own server). The initiator heard
+		// from us already, and retransmits if this gets lost.
+		reply := make([]directory.Address, 1, 1+len(extra))
+		reply[0] = directory.Address{AddrPort: src, Origin: wire.OriginObserved}
+		for _, a := range extra {
+			if a.Addr().Is4() == src.Addr().Is4() {
+				reply = append(reply, directory.Address{AddrPort: a, Origin: wire.OriginReported})
+			}
+		}
+		s.dir.Introduce(p, directory.Introduction{Target: id, EPD: fwd, Tag: tag, Reply: reply})
 	}
 	s.metrics.introLatency.Observe(time.Since(start).Seconds())
 }
@@ -109,12 +128,55 @@ func keyOf(c *client) string {
 	return c.key
 }
 
+// forwardIHellos sends the target of an introduction one Forwarded IHello
+// per reply address.
+func forwardIHellos(sess *engine.Session, in directory.Introduction) {
+	for _, a := range in.Reply {
+		sess.ForwardIHello(in.EPD, wire.Address{AddrPort: a.AddrPort, Origin: a.Origin}, in.Tag)
+	}
+}
+
+// deliver adapts Server to directory.Handler: what this node does for
+// its own clients when the directory (another node, in a cluster) asks.
+type deliver Server
+
+func (d *deliver) Introduce(local any, in directory.Introduction) {
+	s := (*Server)(d)
+	c, ok := local.(*client)
+	if !ok {
+		return
+	}
+	s.mu.Lock()
+	live := c.state == connected
+	s.mu.Unlock()
+	if live {
+		forwardIHellos(c.sess, in)
+	}
+}
+
+func (d *deliver) Relay(local any, r directory.Relay) error {
+	s := (*Server)(d)
+	c, ok := local.(*client)
+	if !ok {
+		return directory.ErrGone
+	}
+	s.mu.Lock()
+	live := c.state == connected && c.key == r.Key
+	s.mu.Unlock()
+	if !live {
+		return directory.ErrGone
+	}
+	if c.trySend(r.Msg) != nil {
+		return directory.ErrBehind
+	}
+	return nil
+}
+
 // addressList is the target's addresses for a Redirect: its observed
 // address (origin 2) and its setPeerInfo addresses (origin 1), without
 // duplicates; when initiator and target share a public IP they are likely
-// on one LAN, so the local addresses come first.
-func addressList(observed netip.AddrPort, reported []netip.AddrPort, localFirst bool) []wire.Address {
-	out := make([]wire.Address, 0, 1+len(reported))
+// on one LAN, so the local addresses come first. It appends to out.
+func addressList(out []wire.Address, observed netip.AddrPort, reported []netip.AddrPort, localFirst bool) []wire.Address {
 	obs := wire.Address{AddrPort: observed, Origin: wire.OriginObserved}
 	if !localFirst {
 		out = append(out, obs)
@@ -155,13 +217,12 @@ func (s *Server) relay(from *client, cmd flash.Command) {
 		fail("relay: bad peer ID")
 		return
 	}
+	p, found := s.dir.Lookup([32]byte(raw))
 	s.mu.Lock()
-	to := s.byPeer[[32]byte(raw)]
-	if to != nil && (to.state != connected || to.key != from.key) || from.state != connected {
-		to = nil
-	}
+	ok := found && from.state == connected && p.Key == from.key
+	key := from.key
 	s.mu.Unlock()
-	if to == nil {
+	if !ok {
 		fail("relay: peer not connected")
 		return
 	}
@@ -171,15 +232,30 @@ func (s *Server) relay(from *client, cmd flash.Command) {
 		fail("relay: cannot encode the arguments")
 		return
 	}
-	if to.trySend(msg) != nil {
-		// The recipient is behind: the relay fails for its sender; the
-		// recipient is not punished for someone else's traffic.
-		fail("relay: peer is not keeping up")
+	r := directory.Relay{Target: p.ID, Key: key, Msg: msg}
+	done := func(err error) {
+		switch {
+		case errors.Is(err, directory.ErrBehind):
+			// The recipient is behind: the relay fails for its sender;
+			// the recipient is not punished for someone else's traffic.
+			fail("relay: peer is not keeping up")
+		case errors.Is(err, directory.ErrUnreachable):
+			fail("relay: the peer's cluster node did not answer")
+		case err != nil:
+			fail("relay: peer not connected")
+		default:
+			if cmd.TxID > 0 {
+				from.command("_result", cmd.TxID, nil, amf.Undefined{})
+			}
+			s.metrics.relays.Inc()
+			s.keys.usage(key, store.Usage{Relays: 1})
+		}
+	}
+	if p.Local != nil {
+		done((*deliver)(s).Relay(p.Local, r))
 		return
 	}
-	if cmd.TxID > 0 {
-		from.command("_result", cmd.TxID, nil, amf.Undefined{})
-	}
-	s.metrics.relays.Inc()
-	s.keys.usage(from.key, store.Usage{Relays: 1})
+	// Another node holds the peer: its answer comes later, and the
+	// sender's answer goes out on its own dispatcher.
+	s.dir.Relay(p, r, func(err error) { go from.e.Run(func() { done(err) }) })
 }

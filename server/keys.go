@@ -193,7 +193,7 @@ func (k *keyCache) pendingUsage(id string) store.Usage {
 
 // CreateKey creates a developer key.
 func (s *Server) CreateKey(name string) (store.Key, error) {
-	key, err := s.cfg.Store.CreateKey(name)
+	key, err := s.store.CreateKey(name)
 	if err == nil {
 		s.keys.set(key.ID, keyValid)
 	}
@@ -203,7 +203,7 @@ func (s *Server) CreateKey(name string) (store.Key, error) {
 // RevokeKey revokes a developer key and closes its live sessions with
 // NetConnection.Connect.Rejected.
 func (s *Server) RevokeKey(id string) (store.Key, error) {
-	key, err := s.cfg.Store.RevokeKey(id)
+	key, err := s.store.RevokeKey(id)
 	if err != nil {
 		return key, err
 	}
@@ -250,15 +250,24 @@ func (s *Server) closeKeySessions(id, why string) {
 	}
 }
 
-// LiveSessions returns how many clients are connected with a key now.
+// LiveSessions returns how many clients are connected with a key now (in
+// a cluster, on every node, as far as this node knows).
 func (s *Server) LiveSessions(key string) int {
+	remote := s.dir.RemoteSessions(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.perKey[key]
+	return s.perKey[key] + remote
 }
 
+// Store is where the server's developer keys, accounts and usage live:
+// Config.Store, or in a cluster the cluster's store (keys and accounts
+// written to the replicated bucket, read from this node's copy; usage
+// summed over the nodes). It implements store.Accounts when Config.Store
+// does (always in a cluster).
+func (s *Server) Store() store.Store { return s.store }
+
 // Keys lists the developer keys.
-func (s *Server) Keys() ([]store.Key, error) { return s.cfg.Store.ListKeys() }
+func (s *Server) Keys() ([]store.Key, error) { return s.store.ListKeys() }
 
 // FlushUsage writes the usage counters gathered since the last write to
 // the store now (the server does every 5 s), so that what the store says
@@ -283,11 +292,11 @@ func (s *Server) PendingUsage(id string) store.Usage { return s.keys.pendingUsag
 
 // KeyUsage returns a key's counters, including what is not yet flushed.
 func (s *Server) KeyUsage(id string) (store.Key, store.Usage, error) {
-	key, err := s.cfg.Store.GetKey(id)
+	key, err := s.store.GetKey(id)
 	if err != nil {
 		return key, store.Usage{}, err
 	}
-	u, err := s.cfg.Store.Usage(id)
+	u, err := s.store.Usage(id)
 	u.Add(s.keys.pendingUsage(id))
 	return key, u, err
 }

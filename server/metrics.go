@@ -21,6 +21,7 @@ type metrics struct {
 	relays       prometheus.Counter
 	keyBytes     *prometheus.CounterVec
 	usageErrors  prometheus.Counter
+	redirects    *prometheus.CounterVec
 	*groupMetrics
 }
 
@@ -53,7 +54,9 @@ func newMetrics(s *Server, reg prometheus.Registerer, g prometheus.Gatherer) *me
 	}
 	m.usageErrors = prometheus.NewCounter(prometheus.CounterOpts{Name: "stratus_usage_write_errors_total",
 		Help: "Failed writes of per-key usage counters to the store (the counters are kept and written with the next batch)."})
-	reg.MustRegister(m.usageErrors, m.sessions, m.clients, m.connects, m.keyConnects, m.intros, m.keyIntros, m.introLatency, m.drops, m.calls, m.relays, m.keyBytes,
+	m.redirects = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stratus_cluster_redirects_total",
+		Help: "New clients sent to a less loaded cluster node with an RTMFP Redirect at handshake, by node."}, []string{"node"})
+	reg.MustRegister(m.redirects, &clusterCollector{s: s}, m.usageErrors, m.sessions, m.clients, m.connects, m.keyConnects, m.intros, m.keyIntros, m.introLatency, m.drops, m.calls, m.relays, m.keyBytes,
 		&engineCollector{s: s})
 	var groupCollectors []prometheus.Collector
 	m.groupMetrics, groupCollectors = newGroupMetrics(s)

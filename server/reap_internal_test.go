@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stratus-rtmfp/stratus/internal/directory"
 	"github.com/stratus-rtmfp/stratus/rtmfp"
 	"github.com/stratus-rtmfp/stratus/store"
 )
@@ -32,8 +33,9 @@ func TestDeadClientIsReaped(t *testing.T) {
 		t.Fatalf("reaped after %v, before ReapAfter (2 s)", d)
 	}
 	t.Logf("reaped after %v", time.Since(start))
+	peers := srv.dir.(*directory.Local).Len()
 	srv.mu.Lock()
-	n := len(srv.byPeer) + len(srv.byAddr) + len(srv.perIP) + len(srv.perKey) + len(srv.live)
+	n := peers + len(srv.byAddr) + len(srv.perIP) + len(srv.perKey) + len(srv.live)
 	srv.mu.Unlock()
 	if n != 0 {
 		t.Fatal("registry entries left behind")

@@ -7,17 +7,22 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
 
+	"github.com/stratus-rtmfp/stratus/internal/clusterhook"
+	"github.com/stratus-rtmfp/stratus/internal/directory"
 	"github.com/stratus-rtmfp/stratus/internal/engine"
 	"github.com/stratus-rtmfp/stratus/internal/exchange"
 	"github.com/stratus-rtmfp/stratus/internal/flash"
 	"github.com/stratus-rtmfp/stratus/internal/handshake"
 	"github.com/stratus-rtmfp/stratus/internal/membership"
 	"github.com/stratus-rtmfp/stratus/internal/ratelimit"
+	"github.com/stratus-rtmfp/stratus/store"
 )
 
 // Errors.
@@ -35,14 +40,25 @@ type Server struct {
 	metrics  *metrics
 	keys     *keyCache
 	exchange *exchange.Registry
+	// dir is where connected peers live: this process's clients (and, in
+	// a cluster, the other nodes'). It has its own lock; never call it
+	// with s.mu held.
+	dir directory.Directory
+	// store is Config.Store, or in a cluster the cluster's key store
+	// (which keeps its copy and this node's usage in Config.Store).
+	store      store.Store
+	node       clusterhook.Node // nil unless clustered
+	redirectTo atomic.Pointer[redirect]
 	// groups holds NetGroup membership, beside the peer registry rather
-	// than under s.mu: joins lock only their own group.
+	// than under s.mu: joins lock only their own group. It has its own
+	// locks; never call it with s.mu held.
 	groups membership.Directory
-	dead   *deadPeers
+	// groupMembers counts this server's GC flows that are in a group, for
+	// Config.MaxGroupMembers.
+	groupMembers atomic.Int64
 
 	mu       sync.Mutex
 	engines  []*engine.Engine
-	byPeer   map[[32]byte]*client
 	byAddr   map[netip.AddrPort]*client
 	perIP    map[netip.Prefix]int
 	perKey   map[string]int
@@ -73,16 +89,30 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{
 		cfg: cfg, id: id, log: cfg.Logger,
-		byPeer: map[[32]byte]*client{}, byAddr: map[netip.AddrPort]*client{},
-		perIP: map[netip.Prefix]int{}, perKey: map[string]int{}, live: map[peerKey]int{}, limiters: map[netip.Prefix]*limiterEntry{},
+		byAddr: map[netip.AddrPort]*client{},
+		perIP:  map[netip.Prefix]int{}, perKey: map[string]int{}, live: map[peerKey]int{}, limiters: map[netip.Prefix]*limiterEntry{},
 		hello: limiter(cfg.HelloRate), lookups: limiter(cfg.LookupRate),
 		prefix: ratelimit.NewPrefix(cfg.HelloRatePerPrefix, int(2*cfg.HelloRatePerPrefix), prefixBuckets),
 		done:   make(chan struct{}),
-		groups: membership.NewLocal(membership.DefaultPolicy), dead: newDeadPeers(),
 	}
-	s.keys = newKeyCache(cfg.Store, cfg.Open)
+	switch {
+	case cfg.groupDirectory != nil:
+		s.groups = cfg.groupDirectory((*groupHandler)(s))
+	case cfg.Cluster == nil: // a cluster's node has its own (startCluster)
+		s.groups = membership.NewLocal(membership.DefaultPolicy, (*groupHandler)(s))
+	}
+	s.store, s.dir = cfg.Store, directory.NewLocal((*deliver)(s))
 	s.exchange = newExchange(s)
 	s.metrics = newMetrics(s, cfg.Registerer, cfg.Gatherer)
+	if cfg.Cluster != nil {
+		if err := s.startCluster(); err != nil {
+			return nil, err
+		}
+	}
+	s.keys = newKeyCache(s.store, cfg.Open)
+	if s.node != nil {
+		s.node.Begin()
+	}
 	s.bg.Add(1)
 	go s.housekeeping()
 	return s, nil
@@ -132,9 +162,15 @@ func (s *Server) Listen(conn net.PacketConn) error {
 		conn.Close()
 		return ErrServerClosed
 	}
-	var e *engine.Engine
+	// The engine may hand over an IHello before New returns (a client
+	// retransmitting to this port, or another shard's goroutine already
+	// serving): until the engine is stored, a lookup is dropped and the
+	// client's retransmission is served.
+	var started atomic.Pointer[engine.Engine]
 	e, err := engine.New(conn, engine.Config{
-		Identity:  s.id,
+		Identity: s.id,
+		// One socket and goroutine per core (SO_REUSEPORT on Linux).
+		Shards:    runtime.GOMAXPROCS(0),
 		Policy:    handshake.Requiring(s.cfg.RequireHMAC, s.cfg.RequireSequenceNumbers),
 		Keepalive: 2 * s.cfg.ClientKeepalive,
 		// Clients send the server small control messages only: a small
@@ -144,17 +180,23 @@ func (s *Server) Listen(conn net.PacketConn) error {
 		SessionRecvBuffer: 256 << 10,
 		DeadAfter:         s.cfg.ReapAfter,
 		// Sessions without any flow (never connected) go after this.
-		IdleTimeout:     s.cfg.ConnectTimeout,
-		Events:          (*events)(s),
-		UnmatchedIHello: func(src netip.AddrPort, epd handshake.EPD, tag []byte) { s.introduce(e, src, epd, tag) },
-		AllowKeying:     s.allowKeying,
-		AllowHello:      s.allowHello,
-		Logger:          s.cfg.Logger,
+		IdleTimeout: s.cfg.ConnectTimeout,
+		Events:      (*events)(s),
+		UnmatchedIHello: func(src netip.AddrPort, epd handshake.EPD, tag []byte) {
+			if e := started.Load(); e != nil {
+				s.introduce(e, src, epd, tag)
+			}
+		},
+		AllowKeying:   s.allowKeying,
+		AllowHello:    s.allowHello,
+		HelloRedirect: s.helloRedirect,
+		Logger:        s.cfg.Logger,
 	})
 	if err != nil {
 		s.mu.Unlock()
 		return err
 	}
+	started.Store(e)
 	s.engines = append(s.engines, e)
 	s.mu.Unlock()
 	s.log.Info("listening", "udp", conn.LocalAddr().String())
@@ -232,7 +274,11 @@ func (s *Server) Close() error {
 	}
 	s.stopOnce.Do(func() { close(s.done) })
 	s.bg.Wait()
-	return s.flushUsage()
+	err := s.flushUsage()
+	if s.node != nil {
+		s.node.Close() // pushes the usage just flushed, tells the others
+	}
+	return err
 }
 
 // housekeeping flushes usage counters and forgets idle rate limiters.

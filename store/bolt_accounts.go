@@ -92,27 +92,32 @@ func (b *Bolt) SuspendAccount(id string, suspended bool) (Account, error) {
 			return err
 		}
 		setSuspended(&a, suspended, b.hooks.now())
-		if err := putJSON(tx.Bucket(bucketAccounts), id, a); err != nil {
-			return err
-		}
-		keys, err := boltAccountKeys(tx, id)
-		if err != nil {
-			return err
-		}
-		for _, k := range keys {
-			if k.Suspended != suspended {
-				k.Suspended = suspended
-				if err := putJSON(tx.Bucket(bucketKeys), k.ID, k); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
+		return putBoltAccount(tx, a)
 	})
 	if err != nil {
 		return Account{}, mapErr(err)
 	}
 	return a, nil
+}
+
+// putBoltAccount stores a and marks its keys suspended or not as a is.
+func putBoltAccount(tx *bolt.Tx, a Account) error {
+	if err := putJSON(tx.Bucket(bucketAccounts), a.ID, a); err != nil {
+		return err
+	}
+	keys, err := boltAccountKeys(tx, a.ID)
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if k.Suspended != a.Suspended {
+			k.Suspended = a.Suspended
+			if err := putJSON(tx.Bucket(bucketKeys), k.ID, k); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // boltAccountKeys lists an account's keys through the account_keys

@@ -74,6 +74,16 @@ func runKeys(args []string) error {
 	case err == nil:
 		defer st.Close()
 		c = localKeys{st}
+		if m, ok := readClusterMarker(*data); ok {
+			// A cluster node that is not running: its copy of the
+			// cluster's keys may be stale, and changing it would not
+			// change the cluster's.
+			if cmd == "create" || cmd == "revoke" {
+				return fmt.Errorf("%s is the data directory of cluster node %q (cluster %q), which is not running: its keys are the cluster's; "+
+					"run this against a running node (its data directory, or --admin ADDR:PORT --admin-token-file FILE)", *data, m.Node, m.Cluster)
+			}
+			fmt.Fprintf(os.Stderr, "note: cluster node %q is not running; this is its copy of the cluster's keys as of its last run, with its own usage only\n", m.Node)
+		}
 	case errors.Is(err, store.ErrLocked):
 		addr := *admin
 		if addr == "" {
@@ -96,7 +106,11 @@ func runKeys(args []string) error {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(os.Stderr, "created in %s\n", dbPath)
+		if _, remote := c.(remoteKeys); remote {
+			fmt.Fprintln(os.Stderr, "created through the running server's admin API")
+		} else {
+			fmt.Fprintf(os.Stderr, "created in %s\n", dbPath)
+		}
 		return printKeys(*jsonOut, []keyView{k}, false)
 	case "list":
 		ks, err := c.list()

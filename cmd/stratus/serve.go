@@ -51,11 +51,13 @@ func serverFlags(fs *flag.FlagSet) (*server.Config, *serveOpts) {
 	fs.Float64Var(&cfg.HelloRatePerPrefix, "hello-rate-per-prefix", 200, "RHellos, and Redirects to lookups from addresses without a session, per second per source IPv4 /24 or IPv6 /48 (bursts of twice as many; -1: no limit)")
 	fs.Float64Var(&cfg.LookupRate, "lookup-rate", 50000, "peer-ID lookups answered (introductions) per second in all (-1: no limit)")
 	fs.IntVar(&cfg.MaxPeerAddresses, "max-peer-addresses", 8, "setPeerInfo addresses kept per client")
-	fs.IntVar(&cfg.MaxGroupsPerSession, "max-groups-per-session", 64, "NetGroups (GC flows) per session (-1: no limit)")
-	fs.Float64Var(&cfg.GroupMessageRate, "group-message-rate", 5, "NetGroup server channel messages per second per GC flow, burst twice that (-1: no limit)")
+	fs.IntVar(&cfg.MaxGroupsPerSession, "max-groups-per-session", 8, "NetGroups (GC flows) per session (-1: no limit)")
+	fs.IntVar(&cfg.MaxGroupMembers, "max-group-members", 500000, "NetGroup memberships in all, every session's groups together (-1: no limit)")
+	fs.Float64Var(&cfg.GroupMessageRate, "group-message-rate", 5, "NetGroup server channel budget per session: GC flow opens and GC messages per second, all its flows together, bursts of twice that and at least two per group it may hold (-1: no limit)")
 	fs.DurationVar(&o.drain, "drain-timeout", 10*time.Second, "on SIGTERM, how long to wait for clients to close")
 	o.policy = policyFlags(fs)
 	webFlags(fs, cfg, &o.web)
+	clusterFlags(fs, &o.cluster)
 	fs.StringVar(&o.level, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&o.format, "log-format", "text", "log format: text or json")
 	fs.StringVar(&o.config, "config", "", "config file of \"name = value\" lines, names as the flags")
@@ -70,6 +72,7 @@ type serveOpts struct {
 	drain                      time.Duration
 	policy                     policyOpts
 	web                        webOpts
+	cluster                    clusterOpts
 }
 
 func runServer(args []string) error {
@@ -97,6 +100,9 @@ func runServer(args []string) error {
 		}
 		cfg.PublicAddresses = append(cfg.PublicAddresses, ap)
 	}
+	if cfg.Cluster, err = clusterConfig(&o.cluster, o.data, log); err != nil {
+		return err
+	}
 	st, err := store.OpenBolt(o.data, time.Second)
 	if err != nil {
 		return fmt.Errorf("opening %s: %w", o.data, err)
@@ -110,6 +116,16 @@ func runServer(args []string) error {
 	srv, err := server.New(*cfg)
 	if err != nil {
 		return err
+	}
+	if cfg.Cluster != nil {
+		if err := writeClusterMarker(o.data, cfg.Cluster, srv.ClusterNode()); err != nil {
+			srv.Close()
+			return err
+		}
+		log.Info("cluster node", "node", srv.ClusterNode(), "cluster", cfg.Cluster.Name, "routes", srv.ClusterRouteAddr(), "nats", cfg.Cluster.NATSURL)
+	} else {
+		// A standalone server again: its data directory is its own.
+		_ = os.Remove(filepath.Join(o.data, clusterMarkerFile))
 	}
 	var conns []net.PacketConn
 	for _, addr := range listen {
@@ -132,8 +148,13 @@ func runServer(args []string) error {
 	}
 	fp := srv.Fingerprint()
 	log.Info("stratus", "fingerprint", fmt.Sprintf("%x", fp[:]), "data", st.Path(), "open", cfg.Open)
-	if err := firstKey(srv, cfg, conns[0]); err != nil {
-		return err
+	// A cluster's keys are made once for all nodes, with stratus keys
+	// create against any running node (nodes starting together would each
+	// make a "first key").
+	if cfg.Cluster == nil {
+		if err := firstKey(srv, cfg, conns[0]); err != nil {
+			return err
+		}
 	}
 	for i, c := range conns {
 		if err := srv.Listen(c); err != nil {
@@ -172,7 +193,7 @@ func runServer(args []string) error {
 		_ = os.WriteFile(adminFile, []byte(ln.Addr().String()+"\n"), 0o600)
 		defer os.Remove(adminFile)
 	}
-	web, err := startWeb(&o.web, srv, st, cfg, conns[0], token, log)
+	web, err := startWeb(&o.web, srv, srv.Store(), cfg, conns[0], token, log) // the cluster's store in a cluster
 	if err != nil {
 		if admin != nil {
 			admin.Close()

@@ -29,18 +29,69 @@ type Target struct {
 	Local  *server.Server
 	// Metrics are the embedded server's.
 	Metrics prometheus.Gatherer
+	// groupJoins counts the embedded server's SessionGroupJoined events,
+	// which it reports once a join's announcements are handed out.
+	groupJoins *counter
+}
+
+// counter is a count that can be waited on.
+type counter struct {
+	mu      sync.Mutex
+	n       int
+	changed chan struct{} // closed and replaced at every change
+}
+
+func newCounter() *counter { return &counter{changed: make(chan struct{})} }
+
+func (c *counter) add() {
+	c.mu.Lock()
+	c.n++
+	close(c.changed)
+	c.changed = make(chan struct{})
+	c.mu.Unlock()
+}
+
+// wait waits until the count reaches n, or d has passed.
+func (c *counter) wait(n int, d time.Duration) bool {
+	deadline := time.After(d)
+	for {
+		c.mu.Lock()
+		have, ch := c.n, c.changed
+		c.mu.Unlock()
+		if have >= n {
+			return true
+		}
+		select {
+		case <-ch:
+		case <-deadline:
+			return false
+		}
+	}
 }
 
 // Embedded starts an in-process server on a loopback socket, open to any
-// key, configured so that idle sessions are held (no reaping during a run).
+// key, configured so that idle sessions are held (no reaping during a run)
+// and without the limits a load would hit (sessions, handshakes, groups
+// per session and in all, the NetGroup budget).
 func Embedded(mod func(*server.Config)) (*Target, error) {
 	reg := prometheus.NewRegistry()
 	cfg := server.Config{Store: store.NewMemory(), Open: true,
 		ClientKeepalive: time.Hour, ReapAfter: 2 * time.Hour, ConnectTimeout: time.Hour,
-		HandshakeRate: -1, HelloRate: -1, MaxSessionsPerIP: -1, MaxSessions: -1,
-		MaxGroupsPerSession: -1, Registerer: reg, Gatherer: reg}
+		HandshakeRate: -1, HelloRate: -1, HelloRatePerPrefix: -1, LookupRate: -1,
+		MaxSessionsPerIP: -1, MaxSessions: -1,
+		MaxGroupsPerSession: -1, MaxGroupMembers: -1, GroupMessageRate: -1, Registerer: reg, Gatherer: reg}
 	if mod != nil {
 		mod(&cfg)
+	}
+	joins := newCounter()
+	user := cfg.OnSession
+	cfg.OnSession = func(ev server.SessionEvent) {
+		if ev.Kind == server.SessionGroupJoined {
+			joins.add()
+		}
+		if user != nil {
+			user(ev)
+		}
 	}
 	srv, err := server.New(cfg)
 	if err != nil {
@@ -57,7 +108,7 @@ func Embedded(mod func(*server.Config)) (*Target, error) {
 		return nil, err
 	}
 	addr := conn.LocalAddr().(*net.UDPAddr).AddrPort()
-	return &Target{URL: "rtmfp://" + addr.String() + "/bench", Server: addr, App: "bench", Local: srv, Metrics: cfg.Gatherer}, nil
+	return &Target{URL: "rtmfp://" + addr.String() + "/bench", Server: addr, App: "bench", Local: srv, Metrics: cfg.Gatherer, groupJoins: joins}, nil
 }
 
 // metric sums a family of the embedded server's metrics (counters and
@@ -84,25 +135,6 @@ func (t *Target) groupMessages() float64 {
 	var n float64
 	t.metric("stratus_group_bootstrap_messages_total", func(m *dto.Metric) { n += m.GetCounter().GetValue() })
 	return n
-}
-
-// maxPerJoin is the most bootstrap messages one join caused (the largest
-// bucket of the server's per-join histogram that holds a join).
-func (t *Target) maxPerJoin() int {
-	most := 0
-	t.metric("stratus_group_bootstrap_per_join", func(m *dto.Metric) {
-		below := uint64(0)
-		for _, b := range m.GetHistogram().GetBucket() {
-			if b.GetCumulativeCount() > below {
-				most = int(b.GetUpperBound())
-			}
-			below = b.GetCumulativeCount()
-		}
-		if m.GetHistogram().GetSampleCount() > below {
-			most = 1 << 30 // past the last bucket
-		}
-	})
-	return most
 }
 
 // identities are generated once, with short private exponents (the load
@@ -229,42 +261,18 @@ func Idle(ctx context.Context, t *Target, n, concurrency int) (IdleResult, error
 		return IdleResult{}, err
 	}
 	heap0, stack0 := memInUse()
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	var firstErr error
-	var errOnce sync.Once
 	start := time.Now()
-	for range concurrency {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := next.Add(1)
-				if i > int64(n) || ctx.Err() != nil {
-					return
-				}
-				ip := net.IPv4(127, byte(1+i>>16), byte(i>>8), byte(i))
-				conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: ip})
-				if err != nil {
-					errOnce.Do(func() { firstErr = err })
-					return
-				}
-				c := newClient(conn, t.Server, ids[int(i)%len(ids)])
-				_, code, err := c.connect(t.URL, t.App, time.Now().Add(20*time.Second))
-				conn.Close()
-				if err == nil && code != "NetConnection.Connect.Success" {
-					err = fmt.Errorf("connect answered %s", code)
-				}
-				if err != nil {
-					errOnce.Do(func() { firstErr = err })
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	if firstErr != nil {
-		return IdleResult{}, firstErr
+	err = sessionsFrom(ctx, n, concurrency, true, func(i int64, conn *net.UDPConn) error {
+		defer conn.Close()
+		c := newClient(conn, t.Server, ids[int(i)%len(ids)])
+		_, code, err := c.connect(t.URL, t.App, time.Now().Add(20*time.Second))
+		if err == nil && code != "NetConnection.Connect.Success" {
+			err = fmt.Errorf("connect answered %s", code)
+		}
+		return err
+	})
+	if err != nil {
+		return IdleResult{}, err
 	}
 	el := time.Since(start)
 	time.Sleep(3 * time.Second) // let acknowledgements settle and idle sessions release their cipher state
@@ -274,6 +282,44 @@ func Idle(ctx context.Context, t *Target, n, concurrency int) (IdleResult, error
 		HeapPerSess:  float64(int64(heap1)-int64(heap0)) / float64(n),
 		TotalPerSess: float64(int64(heap1+stack1)-int64(heap0+stack0)) / float64(n)}
 	return r, nil
+}
+
+// sessionsFrom runs fn for i = 1..n on concurrency workers, each call with
+// a fresh UDP socket: on loopback (or when loopback is set) from its own
+// source address 127.x.y.z, as distinct clients would have, elsewhere from
+// its own port. fn owns the socket. It stops at ctx's end or at the first
+// error of a worker, and returns that error once every worker is done.
+func sessionsFrom(ctx context.Context, n, concurrency int, loopback bool, fn func(i int64, conn *net.UDPConn) error) error {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	var firstErr error
+	var errOnce sync.Once
+	for range concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1)
+				if i > int64(n) || ctx.Err() != nil {
+					return
+				}
+				laddr := &net.UDPAddr{}
+				if loopback {
+					laddr.IP = net.IPv4(127, byte(1+i>>16), byte(i>>8), byte(i))
+				}
+				conn, err := net.ListenUDP("udp4", laddr)
+				if err == nil {
+					err = fn(i, conn)
+				}
+				if err != nil {
+					errOnce.Do(func() { firstErr = err })
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return firstErr
 }
 
 // IntroResult is what Intros measured.
@@ -350,10 +396,16 @@ func Report(w io.Writer, name string, v any) {
 	case GroupsResult:
 		fmt.Fprintf(w, "%s: %d memberships in %d groups held by %d clients; %d timed joins (%d failed) in %v: %.0f joins/s; join-to-bootstrap latency %v; %d bootstrap messages received",
 			name, r.Members, r.Groups, r.Clients, r.Joins, r.Failures, r.Elapsed.Round(time.Millisecond), r.PerSecond, r.Latency, r.Messages)
+		if r.MaxPerJoin != 0 {
+			fmt.Fprintf(w, ", at most %d for one join", r.MaxPerJoin)
+		}
 		if r.HeapPerMember != 0 {
-			fmt.Fprintf(w, ", at most %d for one join; Go heap %.0f bytes/membership", r.MaxPerJoin, r.HeapPerMember)
+			fmt.Fprintf(w, "; Go heap %.0f bytes/membership", r.HeapPerMember)
 		}
 		fmt.Fprintln(w)
+	case HoldResult:
+		fmt.Fprintf(w, "%s: %d sessions closed after %v (the server had closed %d of them)\n",
+			name, r.Sessions, r.Held.Round(time.Millisecond), r.Lost)
 	case IntroResult:
 		fmt.Fprintf(w, "%s: %d introductions (%d failed) in %v: %.0f/s; lookup-to-Redirect latency %v\n",
 			name, r.Lookups, r.Failures, r.Elapsed.Round(time.Millisecond), r.PerSecond, r.Latency)

@@ -95,14 +95,39 @@ func (c *client) startupChunk(d []byte) (wire.Chunk, bool) {
 }
 
 // session is what remains of a connected exchange: its keys and session
-// IDs, the server's address and its NetConnection flow.
+// IDs, the server's address and its NetConnection flow, and what to
+// acknowledge (enough to keep it alive and to close it).
 type session struct {
 	sealer   *wire.Sealer
 	opener   *wire.Opener
-	farSID   uint32 // the server's ID for the session (where we send)
-	nearSID  uint32 // ours (what the server's packets carry)
-	server   netip.AddrPort
-	ctrlFlow uint64 // the server's NetConnection flow ID
+	farSID   uint32         // the server's ID for the session (where we send)
+	nearSID  uint32         // ours (what the server's packets carry)
+	server   netip.AddrPort // where the server answers from
+	ctrlFlow uint64         // the server's NetConnection flow ID
+	acks     []flowAck      // per server flow: the cumulative sequence number received
+}
+
+// flowAck is what a held session acknowledges on one of the server's flows.
+type flowAck struct{ flow, cum uint64 }
+
+// ack records a received fragment and reports the cumulative ack to send
+// for its flow (fragments past a gap wait for the server's retransmission
+// of the missing ones: a load generator keeps no reassembly state).
+func (s *session) ack(flow, seq uint64) uint64 {
+	for i := range s.acks {
+		if s.acks[i].flow == flow {
+			if seq == s.acks[i].cum+1 {
+				s.acks[i].cum = seq
+			}
+			return s.acks[i].cum
+		}
+	}
+	cum := uint64(0)
+	if seq == 1 {
+		cum = 1
+	}
+	s.acks = append(s.acks, flowAck{flow, cum})
+	return cum
 }
 
 func randomTag() []byte {
@@ -185,8 +210,7 @@ func (c *client) connect(url, app string, deadline time.Time) (*session, string,
 		return nil, "", err
 	}
 	code := ""
-	var ackFlow, ackSeq uint64
-	gotKeepalive := false
+	sess := &session{sealer: sealer, opener: opener, nearSID: isid, farSID: rk.RSID, server: rhSrc}
 	err = c.await(deadline, send, func(sid uint32, _ netip.AddrPort, d []byte) bool {
 		if sid != isid {
 			return false
@@ -199,50 +223,75 @@ func (c *client) connect(url, app string, deadline time.Time) (*session, string,
 		if err != nil {
 			return false
 		}
+		var prev wire.UserData
 		for b := pt[n:]; ; {
 			ch, rest, ok := wire.NextChunk(b)
 			if !ok {
-				return false
+				break
 			}
 			b = rest
-			if ch.Type != wire.ChunkUserData {
+			ud, ok := sess.userData(ch, &prev)
+			if !ok {
 				continue
 			}
-			ud, err := wire.ParseUserData(ch.Payload, false)
-			if err != nil {
-				continue
-			}
-			if ud.Seq == ackSeq+1 || ackFlow == 0 {
-				ackFlow, ackSeq = ud.FlowID, ud.Seq
+			if ud.Flags&wire.UDFragMask != wire.UDFragWhole {
+				continue // a fragment of a longer message: not the connect's answer
 			}
 			m, err := flash.ParseMessage(ud.Data)
 			if err != nil {
 				continue
 			}
-			if m.Type == flash.TypeUserControl {
-				gotKeepalive = true
-			}
 			if cm, err := flash.ParseCommand(m); err == nil && (cm.Name == "_result" || cm.Name == "_error") {
+				sess.ctrlFlow = ud.FlowID
 				for _, a := range cm.Args {
-					if c, _, _ := flash.InfoCode(a); c != "" {
+					if c, _, why := flash.InfoCode(a); c != "" {
 						code = c
+						if why != "" && cm.Name == "_error" {
+							code += " (" + why + ")" // a refusal says why
+						}
 					}
 				}
 			}
-			if code != "" && (gotKeepalive || code != "NetConnection.Connect.Success") {
-				return true
-			}
 		}
+		// The connect's answer ends the exchange, whatever else the
+		// server sends (Stratus follows it with a set-keepalive, other
+		// servers send nothing more).
+		return code != ""
 	})
 	if err != nil {
 		return nil, "", fmt.Errorf("waiting for connect's answer: %w", err)
 	}
 	// Acknowledge what the server sent, as a real client would: otherwise
 	// the server keeps retransmitting to an idle session.
-	ack := wire.AppendHeader(nil, wire.Header{Flags: wire.FlagTimestamp | wire.ModeInitiator})
-	ack = wire.Ack{FlowID: ackFlow, Window: 127, Cum: ackSeq}.Append(ack, 100)
-	c.conn.WriteToUDPAddrPort(sealer.Seal(nil, rk.RSID, ack), rhSrc)
-	return &session{sealer: sealer, opener: opener, farSID: rk.RSID, nearSID: isid, server: rhSrc, ctrlFlow: ackFlow}, code, nil
+	c.conn.WriteToUDPAddrPort(sess.ackPacket(nil), rhSrc)
+	return sess, code, nil
+}
+
+// userData parses a user data chunk (prev is the one before it in the
+// packet, for the abbreviated form) and records it for acknowledgement.
+func (s *session) userData(ch wire.Chunk, prev *wire.UserData) (wire.UserData, bool) {
+	if ch.Type != wire.ChunkUserData && ch.Type != wire.ChunkNextUserData {
+		return wire.UserData{}, false
+	}
+	ud, err := wire.ParseUserData(ch.Payload, ch.Type == wire.ChunkNextUserData)
+	if err != nil {
+		return wire.UserData{}, false
+	}
+	if ud.Next {
+		ud.FlowID, ud.Seq = prev.FlowID, prev.Seq+1
+	}
+	*prev = ud
+	s.ack(ud.FlowID, ud.Seq)
+	return ud, true
+}
+
+// ackPacket seals a packet acknowledging every server flow.
+func (s *session) ackPacket(dst []byte) []byte {
+	pkt := wire.AppendHeader(nil, wire.Header{Flags: wire.FlagTimestamp | wire.ModeInitiator, Timestamp: uint16(time.Now().UnixMilli() / 4)})
+	for _, a := range s.acks {
+		pkt = wire.Ack{FlowID: a.flow, Window: 127, Cum: a.cum}.Append(pkt, 100)
+	}
+	return s.sealer.Seal(dst, s.farSID, pkt)
 }
 
 // abort ends a session at once with a close acknowledgement.
@@ -255,7 +304,12 @@ func (c *client) abort(s *session) {
 // lookup sends an IHello naming peerID to the server and waits for the
 // Redirect (the server's introduction).
 func (c *client) lookup(peerID [32]byte, deadline time.Time) error {
-	tag := randomTag()
+	return c.lookupTag(peerID, randomTag(), deadline)
+}
+
+// lookupTag is lookup with the caller's tag (to match what the target
+// receives).
+func (c *client) lookupTag(peerID [32]byte, tag []byte, deadline time.Time) error {
 	hello := wire.IHello{EPD: handshake.FingerprintEPD(peerID), Tag: tag}.Append(nil)
 	if err := c.sendStartup(0, c.server, hello); err != nil {
 		return err

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,7 +36,12 @@ type GroupsResult struct {
 	PerSecond                float64
 	Latency                  Latencies
 	// Messages is the bootstrap messages the clients received (each
-	// once), MaxPerJoin the most one join caused (embedded server only).
+	// once). MaxPerJoin is the most the clients received for one join,
+	// counted only when one join runs at a time (Concurrency 1): a
+	// message between two members is the later one's join's (the server
+	// announces a newcomer to members and members to a newcomer), in the
+	// order the joins were sent, which is then the server's; of joins in
+	// flight together the client cannot tell which came first.
 	Messages   int64
 	MaxPerJoin int
 	// HeapPerMember is the Go heap the memberships cost the embedded
@@ -56,6 +62,7 @@ type groupSession struct {
 	ours     map[uint64]int     // our GC flow ID -> group index
 	acked    map[uint64]bool    // our GC flows whose join the server acknowledged
 	flows    map[uint64]*inFlow // server flow ID -> receive state
+	pong     chan struct{}      // a ping's reply, when one is awaited
 }
 
 // inFlow is a server flow's receive state: the group its return
@@ -71,6 +78,7 @@ type inFlow struct {
 type groupEvents interface {
 	member(s *groupSession, group int, peer [32]byte)
 	acked(s *groupSession, group int)
+	refused(s *groupSession, group int)
 }
 
 func newGroupSession(c *client, s *session, id *handshake.Identity) *groupSession {
@@ -142,7 +150,7 @@ type memberMsg struct {
 // acknowledgements of our joins are noted.
 func (g *groupSession) packet(d []byte, ev groupEvents) {
 	var members []memberMsg
-	var acked []int
+	var acked, refused []int
 	g.mu.Lock()
 	pt, err := g.s.opener.Open(d)
 	if err != nil {
@@ -209,6 +217,17 @@ func (g *groupSession) packet(d []byte, ev groupEvents) {
 			if p, ok := flash.ParseGroupMember(ud.Data); ok && fl.group >= 0 {
 				members = append(members, memberMsg{fl.group, p})
 			}
+		case wire.ChunkFlowException:
+			if fe, err := wire.ParseFlowException(c.Payload); err == nil {
+				if gi, ours := g.ours[fe.FlowID]; ours {
+					refused = append(refused, gi)
+				}
+			}
+		case wire.ChunkPingReply:
+			if g.pong != nil {
+				close(g.pong)
+				g.pong = nil
+			}
 		case wire.ChunkAckRanges, wire.ChunkAckBitmap:
 			var a wire.Ack
 			if c.Type == wire.ChunkAckRanges {
@@ -236,6 +255,37 @@ func (g *groupSession) packet(d []byte, ev groupEvents) {
 	for _, gi := range acked {
 		ev.acked(g, gi)
 	}
+	for _, gi := range refused {
+		ev.refused(g, gi)
+	}
+}
+
+// sync pings the server and waits for the reply: the server handles a
+// session's packets in order, so by then it has processed every
+// acknowledgement this session sent before (its send buffers are free).
+func (g *groupSession) sync(d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		g.mu.Lock()
+		pong := make(chan struct{})
+		g.pong = pong
+		g.send(wire.AppendChunk(g.header(), wire.ChunkPing, []byte("sync")))
+		g.mu.Unlock()
+		select {
+		case <-pong:
+			return true
+		case <-time.After(retransmit):
+		}
+	}
+	return false
+}
+
+// close asks the server to close the session, so that a server that is
+// not this process frees its sessions (and their memberships) at once.
+func (g *groupSession) close() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.send(wire.AppendChunk(g.header(), wire.ChunkCloseRequest, nil))
 }
 
 // forget drops the per-flow state once everything is settled, so that
@@ -249,9 +299,11 @@ func (g *groupSession) forget() {
 // pendingJoin is a join waiting for its first bootstrap message (or, for
 // a group's first member, its acknowledgement).
 type pendingJoin struct {
-	start time.Time
-	done  chan struct{}
-	took  time.Duration
+	start   time.Time
+	done    chan struct{}
+	took    time.Duration
+	first   bool // the group's first member: nobody to be told about it
+	refused bool // the server refused the GC flow
 }
 
 type joinKey struct {
@@ -263,9 +315,29 @@ type joinKey struct {
 type groupRun struct {
 	mu       sync.Mutex
 	pending  map[joinKey]*pendingJoin
+	order    map[joinKey]int // each membership's join, numbered as sent
+	perJoin  []int           // messages received, by the join that caused them
 	messages atomic.Int64
 	want     atomic.Int64  // reached is closed
 	reached  chan struct{} // when messages reaches want
+	refusal  chan struct{} // closed at the first refused GC flow
+	once     sync.Once
+}
+
+// sent numbers a join as it is sent.
+func (r *groupRun) sent(k joinKey, p *pendingJoin) {
+	r.mu.Lock()
+	r.pending[k] = p
+	r.order[k] = len(r.perJoin)
+	r.perJoin = append(r.perJoin, 0)
+	r.mu.Unlock()
+}
+
+// maxPerJoin is the most messages one join caused.
+func (r *groupRun) maxPerJoin() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Max(append(r.perJoin, 0))
 }
 
 // await waits until n messages have arrived, or d has passed.
@@ -299,8 +371,16 @@ func (r *groupRun) complete(k joinKey) {
 }
 
 // member: s was told about peer in group: that completes the join of s
-// (told its ring successor) or of peer (its predecessors are told).
+// (told its ring successor) or of peer (its predecessors are told), and
+// counts for the later of the two joins.
 func (r *groupRun) member(s *groupSession, group int, peer [32]byte) {
+	r.mu.Lock()
+	a, okA := r.order[joinKey{group, s.peer}]
+	b, okB := r.order[joinKey{group, peer}]
+	if okA && okB {
+		r.perJoin[max(a, b)]++
+	}
+	r.mu.Unlock()
 	if n := r.messages.Add(1); n >= r.want.Load() {
 		r.mu.Lock()
 		if r.reached != nil && n >= r.want.Load() {
@@ -313,7 +393,39 @@ func (r *groupRun) member(s *groupSession, group int, peer [32]byte) {
 	r.complete(joinKey{group, peer})
 }
 
-func (r *groupRun) acked(s *groupSession, group int) { r.complete(joinKey{group, s.peer}) }
+// acked: the server acknowledged s's join of group. That completes a
+// group's first member's join, which causes no bootstrap message; any
+// other join waits for its first one (the server acknowledges a refused
+// flow's data too).
+func (r *groupRun) acked(s *groupSession, group int) {
+	k := joinKey{group, s.peer}
+	r.mu.Lock()
+	p := r.pending[k]
+	r.mu.Unlock()
+	if p != nil && p.first {
+		r.complete(k)
+	}
+}
+
+// refused: the server refused s's GC flow for group, with a flow
+// exception: a limit, which no retransmission will change.
+func (r *groupRun) refused(s *groupSession, group int) {
+	k := joinKey{group, s.peer}
+	r.mu.Lock()
+	p := r.pending[k]
+	delete(r.pending, k)
+	r.mu.Unlock()
+	if p != nil {
+		p.refused = true
+		close(p.done)
+	}
+	r.once.Do(func() { close(r.refusal) }) // no use waiting for the other joins
+}
+
+// errRefused explains a refused GC flow.
+var errRefused = errors.New("bench groups: the server refused a GC flow: a limit of the server's, " +
+	"--max-groups-per-session (default 8; this run joins --members/--clients groups per session), " +
+	"--max-group-members or --group-message-rate; lower --members, or run the server with those raised (-1: no limit)")
 
 func groupID(i int) [32]byte {
 	var b [8]byte
@@ -338,11 +450,14 @@ func Groups(ctx context.Context, t *Target, cfg GroupsConfig) (GroupsResult, err
 		return GroupsResult{}, errors.New("bench groups: a group has more members than there are clients")
 	}
 	members := perClient * cfg.Clients
-	run := &groupRun{pending: map[joinKey]*pendingJoin{}}
+	run := &groupRun{pending: map[joinKey]*pendingJoin{}, order: map[joinKey]int{}, refusal: make(chan struct{})}
 	run.want.Store(1 << 62)
 	sessions, err := groupSessions(ctx, t, cfg.Clients, cfg.Concurrency, run)
 	defer func() {
 		for _, s := range sessions {
+			if t.Local == nil {
+				s.close() // the embedded server's owner closes it, and may look at it first
+			}
 			s.c.conn.Close()
 		}
 	}()
@@ -370,7 +485,15 @@ func Groups(ctx context.Context, t *Target, cfg GroupsConfig) (GroupsResult, err
 		}
 	}
 	rand.Shuffle(len(rest), func(i, j int) { rest[i], rest[j] = rest[j], rest[i] })
-	joinAll := func(slots []slot, lat *[]time.Duration) (fails int, err error) {
+	refused := func() bool {
+		select {
+		case <-run.refusal:
+			return true
+		default:
+			return false
+		}
+	}
+	joinAll := func(slots []slot, lat *[]time.Duration, first bool) (fails int, err error) {
 		var next atomic.Int64
 		var mu sync.Mutex
 		var wg sync.WaitGroup
@@ -380,16 +503,14 @@ func Groups(ctx context.Context, t *Target, cfg GroupsConfig) (GroupsResult, err
 				defer wg.Done()
 				for {
 					i := int(next.Add(1)) - 1
-					if i >= len(slots) || ctx.Err() != nil {
+					if i >= len(slots) || ctx.Err() != nil || refused() {
 						return
 					}
 					sl := slots[i]
 					s := sessions[sl.client]
 					k := joinKey{sl.group, s.peer}
-					p := &pendingJoin{start: time.Now(), done: make(chan struct{})}
-					run.mu.Lock()
-					run.pending[k] = p
-					run.mu.Unlock()
+					p := &pendingJoin{start: time.Now(), done: make(chan struct{}), first: first}
+					run.sent(k, p)
 					id := groupID(sl.group)
 					f := s.join(sl.group, id)
 					ok := false
@@ -397,6 +518,8 @@ func Groups(ctx context.Context, t *Target, cfg GroupsConfig) (GroupsResult, err
 						select {
 						case <-p.done:
 							ok = true
+						case <-run.refusal:
+							return
 						case <-time.After(500 * time.Millisecond):
 							s.resend(f, id)
 						}
@@ -416,14 +539,19 @@ func Groups(ctx context.Context, t *Target, cfg GroupsConfig) (GroupsResult, err
 			}()
 		}
 		wg.Wait()
+		if refused() {
+			return fails, errRefused
+		}
 		return fails, ctx.Err()
 	}
-	if fails, err := joinAll(founders, nil); err != nil || fails > 0 {
+	if fails, err := joinAll(founders, nil, true); err == errRefused {
+		return GroupsResult{}, err
+	} else if err != nil || fails > 0 {
 		return GroupsResult{}, fmt.Errorf("bench groups: %d of %d first joins unanswered (%v)", fails, len(founders), err)
 	}
 	var lat []time.Duration
 	start := time.Now()
-	fails, err := joinAll(rest, &lat)
+	fails, err := joinAll(rest, &lat, false)
 	el := time.Since(start)
 	if err != nil {
 		return GroupsResult{}, err
@@ -431,22 +559,29 @@ func Groups(ctx context.Context, t *Target, cfg GroupsConfig) (GroupsResult, err
 	r := GroupsResult{Members: members, Groups: cfg.Groups, Clients: cfg.Clients, Joins: len(lat), Failures: fails,
 		Elapsed: el, PerSecond: float64(len(lat)) / el.Seconds(), Latency: summarise(lat)}
 	if t.Local != nil {
-		// Every join has been handled, so the server's count of bootstrap
-		// messages is final: wait for all of them to arrive, give the
-		// acknowledgements a moment to free the server's send buffers,
-		// then weigh the memberships.
+		// Once the server has reported every join, its count of bootstrap
+		// messages is final: wait for all of them to arrive, and for the
+		// server to have processed every session's acknowledgements
+		// (which free its send buffers), then weigh the memberships.
+		if !t.groupJoins.wait(len(founders)+len(lat), time.Minute) {
+			return r, errors.New("bench groups: the server did not report every join")
+		}
 		if !run.await(int64(t.groupMessages()), time.Minute) {
 			return r, fmt.Errorf("bench groups: the server sent %v bootstrap messages, %d arrived", t.groupMessages(), run.messages.Load())
 		}
-		time.Sleep(time.Second)
 		for _, s := range sessions {
+			if !s.sync(10 * time.Second) {
+				return r, errors.New("bench groups: a session's ping went unanswered")
+			}
 			s.forget()
 		}
 		heap1, _ := memInUse()
 		r.HeapPerMember = float64(int64(heap1)-int64(heap0)) / float64(members)
-		r.MaxPerJoin = t.maxPerJoin()
 	}
 	r.Messages = run.messages.Load()
+	if cfg.Concurrency == 1 {
+		r.MaxPerJoin = run.maxPerJoin()
+	}
 	return r, nil
 }
 
@@ -486,6 +621,9 @@ func groupSessions(ctx context.Context, t *Target, n, concurrency int, ev groupE
 				s, code, err := c.connect(t.URL, t.App, time.Now().Add(20*time.Second))
 				if err == nil && code != "NetConnection.Connect.Success" {
 					err = fmt.Errorf("connect answered %s", code)
+					if t.Local == nil {
+						err = fmt.Errorf("%w; every client comes from this host's address, so --clients must stay within the server's --max-sessions-per-ip (default 256)", err)
+					}
 				}
 				if err != nil {
 					conn.Close()

@@ -412,17 +412,63 @@ func TestMessageDeadlineAbandons(t *testing.T) {
 	})
 }
 
+// connectedPair starts a server engine with scfg and a client engine on
+// n, connects them and returns both ends of the session and what closes
+// the engines.
+func connectedPair(t *testing.T, n *testutil.Network, scfg Config) (sess, ss *Session, closeAll func()) {
+	t.Helper()
+	sc, cc := n.Listen("10.0.0.1:1935"), n.Listen("10.0.0.2:5000")
+	server := serverEngine(t, sc, scfg)
+	client := clientEngine(t, cc, Config{})
+	ctx := context.Background()
+	sess, _ = client.Connect(ctx, handshake.AncillaryEPD("rtmfp://s/app"), ConnectOptions{}, sc.AddrPort())
+	ss, _ = server.Accept(ctx)
+	return sess, ss, func() { client.Close(); server.Close() }
+}
+
+// TryWriteWithin refuses what would take a flow past its limit while the
+// far end does not read (and so does not acknowledge), and takes more once
+// it does.
+func TestTryWriteWithin(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sess, ss, closeAll := connectedPair(t, testutil.NewNetwork(12), Config{RecvBuffer: 2048, SessionRecvBuffer: 4096})
+		defer closeAll()
+		ctx := context.Background()
+		f, _ := sess.OpenFlow([]byte("announcements"), nil)
+		msg := bytes.Repeat([]byte{0x0b}, 33)
+		const limit = 1024
+		sent := 0
+		for range 100 {
+			if err := f.TryWriteWithin(msg, limit); err != nil {
+				if !errors.Is(err, ErrBufferFull) {
+					t.Fatal(err)
+				}
+				break
+			}
+			sent++
+		}
+		if sent != limit/len(msg) {
+			t.Fatalf("%d messages of %d bytes let in under a limit of %d", sent, len(msg), limit)
+		}
+		rf, _ := ss.AcceptFlow(ctx)
+		for range sent {
+			if _, err := rf.Read(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(time.Second) // fake time: the acknowledgements' delay passes
+		synctest.Wait()
+		if err := f.TryWriteWithin(msg, limit); err != nil {
+			t.Fatalf("after the far end read everything: %v", err)
+		}
+	})
+}
+
 func TestFlowRejection(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		n := testutil.NewNetwork(11)
-		sc, cc := n.Listen("10.0.0.1:1935"), n.Listen("10.0.0.2:5000")
-		server := serverEngine(t, sc, Config{})
-		client := clientEngine(t, cc, Config{})
-		defer server.Close()
-		defer client.Close()
+		sess, ss, closeAll := connectedPair(t, testutil.NewNetwork(11), Config{})
+		defer closeAll()
 		ctx := context.Background()
-		sess, _ := client.Connect(ctx, handshake.AncillaryEPD("rtmfp://s/app"), ConnectOptions{}, sc.AddrPort())
-		ss, _ := server.Accept(ctx)
 		f, _ := sess.OpenFlow([]byte("unwanted"), nil)
 		f.Write([]byte("m"))
 		rf, _ := ss.AcceptFlow(ctx)
@@ -436,5 +482,62 @@ func TestFlowRejection(t *testing.T) {
 		if _, err := rf.Read(ctx); err != io.EOF {
 			t.Fatalf("read on rejected flow: %v", err)
 		}
+	})
+}
+
+// CloseAfter lets what was written go out and be acknowledged, then closes
+// in an orderly way; towards a far end that went silent it closes after
+// the wait and aborts after abortAfter. No goroutine waits meanwhile.
+func TestCloseAfter(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := testutil.NewNetwork(12)
+		n.Delay = 5 * time.Millisecond
+		sc, cc := n.Listen("10.0.0.1:1935"), n.Listen("10.0.0.2:5000")
+		server := serverEngine(t, sc, Config{})
+		client := clientEngine(t, cc, Config{})
+		defer server.Close()
+		defer client.Close()
+		ctx := context.Background()
+		sess, err := client.Connect(ctx, handshake.AncillaryEPD("rtmfp://s/app"), ConnectOptions{}, sc.AddrPort())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ss, _ := server.Accept(ctx)
+		out, _ := ss.OpenFlow([]byte("bye"), nil)
+		out.Write([]byte("last words"))
+		out.Close()
+		start := time.Now()
+		ss.CloseAfter(out, 2*time.Second, 5*time.Second)
+		rf, _ := sess.AcceptFlow(ctx)
+		if m, err := rf.Read(ctx); err != nil || string(m) != "last words" {
+			t.Fatalf("read %q, %v", m, err)
+		}
+		<-ss.Done()
+		if err := ss.Err(); err != session.ErrSessionClosed {
+			t.Fatalf("server session ended with %v, want an orderly close", err)
+		}
+		if took := time.Since(start); took >= 2*time.Second {
+			t.Fatalf("closed after %v: it waited for the deadline, not for the acknowledgement", took)
+		}
+		<-sess.Done()
+
+		// A far end that stops answering: closed at the wait's end, then
+		// aborted when the close goes unacknowledged.
+		sess2, _ := client.Connect(ctx, handshake.AncillaryEPD("rtmfp://s/app"), ConnectOptions{}, sc.AddrPort())
+		ss2, _ := server.Accept(ctx)
+		out2, _ := ss2.OpenFlow([]byte("bye"), nil)
+		out2.Write([]byte("unheard"))
+		silent := cc.AddrPort()
+		n.SetFilter(func(from, to netip.AddrPort, b []byte) bool { return from != silent })
+		start = time.Now()
+		ss2.CloseAfter(out2, time.Second, 3*time.Second)
+		<-ss2.Done()
+		if took := time.Since(start); took < 4*time.Second || took > 5*time.Second {
+			t.Fatalf("silent far end: session ended after %v, want 1 s + 3 s", took)
+		}
+		if err := ss2.Err(); err != session.ErrAborted {
+			t.Fatalf("silent far end: %v, want an abort", err)
+		}
+		_ = sess2
 	})
 }

@@ -266,3 +266,14 @@ func TestManySessionsLoopback(t *testing.T) {
 		t.Fatalf("%d handshakes, want %d", got, clients)
 	}
 }
+
+// queuedEventBytes is what waits for the event callbacks, over all shards.
+func (e *Engine) queuedEventBytes() int {
+	n := 0
+	for _, sh := range e.shards {
+		sh.mu.Lock()
+		n += sh.evBytes
+		sh.mu.Unlock()
+	}
+	return n
+}

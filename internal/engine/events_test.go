@@ -92,9 +92,7 @@ func TestEventQueueIsBounded(t *testing.T) {
 	// within the bound (plus the one message that crossed it).
 	peak := 0
 	for range 50 {
-		server.mu.Lock()
-		peak = max(peak, server.evBytes)
-		server.mu.Unlock()
+		peak = max(peak, server.queuedEventBytes())
 		time.Sleep(10 * time.Millisecond)
 	}
 	if limit := bound + largest + eventCharge; peak > limit {

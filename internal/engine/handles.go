@@ -16,6 +16,7 @@ import (
 // Session is a goroutine-safe handle on an open session.
 type Session struct {
 	e         *Engine
+	sh        *shard // owns the session: its lock guards core and what follows
 	core      *session.Session
 	initiator bool
 	farCert   [32]byte // SHA-256 of the far certificate as received
@@ -45,6 +46,15 @@ type Session struct {
 	timerAt  time.Time
 	timerVer uint64
 
+	peerPrev, peerNext *Session    // other sessions with the same peer ID (e.gmu)
+	isOpen             atomic.Bool // for other shards, which may not read core
+
+	// CloseAfter's state: close once closeFlow is done or at closeBy,
+	// abort at abortBy.
+	closeFlow        *SendFlow
+	closeBy, abortBy time.Time
+	abortAfter       time.Duration
+
 	value atomic.Value // the application's (the server keeps its client state here)
 }
 
@@ -54,8 +64,8 @@ func (s *Session) SetValue(v any) { s.value.Store(v) }
 // Value returns what SetValue stored, or nil.
 func (s *Session) Value() any { return s.value.Load() }
 
-// handler adapts Session to session.Handler; every method runs with e.mu
-// held.
+// handler adapts Session to session.Handler; every method runs with the
+// shard's lock held.
 type handler Session
 
 func (h *handler) s() *Session { return (*Session)(h) }
@@ -67,8 +77,15 @@ func (h *handler) RecvFlow(f *session.RecvFlow) {
 	}
 	rf := &RecvFlow{s: s, core: f}
 	f.Value = rf
-	if ev := s.e.cfg.Events; ev != nil {
-		s.e.event(s, func() { ev.FlowOpened(rf) })
+	if s.e.cfg.Events != nil {
+		// FlowOpened goes out when the flow is drained, behind the
+		// messages of the session's flows that were readable before
+		// (a batch of datagrams is drained once at its end: queued now,
+		// a client's next flow would open before its previous one's
+		// last message and end were delivered).
+		rf.queued = true
+		s.drain = append(s.drain, rf)
+		s.sh.markDirty(s)
 		return
 	}
 	s.recvQ = append(s.recvQ, rf)
@@ -81,14 +98,14 @@ func (h *handler) Readable(f *session.RecvFlow) {
 		if rf, _ := f.Value.(*RecvFlow); rf != nil && !rf.queued {
 			rf.queued = true
 			s.drain = append(s.drain, rf)
-			s.e.markDirty(s)
+			s.sh.markDirty(s)
 		}
 		return
 	}
 	s.notifyPending = true
 }
 func (h *handler) SendFlowChanged(*session.SendFlow) { h.s().notifyPending = true }
-func (h *handler) Wake(*session.Session)             { h.s().e.markDirty(h.s()) }
+func (h *handler) Wake(*session.Session)             { h.s().sh.markDirty(h.s()) }
 
 func (h *handler) FIHello(_ *session.Session, c wire.FIHello) {
 	s := h.s()
@@ -99,27 +116,27 @@ func (h *handler) FIHello(_ *session.Session, c wire.FIHello) {
 	// Answer as if the IHello had come from the reply address: the RHello
 	// opens our NAT towards the initiator.
 	to := netip.AddrPortFrom(c.Reply.AddrPort.Addr().Unmap(), c.Reply.AddrPort.Port())
-	s.e.sendRHello(time.Now(), to, append([]byte(nil), c.Tag...))
+	s.sh.sendRHello(time.Now(), to, c.Tag)
 }
 
 func (h *handler) AddressChanged(_ *session.Session, addr netip.AddrPort) {
 	s := h.s()
 	if s.inByAddr {
-		if s.e.byAddr[s.addrKey] == s {
-			delete(s.e.byAddr, s.addrKey)
+		if s.sh.byAddr[s.addrKey] == s {
+			delete(s.sh.byAddr, s.addrKey)
 		}
-		if s.e.byAddr[addr] == nil {
-			s.e.byAddr[addr] = s
+		if s.sh.byAddr[addr] == nil {
+			s.sh.byAddr[addr] = s
 		}
 		s.addrKey = addr
 	}
 	s.notifyPending = true
-	if ev := s.e.cfg.Events; ev != nil {
-		s.e.event(s, func() { ev.AddressChanged(s, addr) })
+	if s.e.cfg.Events != nil {
+		s.sh.queueEvent(event{kind: evAddressChanged, s: s, addr: addr})
 	}
 }
 
-func (h *handler) Closed(*session.Session, error) { h.s().e.sessionClosed(h.s()) }
+func (h *handler) Closed(*session.Session, error) { h.s().sh.sessionClosed(h.s()) }
 
 func (s *Session) broadcast() {
 	if s.notify != nil {
@@ -128,7 +145,8 @@ func (s *Session) broadcast() {
 	}
 }
 
-// notifyCh returns the channel the next broadcast closes; e.mu held.
+// notifyCh returns the channel the next broadcast closes; the shard's lock
+// held.
 func (s *Session) notifyCh() chan struct{} {
 	if s.notify == nil {
 		s.notify = make(chan struct{})
@@ -139,7 +157,7 @@ func (s *Session) notifyCh() chan struct{} {
 var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
 // wait blocks until the session's state changes, ctx ends or the session
-// closes. ch must have been read under e.mu.
+// closes. ch must have been read under the shard's lock.
 func (s *Session) wait(ctx context.Context, ch chan struct{}) error {
 	select {
 	case <-ch:
@@ -166,15 +184,15 @@ func (s *Session) Engine() *Engine { return s.e }
 
 // RemoteAddr is the far end's current address.
 func (s *Session) RemoteAddr() netip.AddrPort {
-	s.e.mu.Lock()
-	defer s.e.mu.Unlock()
+	s.sh.mu.Lock()
+	defer s.sh.mu.Unlock()
 	return s.core.Dest()
 }
 
 // Done is closed when the session closes.
 func (s *Session) Done() <-chan struct{} {
-	s.e.mu.Lock()
-	defer s.e.mu.Unlock()
+	s.sh.mu.Lock()
+	defer s.sh.mu.Unlock()
 	if s.closed {
 		return closedChan
 	}
@@ -187,15 +205,15 @@ func (s *Session) Done() <-chan struct{} {
 // Closing reports that the session has left the open state (it may still
 // be lingering to acknowledge the far end's close requests).
 func (s *Session) Closing() bool {
-	s.e.mu.Lock()
-	defer s.e.mu.Unlock()
+	s.sh.mu.Lock()
+	defer s.sh.mu.Unlock()
 	return !s.core.IsOpen()
 }
 
 // Err is why the session closed (nil while open).
 func (s *Session) Err() error {
-	s.e.mu.Lock()
-	defer s.e.mu.Unlock()
+	s.sh.mu.Lock()
+	defer s.sh.mu.Unlock()
 	if !s.core.IsClosed() {
 		return nil
 	}
@@ -204,24 +222,24 @@ func (s *Session) Err() error {
 
 // Stats returns the session's counters.
 func (s *Session) Stats() session.Stats {
-	s.e.mu.Lock()
-	defer s.e.mu.Unlock()
+	s.sh.mu.Lock()
+	defer s.sh.mu.Unlock()
 	return s.core.Stats
 }
 
 // SRTT is the smoothed round-trip time.
 func (s *Session) SRTT() time.Duration {
-	s.e.mu.Lock()
-	defer s.e.mu.Unlock()
+	s.sh.mu.Lock()
+	defer s.sh.mu.Unlock()
 	return s.core.SRTT()
 }
 
 // SetKeepalive changes the session's keepalive period and dead-peer
 // timeout (0 keeps the current one).
 func (s *Session) SetKeepalive(keepalive, deadAfter time.Duration) {
-	s.e.do(func(now time.Time) {
+	s.sh.do(func(now time.Time) {
 		s.core.SetKeepalive(keepalive, deadAfter)
-		s.e.schedule(s, now)
+		s.sh.schedule(s, now)
 	})
 }
 
@@ -229,8 +247,8 @@ func (s *Session) SetKeepalive(keepalive, deadAfter time.Duration) {
 // of a flow we receive; optional options (types 0x2000 and up) go with
 // the metadata.
 func (s *Session) OpenFlow(metadata []byte, assoc *RecvFlow, optional ...wire.Option) (*SendFlow, error) {
-	s.e.mu.Lock()
-	defer s.e.mu.Unlock()
+	s.sh.mu.Lock()
+	defer s.sh.unlockAndWake()
 	var a *session.RecvFlow
 	if assoc != nil {
 		a = assoc.core
@@ -245,20 +263,20 @@ func (s *Session) OpenFlow(metadata []byte, assoc *RecvFlow, optional ...wire.Op
 // AcceptFlow waits for the next flow the far end opens.
 func (s *Session) AcceptFlow(ctx context.Context) (*RecvFlow, error) {
 	for {
-		s.e.mu.Lock()
+		s.sh.mu.Lock()
 		if len(s.recvQ) > 0 {
 			f := s.recvQ[0]
 			s.recvQ = s.recvQ[1:]
-			s.e.mu.Unlock()
+			s.sh.mu.Unlock()
 			return f, nil
 		}
 		if s.core.IsClosed() {
 			err := s.core.Err()
-			s.e.mu.Unlock()
+			s.sh.mu.Unlock()
 			return nil, err
 		}
 		ch := s.notifyCh()
-		s.e.mu.Unlock()
+		s.sh.mu.Unlock()
 		if err := s.wait(ctx, ch); err != nil {
 			return nil, err
 		}
@@ -266,19 +284,27 @@ func (s *Session) AcceptFlow(ctx context.Context) (*RecvFlow, error) {
 }
 
 // ForwardIHello sends a Forwarded IHello to the far end (introducing an
-// initiator at reply to it).
+// initiator at reply to it), in a packet of its own, at once.
 func (s *Session) ForwardIHello(epd []byte, reply wire.Address, tag []byte) {
-	chunk := wire.FIHello{EPD: epd, Reply: reply, Tag: tag}.Append(nil)
-	s.e.do(func(time.Time) {
-		s.core.QueueChunk(chunk)
+	sh := s.sh
+	sh.mu.Lock()
+	if sh.e.closed.Load() {
+		sh.mu.Unlock()
+		return
+	}
+	sh.fih = wire.FIHello{EPD: epd, Reply: reply, Tag: tag}.Append(sh.fih[:0])
+	now := time.Now()
+	if s.core.SendChunk(now, sh.sendTo, sh.fih) {
 		s.e.C.FIHellosSent.Add(1)
-	})
+		sh.schedule(s, now)
+	}
+	sh.unlockAndWake()
 }
 
 // Close closes the session in an orderly way and waits until the far end
 // acknowledges, the close gives up, or ctx ends.
 func (s *Session) Close(ctx context.Context) error {
-	s.e.do(func(now time.Time) { s.core.Close(now) })
+	s.sh.do(func(now time.Time) { s.core.Close(now) })
 	select {
 	case <-s.Done():
 		return nil
@@ -287,9 +313,24 @@ func (s *Session) Close(ctx context.Context) error {
 	}
 }
 
+// CloseAfter closes the session in an orderly way once f (if not nil)
+// has had everything written to it acknowledged, or was refused, or after
+// wait at the latest, and aborts it if the far end has not acknowledged
+// the close abortAfter later. It returns at once: the engine's timers do
+// the waiting, no goroutine does.
+func (s *Session) CloseAfter(f *SendFlow, wait, abortAfter time.Duration) {
+	s.sh.do(func(now time.Time) {
+		if !s.core.IsOpen() || !s.closeBy.IsZero() || !s.abortBy.IsZero() {
+			return
+		}
+		s.closeFlow, s.closeBy, s.abortAfter = f, now.Add(wait), abortAfter
+		s.sh.markDirty(s)
+	})
+}
+
 // Abort closes the session at once.
 func (s *Session) Abort() {
-	s.e.do(func(now time.Time) { s.core.Abort(now, s.e.sendTo) })
+	s.sh.do(func(now time.Time) { s.core.Abort(now, s.sh.sendTo) })
 }
 
 // SendFlow is a goroutine-safe handle on a send flow.
@@ -309,7 +350,7 @@ func (f *SendFlow) ID() uint64 { return f.core.ID }
 func (f *SendFlow) Session() *Session { return f.s }
 
 // SetTimeCritical marks the flow's data as time critical (TC flag).
-func (f *SendFlow) SetTimeCritical(tc bool) { f.s.e.do(func(time.Time) { f.core.TimeCritical = tc }) }
+func (f *SendFlow) SetTimeCritical(tc bool) { f.s.sh.do(func(time.Time) { f.core.TimeCritical = tc }) }
 
 // Receipt reports the fate of one message.
 type Receipt struct {
@@ -340,29 +381,29 @@ func (f *SendFlow) Write(msg []byte) error {
 func (f *SendFlow) WriteMessage(ctx context.Context, msg []byte, deadline time.Time) (*Receipt, error) {
 	r := &Receipt{done: make(chan struct{})}
 	data := append([]byte(nil), msg...)
-	e := f.s.e
+	sh := f.s.sh
 	for {
-		e.mu.Lock()
+		sh.mu.Lock()
 		if f.core.Buffered() < MaxBuffered || f.core.Buffered() == 0 {
 			err := f.core.Write(data, deadline, func(ok bool) {
 				r.delivered = ok
 				close(r.done)
 			})
-			e.flushDirty(time.Now())
-			e.mu.Unlock()
+			sh.flushDirty(time.Now())
+			sh.unlockAndWake()
 			return r, err
 		}
 		if f.s.core.IsClosed() {
-			e.mu.Unlock()
+			sh.mu.Unlock()
 			return nil, session.ErrSessionClosed
 		}
 		f.s.writers++
 		ch := f.s.notifyCh()
-		e.mu.Unlock()
+		sh.mu.Unlock()
 		err := f.s.wait(ctx, ch)
-		e.mu.Lock()
+		sh.mu.Lock()
 		f.s.writers--
-		e.mu.Unlock()
+		sh.mu.Unlock()
 		if err != nil {
 			return nil, err
 		}
@@ -370,7 +411,7 @@ func (f *SendFlow) WriteMessage(ctx context.Context, msg []byte, deadline time.T
 }
 
 // ErrBufferFull is TryWrite's answer when the flow already holds
-// MaxBuffered unacknowledged bytes.
+// MaxBuffered unacknowledged bytes (TryWriteWithin's: its limit).
 var ErrBufferFull = errors.New("engine: send buffer full")
 
 // TryWrite queues a message without ever blocking: event handlers use it,
@@ -380,31 +421,47 @@ func (f *SendFlow) TryWrite(msg []byte) error { return f.TryWriteBy(msg, time.Ti
 // TryWriteBy is TryWrite with a deadline after which the message is
 // abandoned (live media that is late is worthless).
 func (f *SendFlow) TryWriteBy(msg []byte, deadline time.Time) error {
-	e := f.s.e
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if f.core.Buffered() >= MaxBuffered {
+	return f.tryWrite(msg, deadline, func(buffered int) bool { return buffered >= MaxBuffered })
+}
+
+// TryWriteWithin is TryWrite with a tighter bound: ErrBufferFull when the
+// message would take what the flow holds unacknowledged past limit (a
+// message is always let into an empty flow). For flows whose messages may
+// be lost when the far end does not keep up, to bound what it can make us
+// hold.
+func (f *SendFlow) TryWriteWithin(msg []byte, limit int) error {
+	return f.tryWrite(msg, time.Time{}, func(buffered int) bool {
+		return buffered >= MaxBuffered || buffered > 0 && buffered+len(msg) > limit
+	})
+}
+
+func (f *SendFlow) tryWrite(msg []byte, deadline time.Time, full func(buffered int) bool) error {
+	sh := f.s.sh
+	sh.mu.Lock()
+	if full(f.core.Buffered()) {
+		sh.mu.Unlock()
 		return ErrBufferFull
 	}
 	err := f.core.Write(append([]byte(nil), msg...), deadline, nil)
-	e.flushDirty(time.Now())
+	sh.flushDirty(time.Now())
+	sh.unlockAndWake()
 	return err
 }
 
 // Close finishes the flow after what was written.
-func (f *SendFlow) Close() { f.s.e.do(func(time.Time) { f.core.Close() }) }
+func (f *SendFlow) Close() { f.s.sh.do(func(time.Time) { f.core.Close() }) }
 
 // Rejected reports whether the receiver refused the flow, and the code.
 func (f *SendFlow) Rejected() (bool, uint64) {
-	f.s.e.mu.Lock()
-	defer f.s.e.mu.Unlock()
+	f.s.sh.mu.Lock()
+	defer f.s.sh.mu.Unlock()
 	return f.core.Rejected()
 }
 
 // Complete reports whether everything through FIN was acknowledged.
 func (f *SendFlow) Complete() bool {
-	f.s.e.mu.Lock()
-	defer f.s.e.mu.Unlock()
+	f.s.sh.mu.Lock()
+	defer f.s.sh.mu.Unlock()
 	return f.core.Complete()
 }
 
@@ -412,23 +469,23 @@ func (f *SendFlow) Complete() bool {
 // closes.
 func (f *SendFlow) WaitComplete(ctx context.Context) error {
 	for {
-		f.s.e.mu.Lock()
+		f.s.sh.mu.Lock()
 		// A flow the receiver refused has failed even if its FIN exchange
 		// then completed.
 		if rej, _ := f.core.Rejected(); rej {
-			f.s.e.mu.Unlock()
+			f.s.sh.mu.Unlock()
 			return session.ErrFlowClosed
 		}
 		if f.core.Complete() {
-			f.s.e.mu.Unlock()
+			f.s.sh.mu.Unlock()
 			return nil
 		}
 		if f.s.core.IsClosed() {
-			f.s.e.mu.Unlock()
+			f.s.sh.mu.Unlock()
 			return session.ErrFlowClosed
 		}
 		ch := f.s.notifyCh()
-		f.s.e.mu.Unlock()
+		f.s.sh.mu.Unlock()
 		if err := f.s.wait(ctx, ch); err != nil {
 			return err
 		}
@@ -440,6 +497,7 @@ type RecvFlow struct {
 	s          *Session
 	core       *session.RecvFlow
 	queued     bool // event mode: in s.drain
+	openedSent bool // event mode: FlowOpened delivered
 	closedSent bool // event mode: FlowClosed delivered
 	// Value is free for the application.
 	Value any
@@ -471,21 +529,21 @@ func (f *RecvFlow) Session() *Session { return f.s }
 // Read returns the next message; io.EOF once the sender finished the flow
 // (or it was rejected, or the session closed) and every message was read.
 func (f *RecvFlow) Read(ctx context.Context) ([]byte, error) {
-	e := f.s.e
+	sh := f.s.sh
 	for {
-		e.mu.Lock()
+		sh.mu.Lock()
 		msg, ok, eof := f.core.Read()
 		if ok {
-			e.flushDirty(time.Now())
-			e.mu.Unlock()
+			sh.flushDirty(time.Now())
+			sh.unlockAndWake()
 			return msg, nil
 		}
 		if eof || f.s.core.IsClosed() {
-			e.mu.Unlock()
+			sh.mu.Unlock()
 			return nil, io.EOF
 		}
 		ch := f.s.notifyCh()
-		e.mu.Unlock()
+		sh.mu.Unlock()
 		if err := f.s.wait(ctx, ch); err != nil {
 			return nil, err
 		}
@@ -493,4 +551,4 @@ func (f *RecvFlow) Read(ctx context.Context) ([]byte, error) {
 }
 
 // Reject refuses the flow with an exception code.
-func (f *RecvFlow) Reject(code uint64) { f.s.e.do(func(time.Time) { f.core.Reject(code) }) }
+func (f *RecvFlow) Reject(code uint64) { f.s.sh.do(func(time.Time) { f.core.Reject(code) }) }

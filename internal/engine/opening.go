@@ -27,9 +27,11 @@ const (
 	maxEarlyPackets = 18
 )
 
-// opening is an outgoing session between IHello and RIKeying.
+// opening is an outgoing session between IHello and RIKeying. Its shard
+// drives it: its fields are guarded by that shard's lock.
 type opening struct {
 	e           *Engine
+	sh          *shard
 	tag         []byte
 	epdRaw      []byte
 	epd         handshake.EPD
@@ -62,14 +64,21 @@ type earlyPacket struct {
 
 func (o *opening) hasCandidate(a netip.AddrPort) bool { return slices.Contains(o.candidates, a) }
 
-// remove unregisters the opening; e.mu held.
+// remove unregisters the opening; its shard's lock held.
 func (o *opening) remove() {
+	sh := o.sh
+	if i := slices.Index(sh.openings, o); i >= 0 {
+		sh.openings = slices.Delete(sh.openings, i, i+1)
+	}
+	if o.isid != 0 && sh.openSID[o.isid] == o {
+		delete(sh.openSID, o.isid)
+	}
+	o.e.gmu.Lock()
 	if o.e.openTag[string(o.tag)] == o {
 		delete(o.e.openTag, string(o.tag))
+		o.e.openings.Add(-1)
 	}
-	if o.isid != 0 && o.e.openSID[o.isid] == o {
-		delete(o.e.openSID, o.isid)
-	}
+	o.e.gmu.Unlock()
 }
 
 func (o *opening) finish(s *Session) {
@@ -107,30 +116,28 @@ func (e *Engine) Connect(ctx context.Context, epdRaw []byte, opts ConnectOptions
 	if err != nil {
 		return nil, err
 	}
-	e.mu.Lock()
-	if e.closed {
-		e.mu.Unlock()
+	if e.closed.Load() {
 		return nil, ErrClosed
 	}
 	if opts.Reuse {
 		if id, ok := epd.PeerID(); ok {
-			if s := e.byPeer[id]; s != nil && s.core.IsOpen() {
-				e.mu.Unlock()
+			if s := e.SessionByPeer(id); s != nil && s.isOpen.Load() {
 				return s, nil
 			}
 		}
 	}
-	if len(e.openTag) >= e.cfg.MaxOpening {
-		e.mu.Unlock()
-		return nil, ErrTooManyPending
-	}
 	tag := make([]byte, 16)
 	if _, err := io.ReadFull(e.rnd, tag); err != nil {
-		e.mu.Unlock()
 		return nil, err
 	}
+	sh := e.shards[int(e.openRR.Add(1))%len(e.shards)]
+	sh.mu.Lock()
+	if e.closed.Load() {
+		sh.mu.Unlock()
+		return nil, ErrClosed
+	}
 	now := time.Now()
-	o := &opening{e: e, tag: tag, epdRaw: append([]byte(nil), epdRaw...), epd: epd, introducer: opts.Introducer,
+	o := &opening{e: e, sh: sh, tag: tag, epdRaw: append([]byte(nil), epdRaw...), introducer: opts.Introducer,
 		gap: firstRetransmit, nextRtx: now.Add(firstRetransmit), deadline: now.Add(e.cfg.OpenTimeout), done: make(chan struct{})}
 	o.epd, _ = handshake.ParseEPD(o.epdRaw)
 	for _, c := range candidates {
@@ -139,22 +146,27 @@ func (e *Engine) Connect(ctx context.Context, epdRaw []byte, opts ConnectOptions
 			o.candidates = append(o.candidates, c)
 		}
 	}
+	e.gmu.Lock()
+	if len(e.openTag) >= e.cfg.MaxOpening {
+		e.gmu.Unlock()
+		sh.mu.Unlock()
+		return nil, ErrTooManyPending
+	}
 	e.openTag[string(tag)] = o
+	e.openings.Add(1)
+	e.gmu.Unlock()
+	sh.openings = append(sh.openings, o)
 	for _, c := range o.candidates {
-		e.sendIHello(now, o, c)
+		sh.sendIHello(now, o, c)
 	}
-	select {
-	case e.kick <- struct{}{}:
-	default:
-	}
-	e.mu.Unlock()
+	sh.unlockAndWake()
 
 	select {
 	case <-o.done:
 	case <-ctx.Done():
-		e.mu.Lock()
+		sh.mu.Lock()
 		o.fail(ctx.Err())
-		e.mu.Unlock()
+		sh.mu.Unlock()
 		<-o.done
 	}
 	if o.err != nil {
@@ -163,18 +175,51 @@ func (e *Engine) Connect(ctx context.Context, epdRaw []byte, opts ConnectOptions
 	return o.sess, nil
 }
 
-func (e *Engine) sendIHello(now time.Time, o *opening, to netip.AddrPort) {
-	e.sendStartup(now, 0, to, wire.IHello{EPD: o.epdRaw, Tag: o.tag}.Append)
+// opening returns this shard's opening with a session ID; sh.mu held.
+func (sh *shard) opening(sid uint32) *opening {
+	if sh.openSID == nil {
+		return nil
+	}
+	return sh.openSID[sid]
 }
 
-func (e *Engine) sendIIKeying(now time.Time, o *opening) {
-	e.sendStartup(now, 0, o.dest, func(b []byte) []byte { return append(b, o.iikeying...) })
+// anyOpening reports that the engine is opening sessions.
+func (sh *shard) anyOpening() bool { return sh.e.openings.Load() > 0 }
+
+// openingFor finds the opening a startup chunk's tag names: this shard's,
+// or else the datagram (saved before decryption) goes to its shard.
+func (sh *shard) openingFor(tag []byte, src netip.AddrPort, saved []byte) *opening {
+	e := sh.e
+	e.gmu.Lock()
+	o := e.openTag[string(tag)]
+	e.gmu.Unlock()
+	if o == nil {
+		return nil
+	}
+	if o.sh == sh {
+		return o
+	}
+	if saved != nil {
+		sh.forward(o.sh, src, saved)
+	}
+	return nil
 }
 
-// onRHello continues an opening whose EPD selects the responder.
-func (e *Engine) onRHello(now time.Time, src netip.AddrPort, rh wire.RHello) {
-	o := e.openTag[string(rh.Tag)]
-	if o == nil || o.state != openIHelloSent || len(rh.Cookie) > 1024 {
+func (sh *shard) sendIHello(now time.Time, o *opening, to netip.AddrPort) {
+	sh.pkt = wire.IHello{EPD: o.epdRaw, Tag: o.tag}.Append(sh.startupPacket(now))
+	sh.sealStartup(0, to)
+}
+
+func (sh *shard) sendIIKeying(now time.Time, o *opening) {
+	sh.pkt = append(sh.startupPacket(now), o.iikeying...)
+	sh.sealStartup(0, o.dest)
+}
+
+// onRHello continues an opening whose EPD selects the responder; sh.mu
+// held.
+func (sh *shard) onRHello(now time.Time, src netip.AddrPort, o *opening, rh wire.RHello) {
+	e := sh.e
+	if o.state != openIHelloSent || len(rh.Cookie) > 1024 {
 		return
 	}
 	raw := append([]byte(nil), rh.Certificate...)
@@ -186,7 +231,7 @@ func (e *Engine) onRHello(now time.Time, src netip.AddrPort, rh wire.RHello) {
 	if !o.epd.Selects(cert) {
 		return
 	}
-	if s := e.byPeer[cert.Fingerprint()]; s != nil && s.core.IsOpen() && o.epd.HasFP {
+	if s := e.SessionByPeer(cert.Fingerprint()); s != nil && s.isOpen.Load() && o.epd.HasFP {
 		o.finish(s) // already talking to that endpoint: use that session
 		return
 	}
@@ -195,29 +240,32 @@ func (e *Engine) onRHello(now time.Time, src netip.AddrPort, rh wire.RHello) {
 		e.dropErr(&e.C.DropKeying, "RHello", src, err)
 		return
 	}
-	sid, err := e.newSID()
+	sid, err := sh.newSID()
 	if err != nil {
 		e.log.Error("no session ID for a new session", "err", err)
 		e.dropErr(&e.C.DropKeying, "no session ID", src, err)
 		return
 	}
 	o.isid = sid
-	e.openSID[o.isid] = o
+	if sh.openSID == nil {
+		sh.openSID = map[uint32]*opening{}
+	}
+	sh.openSID[o.isid] = o
 	o.state, o.dest, o.cookie = openKeyingSent, src, append([]byte(nil), rh.Cookie...)
 	o.respCertRaw, o.respCert, o.pending = raw, cert, p
 	o.buildIIKeying()
 	o.gap, o.nextRtx = firstRetransmit, now.Add(firstRetransmit)
-	e.sendIIKeying(now, o)
+	sh.sendIIKeying(now, o)
 }
 
 func (o *opening) buildIIKeying() {
 	o.iikeying = wire.IIKeying{ISID: o.isid, Cookie: o.cookie, Certificate: o.e.id.Certificate, SKIC: o.pending.SKIC, Signature: handshake.Signature}.Append(nil)
 }
 
-// onRedirect adds the listed addresses as candidates and sends them IHellos.
-func (e *Engine) onRedirect(now time.Time, src netip.AddrPort, rd wire.Redirect) {
-	o := e.openTag[string(rd.Tag)]
-	if o == nil || o.state != openIHelloSent {
+// onRedirect adds the listed addresses as candidates and sends them
+// IHellos; sh.mu held.
+func (sh *shard) onRedirect(now time.Time, src netip.AddrPort, o *opening, rd wire.Redirect) {
+	if o.state != openIHelloSent {
 		return
 	}
 	addrs := rd.Addresses
@@ -237,18 +285,20 @@ func (e *Engine) onRedirect(now time.Time, src netip.AddrPort, rd wire.Redirect)
 			continue
 		}
 		o.candidates = append(o.candidates, c)
-		e.sendIHello(now, o, c)
+		sh.sendIHello(now, o, c)
 	}
 }
 
 // openingPacket handles a packet on an opening session's ID: RIKeying or
-// Cookie Change under the default key, or an early session packet.
-func (e *Engine) openingPacket(now time.Time, src netip.AddrPort, o *opening, d []byte) {
+// Cookie Change under the default key, or an early session packet; sh.mu
+// held.
+func (sh *shard) openingPacket(now time.Time, src netip.AddrPort, o *opening, d []byte) {
+	e := sh.e
 	if o.state != openKeyingSent {
 		return
 	}
 	saved := append([]byte(nil), d...)
-	pt, err := e.defOpen.Open(d)
+	pt, err := sh.defOpen.Open(d)
 	if err != nil {
 		// Probably the responder's first session packet overtaking its
 		// RIKeying: keep a few and replay them once the session opens.
@@ -275,7 +325,7 @@ func (e *Engine) openingPacket(now time.Time, src netip.AddrPort, o *opening, d 
 				e.drop(&e.C.DropKeying, "malformed RIKeying", src)
 				return
 			}
-			e.completeOpening(now, src, o, rk)
+			sh.completeOpening(now, src, o, rk)
 			return
 		case wire.ChunkCookieChange:
 			cc, err := wire.ParseCookieChange(c.Payload)
@@ -285,13 +335,14 @@ func (e *Engine) openingPacket(now time.Time, src netip.AddrPort, o *opening, d 
 			o.cookieChg = true
 			o.cookie = append([]byte(nil), cc.New...)
 			o.buildIIKeying()
-			e.sendIIKeying(now, o)
+			sh.sendIIKeying(now, o)
 			return
 		}
 	}
 }
 
-func (e *Engine) completeOpening(now time.Time, src netip.AddrPort, o *opening, rk wire.RIKeying) {
+func (sh *shard) completeOpening(now time.Time, src netip.AddrPort, o *opening, rk wire.RIKeying) {
+	e := sh.e
 	keys, err := o.pending.Finish(rk.SKRC)
 	if err != nil {
 		e.C.HandshakesFailed.Add(1)
@@ -300,20 +351,20 @@ func (e *Engine) completeOpening(now time.Time, src netip.AddrPort, o *opening, 
 	}
 	o.remove()
 	sealer, opener := keys.Ciphers()
-	s := e.newSessionSID(now, true, o.isid, rk.RSID, o.dest, sealer, opener, keys, o.respCert, o.respCertRaw, o.introducer)
+	s := sh.newSession(now, true, o.isid, rk.RSID, o.dest, sealer, opener, keys, o.respCert, o.respCertRaw, o.introducer)
 	e.C.HandshakesOK.Add(1)
 	o.finish(s)
 	for _, p := range o.early {
 		_ = s.core.Receive(now, p.src, p.d)
 	}
 	o.early = nil
-	e.markDirty(s)
+	sh.markDirty(s)
 }
 
 // openingTimers retransmits IHellos and IIKeyings and expires openings;
-// e.mu held.
-func (e *Engine) openingTimers(now time.Time) {
-	for _, o := range e.openTag {
+// sh.mu held.
+func (sh *shard) openingTimers(now time.Time) {
+	for _, o := range slices.Clone(sh.openings) {
 		if !now.Before(o.deadline) {
 			o.fail(ErrOpenTimeout)
 			continue
@@ -324,19 +375,20 @@ func (e *Engine) openingTimers(now time.Time) {
 		switch o.state {
 		case openIHelloSent:
 			for _, c := range o.candidates {
-				e.sendIHello(now, o, c)
+				sh.sendIHello(now, o, c)
 			}
 		case openKeyingSent:
-			e.sendIIKeying(now, o)
+			sh.sendIIKeying(now, o)
 		}
 		o.gap += retransmitStep
 		o.nextRtx = now.Add(o.gap)
 	}
 }
 
-func (e *Engine) nextOpeningTimer() time.Time {
+// nextOpeningTimer is the earliest opening timer; sh.mu held.
+func (sh *shard) nextOpeningTimer() time.Time {
 	var t time.Time
-	for _, o := range e.openTag {
+	for _, o := range sh.openings {
 		for _, x := range []time.Time{o.nextRtx, o.deadline} {
 			if t.IsZero() || x.Before(t) {
 				t = x

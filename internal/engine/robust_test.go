@@ -97,11 +97,11 @@ func (zeroReader) Read(b []byte) (int, error) { clear(b); return len(b), nil }
 // instead of spinning forever under the engine lock.
 func TestSessionIDWithBrokenRandom(t *testing.T) {
 	for name, r := range map[string]io.Reader{"failing": &failingReader{}, "zeros": zeroReader{}} {
-		e := &Engine{rnd: r, sessions: map[uint32]*Session{}, openSID: map[uint32]*opening{}}
 		if fr, ok := r.(*failingReader); ok {
 			fr.fail.Store(true)
 		}
-		if _, err := e.newSID(); !errors.Is(err, ErrRandom) {
+		own := func(sid uint32) uint32 { return sid }
+		if _, err := randomSID(r, own, func(uint32) bool { return false }); !errors.Is(err, ErrRandom) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}

@@ -31,7 +31,8 @@ const cookieEpoch = 16 * time.Second
 // cookie is ours and a second MAC that binds it to the address. The nonce
 // is derived from the IHello tag, address and epoch, so retransmissions are
 // answered idempotently. Nothing is stored per cookie, so an IHello flood
-// costs no memory. Not safe for concurrent use (it reuses its HMAC state).
+// costs no memory. Not safe for concurrent use (it reuses its HMAC state):
+// see Clone.
 type Cookies struct {
 	secret [32]byte
 	mac    hash.Hash
@@ -53,37 +54,57 @@ func NewCookies(rnd io.Reader) (*Cookies, error) {
 	return c, nil
 }
 
-func (c *Cookies) macs(cookie []byte, addr netip.AddrPort) (a, b []byte) {
+// Clone returns a cookie jar with the same secret and state of its own:
+// one per goroutine, all making and accepting the same cookies.
+func (c *Cookies) Clone() *Cookies {
+	d := &Cookies{secret: c.secret, rnd: c.rnd}
+	d.mac = hmac.New(sha256.New, d.secret[:])
+	return d
+}
+
+var (
+	labelA = []byte{'A'}
+	labelB = []byte{'B'}
+	labelN = []byte{'N'}
+)
+
+func (c *Cookies) macs(cookie []byte, addr netip.AddrPort) (a, b [16]byte) {
 	c.mac.Reset()
-	c.mac.Write([]byte{'A'})
+	c.mac.Write(labelA)
 	c.mac.Write(cookie[:32])
-	a = c.mac.Sum(c.sum[:0])[:16:16]
-	a = append([]byte(nil), a...)
+	a = [16]byte(c.mac.Sum(c.sum[:0]))
 	c.mac.Reset()
-	c.mac.Write([]byte{'B'})
+	c.mac.Write(labelB)
 	c.mac.Write(cookie[:32])
 	c.buf = wire.AppendAddress(c.buf[:0], addr, 0)
 	c.mac.Write(c.buf)
-	b = c.mac.Sum(c.sum[:0])[:16]
+	b = [16]byte(c.mac.Sum(c.sum[:0]))
 	return a, b
 }
 
 // Make returns the cookie for an IHello with tag from addr at now.
 func (c *Cookies) Make(addr netip.AddrPort, tag []byte, now time.Time) []byte {
 	cookie := make([]byte, CookieLen)
+	c.Put(cookie, addr, tag, now)
+	return cookie
+}
+
+// Put writes the cookie for an IHello with tag from addr at now into
+// cookie (CookieLen bytes), allocating nothing.
+func (c *Cookies) Put(cookie []byte, addr netip.AddrPort, tag []byte, now time.Time) {
+	cookie = cookie[:CookieLen]
 	issued := now.Truncate(cookieEpoch)
 	binary.BigEndian.PutUint32(cookie, uint32(issued.Unix()))
 	c.buf = wire.AppendAddress(c.buf[:0], addr, 0)
 	c.mac.Reset()
-	c.mac.Write([]byte{'N'})
+	c.mac.Write(labelN)
 	c.mac.Write(cookie[:4])
 	c.mac.Write(c.buf)
 	c.mac.Write(tag)
 	copy(cookie[4:32], c.mac.Sum(c.sum[:0]))
 	a, b := c.macs(cookie, addr)
-	copy(cookie[32:48], a)
-	copy(cookie[48:64], b)
-	return cookie
+	copy(cookie[32:48], a[:])
+	copy(cookie[48:64], b[:])
 }
 
 // Check verifies a cookie echoed from addr. It returns nil if the cookie is
@@ -95,14 +116,14 @@ func (c *Cookies) Check(cookie []byte, addr netip.AddrPort, now time.Time) error
 		return ErrCookie
 	}
 	a, b := c.macs(cookie, addr)
-	if !hmac.Equal(a, cookie[32:48]) {
+	if !hmac.Equal(a[:], cookie[32:48]) {
 		return ErrCookie
 	}
 	issued := time.Unix(int64(binary.BigEndian.Uint32(cookie)), 0)
 	if age := now.Sub(issued); age > CookieLifetime || age < -2*time.Second {
 		return ErrCookie
 	}
-	if !hmac.Equal(b, cookie[48:64]) {
+	if !hmac.Equal(b[:], cookie[48:64]) {
 		return ErrCookieAddress
 	}
 	return nil

@@ -1,18 +1,15 @@
 // Package membership keeps NetGroup membership for the rendezvous server:
 // each group's members on a ring ordered by group address, the bootstrap
 // policy that decides whom to tell about whom (Policy), and the Directory
-// that holds every group, scoped by developer key. It does no I/O: the
-// server sends the announcements it returns.
+// that holds every group, scoped by developer key, and hands the
+// announcements it decides on to the Handler of the node that holds each
+// recipient. Local is the directory of a single server, in memory; a
+// cluster's directory also knows the members other nodes hold. Both pass
+// the conformance suite in package membershiptest. Nothing here does I/O:
+// the Handler sends.
 package membership
 
-import (
-	"bytes"
-	"math/rand/v2"
-	"sort"
-	"sync"
-	"sync/atomic"
-	"time"
-)
+import "time"
 
 // GroupKey names a group: developer keys isolate applications, so the same
 // group ID under two keys is two groups.
@@ -21,42 +18,136 @@ type GroupKey struct {
 	ID     [32]byte
 }
 
-// Directory is where group membership lives. The server calls it from its
-// event handlers without holding any lock of its own, then delivers the
-// announcements it returns (those whose To.Local is set; an
-// implementation that also knows members served by other nodes, such as
-// a cluster's, carries theirs itself). Implementations are safe for
-// concurrent use, and each call costs O(log n) in the group's size.
+// Kind says why an announcement is sent (the server's metrics count them
+// by kind).
+type Kind uint8
+
+const (
+	// ToMember: a member is told about a newcomer (it dials the newcomer).
+	ToMember Kind = iota
+	// ToJoiner: a newcomer is told about a member (it dials the member).
+	ToJoiner
+	// Repair: after a leave, the departed member's ring predecessor is
+	// told about its ring successor.
+	Repair
+)
+
+func (k Kind) String() string {
+	switch k {
+	case ToMember:
+		return "member"
+	case ToJoiner:
+		return "joiner"
+	case Repair:
+		return "repair"
+	}
+	return "unknown"
+}
+
+// Announcement asks one member to connect to a peer: the node that holds
+// To sends it a "0b ‖ Peer" message on its server channel flow for Group.
+type Announcement struct {
+	Group GroupKey
+	To    Member
+	Peer  [32]byte
+	Kind  Kind
+}
+
+// Handler is what the server does with the announcements for the members
+// it holds. The directory calls it with the member's Local handle: on the
+// node where the join or leave happened, before Join or Leave returns;
+// on the other nodes of a cluster, when the news reaches them (a join
+// there, or a node's death, which leaves every member it held).
+type Handler interface {
+	// Announce sends "0b ‖ a.Peer" on the GC flow local. It must not
+	// block and must not call back into the Directory.
+	Announce(local any, a Announcement)
+}
+
+// JoinResult is what became of a Join.
+type JoinResult uint8
+
+const (
+	// Joined: a new member; the announcements went out.
+	Joined JoinResult = iota + 1
+	// Replaced: the peer was a member through an older session (an
+	// earlier Since, or the same); this one takes its place, with no
+	// announcement (the group knows the peer already).
+	Replaced
+	// Already: this very membership (the same Local handle) is there.
+	Already
+	// Superseded: a newer session of the peer is the member; nothing
+	// changes.
+	Superseded
+)
+
+func (r JoinResult) String() string {
+	switch r {
+	case Joined:
+		return "joined"
+	case Replaced:
+		return "replaced"
+	case Already:
+		return "already"
+	case Superseded:
+		return "superseded"
+	}
+	return "unknown"
+}
+
+// Directory is where group membership lives. Implementations are safe for
+// concurrent use and never call the Handler with a lock held that Join
+// or Leave would take. Join and Leave cost O(log n) in the group's size
+// and never wait for a network round trip; Totals is O(1); Keys, Groups
+// and Members are for the admin API and cost what they list (Keys visits
+// every group).
 type Directory interface {
-	// Join adds m to group g and appends to out the announcements it calls
-	// for. If the peer is a member already (the same group address) it
-	// stays where it is: ok is false when it is the same membership (the
-	// same Local handle), otherwise the newer handle takes over, without
-	// announcements (the group knows the peer already), as a peer ID's
-	// newest session wins in the server's registry.
-	Join(g GroupKey, m Member, out []Announcement) (_ []Announcement, ok bool)
-	// Leave removes m (found by its group address, and only if its Local
-	// handle is still m's) from g, deleting the group with its last
-	// member, and appends the repair announcement; ok is false if m was
-	// not there.
-	Leave(g GroupKey, m Member, out []Announcement) (_ []Announcement, ok bool)
+	// Join adds m, a member this node holds (m.Local set), to group g and
+	// delivers the announcements the bootstrap policy calls for. Of two
+	// sessions of one peer ID (the same group address), the one with the
+	// later Since is the member, whatever order their joins come in. It
+	// returns what became of the join and how many announcements it
+	// caused.
+	Join(g GroupKey, m Member) (_ JoinResult, announced int)
+	// Leave removes m.Peer from g if its membership is still m.Local's,
+	// deleting the group with its last member, delivers the repair
+	// announcement, and remembers m.Peer as gone (Gone) from now on. It
+	// reports whether the membership was there.
+	Leave(g GroupKey, m Member, now time.Time) bool
+	// Gone reports whether peer left a group (its GC flow closed, its
+	// session ended, or its node died) less than GoneLifetime before now,
+	// and the developer key of that group. The server asks only about
+	// peer IDs with no session: for those, "recently left" is "recently
+	// died". At most MaxGone peers are remembered, the most recent.
+	Gone(peer [32]byte, now time.Time) (key string, ok bool)
 	// Totals counts groups and memberships.
 	Totals() (groups, members int)
-	// Keys summarises each developer key's groups, by key.
-	Keys() []KeySummary
-	// Groups lists the groups with a given ID (one per developer key).
+	// Keys summarises each developer key's groups, by key, listing at
+	// most limit groups of each (largest first; none if limit <= 0).
+	Keys(limit int) []KeySummary
+	// Groups lists the groups with a given ID (one per developer key), by
+	// key.
 	Groups(id [32]byte) []GroupKey
-	// Members lists up to limit members of g in ring order (without
-	// their Local handles), with the group's summary; ok is false if the
-	// group has no members.
+	// Members lists up to limit members of g in ring order (none if limit
+	// <= 0), without their Local handles, with the group's summary; ok is
+	// false if the group has no members.
 	Members(g GroupKey, limit int) (_ []Member, _ GroupSummary, ok bool)
 }
 
+// How long, and how many, departed members Gone remembers. Members keep a
+// peer they heard of for 5 minutes (librtmfp's NETGROUP_PEER_TIMEOUT) and
+// dial it meanwhile; past that nobody asks.
+const (
+	GoneLifetime = 5 * time.Minute
+	MaxGone      = 1 << 16
+)
+
 // KeySummary is one developer key's groups.
 type KeySummary struct {
-	DevKey  string
-	Members int
-	Groups  []GroupSummary // largest first
+	DevKey     string
+	GroupCount int
+	Members    int
+	Groups     []GroupSummary // largest first, at most the limit asked for
 }
 
 // GroupSummary is one group's size.
@@ -64,173 +155,4 @@ type GroupSummary struct {
 	ID      [32]byte
 	Members int
 	Since   time.Time // when the group was created (its first member joined)
-}
-
-// shards spreads groups over independently locked maps, so that joins in
-// different groups do not wait for each other.
-const shards = 64
-
-// Local is the Directory of a single server: every member is connected
-// to this process.
-type Local struct {
-	policy  Policy
-	shard   [shards]shard
-	groups  atomic.Int64
-	members atomic.Int64
-}
-
-type shard struct {
-	mu     sync.Mutex
-	groups map[GroupKey]*group
-	rnd    *rand.Rand
-}
-
-type group struct {
-	ring  Ring
-	since time.Time
-}
-
-// NewLocal returns an empty directory with the given bootstrap policy
-// (DefaultPolicy if zero). It panics on a policy that asks for more than
-// 16 announcements per join.
-func NewLocal(p Policy) *Local {
-	if p == (Policy{}) {
-		p = DefaultPolicy
-	}
-	if p.MaxMessages() > 16 || p.Successors < 0 || p.Predecessors < 0 || p.Random < 0 {
-		panic("membership: policy out of range")
-	}
-	d := &Local{policy: p}
-	for i := range d.shard {
-		d.shard[i].groups = map[GroupKey]*group{}
-		d.shard[i].rnd = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
-	}
-	return d
-}
-
-// Policy is the directory's bootstrap policy.
-func (d *Local) Policy() Policy { return d.policy }
-
-func (d *Local) shardOf(id [32]byte) *shard { return &d.shard[id[0]%shards] } // group IDs are hashes
-
-// Join implements Directory.
-func (d *Local) Join(g GroupKey, m Member, out []Announcement) ([]Announcement, bool) {
-	s := d.shardOf(g.ID)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	gr := s.groups[g]
-	if gr == nil {
-		gr = &group{since: m.Joined}
-		s.groups[g] = gr
-		d.groups.Add(1)
-	} else if old := gr.ring.Find(m.Addr); old != nil {
-		if old.Local == m.Local {
-			return out, false
-		}
-		old.Local, old.Joined = m.Local, m.Joined
-		return out, true
-	}
-	out = d.policy.planJoin(&gr.ring, &m, s.rnd.IntN, out)
-	gr.ring.Insert(m, s.rnd.Uint64())
-	d.members.Add(1)
-	return out, true
-}
-
-// Leave implements Directory.
-func (d *Local) Leave(g GroupKey, m Member, out []Announcement) ([]Announcement, bool) {
-	s := d.shardOf(g.ID)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	gr := s.groups[g]
-	if gr == nil {
-		return out, false
-	}
-	addr := m.Addr
-	if old := gr.ring.Find(addr); old == nil || old.Local != m.Local {
-		return out, false
-	}
-	gr.ring.Delete(addr)
-	d.members.Add(-1)
-	if gr.ring.Len() == 0 {
-		delete(s.groups, g)
-		d.groups.Add(-1)
-		return out, true
-	}
-	return planLeave(&gr.ring, gr.ring.Rank(addr), out), true
-}
-
-// Totals implements Directory.
-func (d *Local) Totals() (groups, members int) {
-	return int(d.groups.Load()), int(d.members.Load())
-}
-
-// Keys implements Directory. It visits every group: for the admin API,
-// not for the join path.
-func (d *Local) Keys() []KeySummary {
-	byKey := map[string]*KeySummary{}
-	for i := range d.shard {
-		s := &d.shard[i]
-		s.mu.Lock()
-		for g, gr := range s.groups {
-			k := byKey[g.DevKey]
-			if k == nil {
-				k = &KeySummary{DevKey: g.DevKey}
-				byKey[g.DevKey] = k
-			}
-			n := gr.ring.Len()
-			k.Members += n
-			k.Groups = append(k.Groups, GroupSummary{ID: g.ID, Members: n, Since: gr.since})
-		}
-		s.mu.Unlock()
-	}
-	out := make([]KeySummary, 0, len(byKey))
-	for _, k := range byKey {
-		sort.Slice(k.Groups, func(i, j int) bool {
-			a, b := k.Groups[i], k.Groups[j]
-			if a.Members != b.Members {
-				return a.Members > b.Members
-			}
-			return bytes.Compare(a.ID[:], b.ID[:]) < 0
-		})
-		out = append(out, *k)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].DevKey < out[j].DevKey })
-	return out
-}
-
-// Groups implements Directory.
-func (d *Local) Groups(id [32]byte) []GroupKey {
-	s := d.shardOf(id)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []GroupKey
-	for g := range s.groups {
-		if g.ID == id {
-			out = append(out, g)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].DevKey < out[j].DevKey })
-	return out
-}
-
-// Members implements Directory.
-func (d *Local) Members(g GroupKey, limit int) ([]Member, GroupSummary, bool) {
-	s := d.shardOf(g.ID)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	gr := s.groups[g]
-	if gr == nil {
-		return nil, GroupSummary{}, false
-	}
-	out := make([]Member, 0, min(limit, gr.ring.Len()))
-	gr.ring.Walk(func(m *Member) bool {
-		if len(out) >= limit {
-			return false
-		}
-		mm := *m
-		mm.Local = nil // the handle stays inside the server
-		out = append(out, mm)
-		return true
-	})
-	return out, GroupSummary{ID: g.ID, Members: gr.ring.Len(), Since: gr.since}, true
 }

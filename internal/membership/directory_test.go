@@ -8,6 +8,49 @@ import (
 
 func addrOf(b byte) [32]byte { return [32]byte{b} }
 
+// recorder is a Handler that keeps what it is handed; Local calls it
+// before Join and Leave return.
+type recorder struct{ got []Announcement }
+
+func (r *recorder) Announce(local any, a Announcement) {
+	if local != a.To.Local {
+		panic("announcement handed with another member's handle")
+	}
+	r.got = append(r.got, a)
+}
+
+// take returns what was announced since the last take.
+func (r *recorder) take() []Announcement {
+	out := r.got
+	r.got = nil
+	return out
+}
+
+// testDir is a Local whose announcements come back as return values.
+type testDir struct {
+	*Local
+	r *recorder
+}
+
+func newTestDir() testDir {
+	r := &recorder{}
+	return testDir{NewLocal(Policy{}, r), r}
+}
+
+func (d testDir) join(g GroupKey, m Member) ([]Announcement, JoinResult) {
+	res, n := d.Join(g, m)
+	out := d.r.take()
+	if n != len(out) {
+		panic("Join's count differs from the announcements delivered")
+	}
+	return out, res
+}
+
+func (d testDir) leave(g GroupKey, m Member) ([]Announcement, bool) {
+	ok := d.Leave(g, m, time.Now())
+	return d.r.take(), ok
+}
+
 // member makes a member whose peer ID and group address are both derived
 // from b, so that tests choose the ring order.
 func member(b byte) Member { return Member{Peer: [32]byte{0xee, b}, Addr: addrOf(b), Local: int(b)} }
@@ -27,13 +70,13 @@ func pairs(as []Announcement) []pair {
 // we (in ring-distance order, successor first), four on each side, each
 // member once.
 func TestJoinPlanWorkedExample(t *testing.T) {
-	d := NewLocal(Policy{})
+	d := newTestDir()
 	g := GroupKey{DevKey: "k", ID: [32]byte{1}}
 	for _, b := range []byte{10, 20, 30, 40, 50} {
-		d.Join(g, member(b), nil)
+		d.join(g, member(b))
 	}
-	out, ok := d.Join(g, member(25), nil)
-	if !ok {
+	out, res := d.join(g, member(25))
+	if res != Joined {
 		t.Fatal("join refused")
 	}
 	want := []pair{{30, 25}, {20, 25}, {40, 25}, {10, 25}, {50, 25}}
@@ -49,34 +92,34 @@ func TestJoinPlanWorkedExample(t *testing.T) {
 	if out[0].To.Local != 30 || out[1].To.Local != 20 {
 		t.Fatal("announcements lost the members' handles")
 	}
-	if _, ok := d.Join(g, member(25), nil); ok {
-		t.Fatal("a second join of the same member was accepted")
+	if out, res := d.join(g, member(25)); res != Already || len(out) != 0 {
+		t.Fatalf("a second join of the same member: %v %v", res, pairs(out))
 	}
 	// X leaves: P2 (before it) is told about P3 (after it).
-	out, ok = d.Leave(g, member(25), nil)
-	if got := pairs(out); !ok || len(got) != 1 || got[0] != (pair{20, 30}) {
+	out, ok := d.leave(g, member(25))
+	if got := pairs(out); !ok || len(got) != 1 || got[0] != (pair{20, 30}) || out[0].Kind != Repair || out[0].Group != g {
 		t.Fatalf("leave repair %v", got)
 	}
 	// Wrapping: the last member leaves, the first learns... the new last.
-	out, _ = d.Leave(g, member(50), nil)
+	out, _ = d.leave(g, member(50))
 	if got := pairs(out); len(got) != 1 || got[0] != (pair{40, 10}) {
 		t.Fatalf("leave repair at the wrap %v", got)
 	}
 }
 
 func TestSmallGroups(t *testing.T) {
-	d := NewLocal(Policy{})
+	d := newTestDir()
 	g := GroupKey{ID: [32]byte{2}}
-	if out, _ := d.Join(g, member(1), nil); len(out) != 0 {
+	if out, _ := d.join(g, member(1)); len(out) != 0 {
 		t.Fatalf("first member told %v", pairs(out))
 	}
 	// The first learns the second (its successor, wrapping).
-	if out, _ := d.Join(g, member(2), nil); len(pairs(out)) != 1 || pairs(out)[0] != (pair{1, 2}) {
+	if out, _ := d.join(g, member(2)); len(pairs(out)) != 1 || pairs(out)[0] != (pair{1, 2}) {
 		t.Fatalf("second member: %v", pairs(out))
 	}
 	// Each later member of a small group reaches every other exactly once.
 	for b := byte(3); b <= 9; b++ {
-		out, _ := d.Join(g, member(b), nil)
+		out, _ := d.join(g, member(b))
 		seen := map[byte]bool{}
 		for _, p := range pairs(out) {
 			other := p.to
@@ -92,14 +135,14 @@ func TestSmallGroups(t *testing.T) {
 			t.Fatalf("member %d reached %d of %d", b, len(seen), b-1)
 		}
 	}
-	d.Leave(g, member(1), nil)
-	if out, _ := d.Leave(g, member(99), nil); len(out) != 0 {
+	d.leave(g, member(1))
+	if out, ok := d.leave(g, member(99)); ok || len(out) != 0 {
 		t.Fatal("leaving a non-member")
 	}
 	for b := byte(2); b <= 8; b++ {
-		d.Leave(g, member(b), nil)
+		d.leave(g, member(b))
 	}
-	if out, ok := d.Leave(g, member(9), nil); !ok || len(out) != 0 {
+	if out, ok := d.leave(g, member(9)); !ok || len(out) != 0 {
 		t.Fatal("the last member's leave")
 	}
 	if gs, ms := d.Totals(); gs != 0 || ms != 0 {
@@ -108,21 +151,21 @@ func TestSmallGroups(t *testing.T) {
 }
 
 func TestKeysIsolateGroups(t *testing.T) {
-	d := NewLocal(Policy{})
+	d := newTestDir()
 	id := [32]byte{3}
 	a, b := GroupKey{DevKey: "a", ID: id}, GroupKey{DevKey: "b", ID: id}
-	d.Join(a, member(1), nil)
-	if out, _ := d.Join(b, member(2), nil); len(out) != 0 {
+	d.join(a, member(1))
+	if out, _ := d.join(b, member(2)); len(out) != 0 {
 		t.Fatalf("a member of key b was told about key a's: %v", pairs(out))
 	}
-	if out, _ := d.Join(a, member(3), nil); len(out) != 1 || out[0].To.Addr != addrOf(1) || out[0].Peer[1] != 3 {
+	if out, _ := d.join(a, member(3)); len(out) != 1 || out[0].To.Addr != addrOf(1) || out[0].Peer[1] != 3 {
 		t.Fatalf("key a: %v", pairs(out))
 	}
 	if gs := d.Groups(id); len(gs) != 2 || gs[0] != a || gs[1] != b {
 		t.Fatalf("groups with the ID: %v", gs)
 	}
-	keys := d.Keys()
-	if len(keys) != 2 || keys[0].DevKey != "a" || keys[0].Members != 2 || keys[1].Members != 1 || len(keys[0].Groups) != 1 {
+	keys := d.Keys(10)
+	if len(keys) != 2 || keys[0].DevKey != "a" || keys[0].Members != 2 || keys[1].Members != 1 || len(keys[0].Groups) != 1 || keys[0].GroupCount != 1 {
 		t.Fatalf("keys %+v", keys)
 	}
 	ms, sum, _ := d.Members(a, 1)
@@ -137,7 +180,7 @@ func TestKeysIsolateGroups(t *testing.T) {
 // the graph the server seeded always links every pair of ring neighbours,
 // so it stays connected whatever the churn.
 func TestSeededGraphKeepsTheRingLinked(t *testing.T) {
-	d := NewLocal(Policy{})
+	d := newTestDir()
 	g := GroupKey{DevKey: "k", ID: [32]byte{4}}
 	rnd := rand.New(rand.NewPCG(5, 6))
 	live := map[[32]byte]bool{}
@@ -164,7 +207,6 @@ func TestSeededGraphKeepsTheRingLinked(t *testing.T) {
 			link(a.To.Addr, a.Peer)
 		}
 	}
-	var buf []Announcement
 	for step := range 20000 {
 		if len(order) > 50 && rnd.IntN(3) == 0 {
 			i := rnd.IntN(len(order))
@@ -172,7 +214,7 @@ func TestSeededGraphKeepsTheRingLinked(t *testing.T) {
 			order[i] = order[len(order)-1]
 			order = order[:len(order)-1]
 			delete(live, x)
-			buf, _ = d.Leave(g, Member{Addr: x}, buf[:0])
+			buf, _ := d.leave(g, Member{Peer: x, Addr: x})
 			if len(buf) != 1 {
 				t.Fatalf("step %d: leave sent %d messages", step, len(buf))
 			}
@@ -183,7 +225,7 @@ func TestSeededGraphKeepsTheRingLinked(t *testing.T) {
 		n := len(order)
 		live[a] = true
 		order = append(order, a)
-		buf, _ = d.Join(g, Member{Peer: a, Addr: a}, buf[:0])
+		buf, _ := d.join(g, Member{Peer: a, Addr: a})
 		if len(buf) > DefaultPolicy.MaxMessages() || len(buf) < min(n, 8) {
 			t.Fatalf("step %d: %d messages for a join into %d members", step, len(buf), n)
 		}
@@ -204,46 +246,17 @@ func TestSeededGraphKeepsTheRingLinked(t *testing.T) {
 }
 
 func TestMembersKeepJoinTime(t *testing.T) {
-	d := NewLocal(Policy{})
+	d := newTestDir()
 	g := GroupKey{ID: [32]byte{5}}
 	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	m := member(1)
 	m.Joined = at
-	d.Join(g, m, nil)
+	d.join(g, m)
 	ms, sum, ok := d.Members(g, 10)
 	if !ok || len(ms) != 1 || !ms[0].Joined.Equal(at) || !sum.Since.Equal(at) {
 		t.Fatalf("%+v", ms)
 	}
-	if k := d.Keys(); len(k) != 1 || !k[0].Groups[0].Since.Equal(at) {
+	if k := d.Keys(1); len(k) != 1 || !k[0].Groups[0].Since.Equal(at) {
 		t.Fatalf("%+v", k)
-	}
-}
-
-// A peer that joins again through another session (another handle) takes
-// its place over; the old session's leave then changes nothing.
-func TestNewerHandleTakesOver(t *testing.T) {
-	d := NewLocal(Policy{})
-	g := GroupKey{ID: [32]byte{6}}
-	d.Join(g, member(1), nil)
-	d.Join(g, member(2), nil)
-	again := member(2)
-	again.Local = "newer session"
-	if out, ok := d.Join(g, again, nil); !ok || len(out) != 0 {
-		t.Fatalf("rejoin: %v %v", ok, pairs(out))
-	}
-	if _, ok := d.Leave(g, member(2), nil); ok {
-		t.Fatal("the old handle's leave removed the newer membership")
-	}
-	out, _ := d.Join(g, member(3), nil)
-	for _, a := range out {
-		if a.To.Addr == addrOf(2) && a.To.Local != "newer session" {
-			t.Fatal("announcement went to the old handle")
-		}
-	}
-	if _, ok := d.Leave(g, again, nil); !ok {
-		t.Fatal("the newer handle could not leave")
-	}
-	if _, n := d.Totals(); n != 2 {
-		t.Fatalf("%d members", n)
 	}
 }

@@ -1,12 +1,5 @@
 package membership
 
-// Announcement asks one member to connect to a peer: the server sends To
-// a "0b ‖ Peer" message on To's server channel flow for the group.
-type Announcement struct {
-	To   Member
-	Peer [32]byte
-}
-
 // Policy is the bootstrap policy: whom the server tells about whom when a
 // member joins. Ring order is group-address order, the order in which
 // Flash and librtmfp pick their own closest neighbours.
@@ -76,11 +69,11 @@ func (p Policy) planJoin(r *Ring, x *Member, intn func(int) int, out []Announcem
 	}
 	for k := 0; k < max(p.Successors, p.Predecessors) && used < n; k++ {
 		if k < p.Successors && visit(i+k) {
-			out = append(out, Announcement{To: *r.At((i + k) % n), Peer: x.Peer})
+			out = append(out, Announcement{To: *r.At((i + k) % n), Peer: x.Peer, Kind: ToMember})
 		}
 		if k < p.Predecessors && used < n {
 			if rank := i - 1 - k; visit(rank) {
-				out = append(out, Announcement{To: *r.At(((rank % n) + n) % n), Peer: x.Peer})
+				out = append(out, Announcement{To: *r.At(((rank % n) + n) % n), Peer: x.Peer, Kind: ToMember})
 			}
 		}
 	}
@@ -89,7 +82,7 @@ func (p Policy) planJoin(r *Ring, x *Member, intn func(int) int, out []Announcem
 		// as small as the neighbourhood; then it is all visited already.
 		for try := 0; try < 4; try++ {
 			if rank := intn(n); visit(rank) {
-				out = append(out, Announcement{To: *x, Peer: r.At(rank).Peer})
+				out = append(out, Announcement{To: *x, Peer: r.At(rank).Peer, Kind: ToJoiner})
 				break
 			}
 		}
@@ -105,5 +98,5 @@ func planLeave(r *Ring, i int, out []Announcement) []Announcement {
 		return out
 	}
 	pred, succ := r.At(((i-1)%n+n)%n), r.At(i%n)
-	return append(out, Announcement{To: *pred, Peer: succ.Peer})
+	return append(out, Announcement{To: *pred, Peer: succ.Peer, Kind: Repair})
 }

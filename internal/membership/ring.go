@@ -10,6 +10,9 @@ type Member struct {
 	Peer   [32]byte // peer ID
 	Addr   [32]byte // group address, flash.GroupAddress(Peer): the ring order
 	Joined time.Time
+	// Since is when the member's session connected: of two sessions of
+	// one peer ID, the newer one is the member (the peer reconnected).
+	Since time.Time
 	// Local is the server's handle on a member connected to this process
 	// (where its bootstrap messages go); nil for a member that another
 	// node serves.

@@ -168,6 +168,12 @@ func TestBrowser(t *testing.T) {
 	// A phone-sized screen, then back to a desktop one.
 	do("phone", chromedp.EmulateViewport(390, 844), chromedp.Navigate(e.web.URL+"/dashboard"), chromedp.WaitVisible(chromedp.CSS(`main`)))
 	shot("07-phone-dashboard")
+	// Every cell of the keys table is on screen, not behind a sideways
+	// scroll (as a table its state and actions were off the right edge).
+	offscreen, err := chromedp.Run(ctx, chromedp.Evaluate[int](`[...document.querySelectorAll("table.keys td")].filter(td => td.getBoundingClientRect().right > window.innerWidth + 1).length`))
+	if err != nil || offscreen != 0 {
+		t.Fatalf("on a phone-sized screen %d cells of the keys table lie past the right edge (%v)", offscreen, err)
+	}
 	do("desktop", chromedp.EmulateViewport(1280, 900))
 
 	// The operator's page.

@@ -33,7 +33,8 @@ type RecvFlow struct {
 	inMsg    bool
 	pcharge  int // buffer charge of partial
 	ready    [][]byte
-	buffered int // bytes charged against the receive buffer
+	one      [1][]byte // ready's backing array while it holds one message
+	buffered int       // bytes charged against the receive buffer
 	finSeq   uint64
 	hasFin   bool
 	finished bool // all sequence numbers through FIN received
@@ -67,7 +68,9 @@ func (f *RecvFlow) Read() (msg []byte, ok, eof bool) {
 		f.ready[0] = nil
 		f.ready = f.ready[1:]
 		if len(f.ready) == 0 {
-			f.ready = nil // let an idle flow hold no backing array
+			// Back to the flow's own slot: an idle flow holds no other
+			// backing array, and one message at a time needs none.
+			f.ready = f.one[:0]
 		}
 		f.addBuf(-(len(msg) + fragOverhead))
 		f.windowOpened()
@@ -96,7 +99,7 @@ func (f *RecvFlow) Reject(code uint64) {
 		return
 	}
 	f.rejected, f.excCode = true, code
-	f.ready, f.frags, f.partial = nil, nil, nil
+	f.ready, f.frags, f.partial, f.one[0] = nil, nil, nil, nil
 	f.addBuf(-f.buffered)
 	f.pcharge, f.inMsg = 0, false
 	f.ackNow, f.ackPending = true, true
@@ -148,6 +151,7 @@ func (f *RecvFlow) onData(now time.Time, c wire.UserData) bool {
 	}
 	dup := f.recv.contains(seq)
 	before := len(f.recv.r)
+	direct := false
 	// An empty whole fragment with FIN is how rtmfp-cpp closes a flow whose
 	// last message already went: a close marker, not a message.
 	closeMarker := len(c.Data) == 0 && c.Flags&(wire.UDFragMask|wire.UDFinal) == wire.UDFinal
@@ -159,11 +163,18 @@ func (f *RecvFlow) onData(now time.Time, c wire.UserData) bool {
 			f.ackNow, f.ackPending = true, true
 			return false
 		}
-		if f.frags == nil {
-			f.frags = map[uint64]rfrag{}
+		if seq == f.next && len(f.frags) == 0 && !f.ArrivalOrder && c.Flags&wire.UDFragMask == wire.UDFragWhole && f.recv.cum()+1 == seq {
+			// The next message, whole, with nothing before it missing (the
+			// common case): delivered at once, without going through the
+			// fragment map (a map made and dropped per message).
+			direct = true
+		} else {
+			if f.frags == nil {
+				f.frags = map[uint64]rfrag{}
+			}
+			f.frags[seq] = rfrag{flags: c.Flags, data: append([]byte(nil), c.Data...)}
+			f.addBuf(need)
 		}
-		f.frags[seq] = rfrag{flags: c.Flags, data: append([]byte(nil), c.Data...)}
-		f.addBuf(need)
 	}
 	f.recv.add(seq, seq)
 	if fsn > f.fsn {
@@ -173,6 +184,11 @@ func (f *RecvFlow) onData(now time.Time, c wire.UserData) bool {
 	if c.Flags&wire.UDFinal != 0 && !f.hasFin {
 		f.hasFin, f.finSeq = true, seq
 		f.ackNow = true
+	}
+	if direct {
+		f.next = seq + 1
+		f.dropPartial()
+		f.push(append([]byte(nil), c.Data...))
 	}
 	if !dup && f.ArrivalOrder && !f.rejected {
 		f.deliverArrived(seq)
@@ -310,6 +326,9 @@ func (f *RecvFlow) nextBuffered(cum uint64) uint64 {
 func (f *RecvFlow) push(msg []byte) {
 	if msg == nil {
 		msg = []byte{}
+	}
+	if f.ready == nil {
+		f.ready = f.one[:0]
 	}
 	f.ready = append(f.ready, msg)
 	f.addBuf(len(msg) + fragOverhead)

@@ -368,6 +368,19 @@ func (s *Session) QueueChunk(chunk []byte) {
 	}
 }
 
+// SendChunk sends a raw, unreliable chunk (a Forwarded IHello, say) at
+// once, in a packet of its own. It reports false if the session is not
+// open or the chunk does not fit in a packet.
+func (s *Session) SendChunk(now time.Time, out func([]byte, netip.AddrPort), chunk []byte) bool {
+	if s.state != stateOpen || len(chunk) > s.maxPacket-maxHeader {
+		return false
+	}
+	s.startPacket(now)
+	s.sc.pkt = append(s.sc.pkt, chunk...)
+	s.emit(now, out, s.dest)
+	return true
+}
+
 // Close starts an orderly close (RFC 7016 §3.6.4): flows are torn down and
 // close requests are sent until acknowledged or 90 s pass.
 func (s *Session) Close(now time.Time) {
@@ -477,7 +490,10 @@ func (s *Session) Receive(now time.Time, src netip.AddrPort, datagram []byte) er
 	}
 	preOutstanding := s.outstanding
 	s.gotAcks, s.ackedTSN, s.ackedBytes = false, 0, 0
-	var prev *wire.UserData
+	// The previous User Data chunk, for a Next User Data chunk (a value:
+	// a pointer to a copy made it escape, an allocation per chunk).
+	var prev wire.UserData
+	hasPrev := false
 	dataFlows := s.dataFlowsBuf()
 	for b := pt[n:]; ; {
 		c, rest, ok := wire.NextChunk(b)
@@ -486,7 +502,7 @@ func (s *Session) Receive(now time.Time, src netip.AddrPort, datagram []byte) er
 		}
 		b = rest
 		if c.Type != wire.ChunkNextUserData {
-			prev = nil
+			hasPrev = false
 		}
 		switch c.Type {
 		case wire.ChunkUserData, wire.ChunkNextUserData:
@@ -495,17 +511,16 @@ func (s *Session) Receive(now time.Time, src netip.AddrPort, datagram []byte) er
 			}
 			ud, err := wire.ParseUserData(c.Payload, c.Type == wire.ChunkNextUserData)
 			if err != nil {
-				prev = nil
+				hasPrev = false
 				continue
 			}
 			if ud.Next {
-				if prev == nil || prev.Seq >= maxSeq {
+				if !hasPrev || prev.Seq >= maxSeq {
 					continue
 				}
 				ud.FlowID, ud.Seq, ud.FSNOffset = prev.FlowID, prev.Seq+1, prev.FSNOffset+1
 			}
-			cp := ud
-			prev = &cp
+			prev, hasPrev = ud, true
 			if f := s.onUserData(now, ud); f != nil {
 				dataFlows = appendUnique(dataFlows, f)
 			}

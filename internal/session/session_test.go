@@ -63,15 +63,21 @@ func keysFor(seed string) []byte {
 	return h[:16]
 }
 
+// pairCiphers is the two ends' ciphers: a's sealer and opener, b's.
+func pairCiphers() (sa *wire.Sealer, oa *wire.Opener, sb *wire.Sealer, ob *wire.Opener) {
+	kAB, kBA := keysFor("a->b"), keysFor("b->a")
+	sa, _ = wire.NewSealer(kAB, wire.Features{}, nil)
+	oa, _ = wire.NewOpener(kBA, wire.Features{}, nil)
+	sb, _ = wire.NewSealer(kBA, wire.Features{}, nil)
+	ob, _ = wire.NewOpener(kAB, wire.Features{}, nil)
+	return
+}
+
 func newLink(t *testing.T, loss, dup float64, delay, jitter time.Duration, seed uint64) *link {
 	l := &link{t: t, now: time.Unix(1_800_000_000, 0), rnd: rand.New(rand.NewPCG(seed, seed^0x9e3779b9)),
 		loss: loss, dup: dup, delay: delay, jitter: jitter,
 		addr: [2]netip.AddrPort{netip.MustParseAddrPort("10.0.0.1:1000"), netip.MustParseAddrPort("10.0.0.2:2000")}}
-	kAB, kBA := keysFor("a->b"), keysFor("b->a")
-	sa, _ := wire.NewSealer(kAB, wire.Features{}, nil)
-	oa, _ := wire.NewOpener(kBA, wire.Features{}, nil)
-	sb, _ := wire.NewSealer(kBA, wire.Features{}, nil)
-	ob, _ := wire.NewOpener(kAB, wire.Features{}, nil)
+	sa, oa, sb, ob := pairCiphers()
 	l.h[0], l.h[1] = &recorder{}, &recorder{}
 	l.s[0] = New(Config{Initiator: true, NearSID: 11, FarSID: 22, Dest: l.addr[1], Sealer: sa, Opener: oa, Handler: l.h[0], Keepalive: 10 * time.Second}, l.now)
 	l.s[1] = New(Config{Initiator: false, NearSID: 22, FarSID: 11, Dest: l.addr[0], Sealer: sb, Opener: ob, Handler: l.h[1], Keepalive: 10 * time.Second}, l.now)

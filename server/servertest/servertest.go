@@ -45,6 +45,17 @@ type Server struct {
 // the test. cfg.OnSession, if set, is still called.
 func Start(t testing.TB, cfg server.Config) *Server {
 	t.Helper()
+	conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("servertest: %v", err)
+	}
+	return StartOn(t, cfg, conn)
+}
+
+// StartOn is Start on a socket of the test's own (whose address the
+// Config may need to name, as its PublicAddresses); the server owns conn.
+func StartOn(t testing.TB, cfg server.Config, conn net.PacketConn) *Server {
+	t.Helper()
 	ts := &Server{changed: make(chan struct{})}
 	if cfg.Store == nil {
 		cfg.Store = store.NewMemory()
@@ -59,10 +70,7 @@ func Start(t testing.TB, cfg server.Config) *Server {
 	}
 	srv, err := server.New(cfg)
 	if err != nil {
-		t.Fatalf("servertest: %v", err)
-	}
-	conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
+		conn.Close()
 		t.Fatalf("servertest: %v", err)
 	}
 	if err := srv.Listen(conn); err != nil {
@@ -140,20 +148,13 @@ func (ts *Server) WaitFor(t testing.TB, what string, cond func([]server.SessionI
 // after WaitTimeout.
 func (ts *Server) WaitUntil(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.NewTimer(WaitTimeout)
-	defer deadline.Stop()
-	for {
+	next := func() <-chan struct{} {
 		ts.mu.Lock()
-		ch := ts.changed
-		ts.mu.Unlock()
-		if cond() {
-			return
-		}
-		select {
-		case <-ch:
-		case <-deadline.C:
-			t.Fatalf("servertest: after %v still not %s; sessions: %+v", WaitTimeout, what, ts.Sessions())
-		}
+		defer ts.mu.Unlock()
+		return ts.changed
+	}
+	if !waitOn(next, cond) {
+		t.Fatalf("servertest: after %v still not %s; sessions: %+v", WaitTimeout, what, ts.Sessions())
 	}
 }
 
