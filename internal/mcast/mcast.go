@@ -157,9 +157,10 @@ type peer struct {
 	last      uint64
 	bits      []byte
 	mapAt     time.Time
-	pushOut   byte // classes it asked us to push
-	pushIn    byte // classes we asked it to push (last sent)
-	sentMap   uint64
+	pushOut   byte   // classes it asked us to push
+	pushIn    byte   // classes we asked it to push (last sent)
+	sentMap   uint64 // last fragment of the last map sent (0: none yet)
+	sentVer   uint64 // our holdings' version when it was sent
 	mapSentAt time.Time
 	tokens    float64
 	tokensAt  time.Time
@@ -210,6 +211,13 @@ type Stream struct {
 
 	next      uint64  // publisher: next fragment ID
 	startPool float64 // publisher: pull answers any neighbour may use, at first
+	// publisher: when publishing began and last went on, and the bytes
+	// published (the stream's rate, which keeps the pull budgets filling
+	// once publishing stops: the tail's late pulls are answered)
+	pubFirst, pubLast time.Time
+	pubBytes          float64
+	budgetAt          time.Time
+	ver               uint64 // our holdings' version: it moves at each fragment stored
 
 	cur       uint64 // player: last fragment delivered (0: not started)
 	started   bool
@@ -375,7 +383,9 @@ func (s *Stream) OnMap(now time.Time, id PeerID, m groupmedia.Map) {
 	if p == nil || s.cfg.Publisher {
 		return
 	}
-	if m.Last <= p.last || len(m.Bits) > s.cfg.MaxMapBytes {
+	// A map with the same last fragment is taken: once the stream
+	// stops moving, a neighbour's later maps say which holes it filled.
+	if m.Last < p.last || len(m.Bits) > s.cfg.MaxMapBytes {
 		s.st.MapsRejected++
 		if len(m.Bits) > s.cfg.MaxMapBytes {
 			s.strike(now, p)
@@ -534,14 +544,12 @@ func (s *Stream) Publish(now time.Time, typ byte, t uint32, payload []byte, sink
 		return err
 	}
 	s.next += uint64(len(frags))
-	// Each neighbour's share of the pull budget (one that pulls without
-	// end cannot starve the others).
-	if n := float64(len(s.peers)); n > 0 {
-		add, top := s.cfg.PullBudget*float64(len(payload))/n, maxPullBudget/n
-		for _, p := range s.peers {
-			p.budget = min(p.budget+add, top)
-		}
+	if s.pubFirst.IsZero() {
+		s.pubFirst = now
 	}
+	s.pubLast, s.budgetAt = now, now
+	s.pubBytes += float64(len(payload))
+	s.addBudget(float64(len(payload)))
 	for i := range frags {
 		f := frags[i]
 		f.Payload = append([]byte(nil), f.Payload...)
@@ -550,6 +558,37 @@ func (s *Stream) Publish(now time.Time, typ byte, t uint32, payload []byte, sink
 	}
 	s.sendFirstMaps(now, sink)
 	return nil
+}
+
+// addBudget shares out the pull budget earned by n bytes of the stream:
+// each neighbour gets its part (one that pulls without end cannot starve
+// the others).
+func (s *Stream) addBudget(n float64) {
+	if k := float64(len(s.peers)); k > 0 {
+		add, top := s.cfg.PullBudget*n/k, maxPullBudget/k
+		for _, p := range s.peers {
+			p.budget = min(p.budget+add, top)
+		}
+	}
+}
+
+// idleBudget goes on filling the pull budgets at the stream's rate once
+// publishing pauses or stops: the players' last holes are pulled after
+// the last fragment, and a publisher that answered none of those pulls
+// would leave the tail of the stream missing for good.
+func (s *Stream) idleBudget(now time.Time) {
+	if !s.cfg.Publisher || s.pubFirst.IsZero() || now.Sub(s.pubLast) < s.cfg.UpdatePeriod {
+		return
+	}
+	span := s.pubLast.Sub(s.pubFirst).Seconds()
+	if span < 1 {
+		span = 1
+	}
+	rate := s.pubBytes / span
+	if dt := now.Sub(s.budgetAt).Seconds(); dt > 0 {
+		s.addBudget(rate * dt)
+	}
+	s.budgetAt = now
 }
 
 // sendFirstMaps sends our map at once to the neighbours that never had
@@ -571,7 +610,7 @@ func (s *Stream) sendFirstMaps(now time.Time, sink Sink) {
 		if m == nil {
 			m = groupmedia.AppendMap(nil, first, last, func(id uint64) bool { return s.frags[id] != nil })
 		}
-		p.sentMap, p.mapSentAt = last, now
+		p.sentMap, p.sentVer, p.mapSentAt = last, s.ver, now
 		s.st.MapsOut++
 		sink.SendMap(p.id, m)
 	}
@@ -583,6 +622,7 @@ func (s *Stream) NextID() uint64 { return s.next }
 // store keeps a fragment, evicting the oldest past the bounds.
 func (s *Stream) store(now time.Time, f groupmedia.Fragment) {
 	s.frags[f.ID] = &entry{f: f, at: now}
+	s.ver++
 	s.queue = append(s.queue, f.ID)
 	s.bytes += len(f.Payload)
 	s.high = max(s.high, f.ID)
@@ -716,6 +756,7 @@ func (s *Stream) OnFragment(now time.Time, from PeerID, f groupmedia.Fragment, s
 // delivery.
 func (s *Stream) Tick(now time.Time, sink Sink) {
 	s.retain(now)
+	s.idleBudget(now)
 	if now.Sub(s.mapAt) >= s.cfg.UpdatePeriod {
 		s.mapAt = now
 		s.sendMaps(now, sink)
@@ -787,7 +828,8 @@ func (s *Stream) mapRange() (first, last uint64) {
 	return first, last
 }
 
-// sendMaps sends our map, when it changed, to every neighbour with
+// sendMaps sends our map, when what we hold changed (new fragments, or
+// holes filled after the stream stopped moving), to every neighbour with
 // SendToAll, else to the next neighbour in turn (what Flash does by
 // default: one map per update period).
 func (s *Stream) sendMaps(now time.Time, sink Sink) {
@@ -797,7 +839,7 @@ func (s *Stream) sendMaps(now time.Time, sink Sink) {
 	}
 	peers := make([]*peer, 0, len(s.peers))
 	for _, p := range s.peers {
-		if p.sentMap != last {
+		if p.sentMap != last || p.sentVer != s.ver {
 			peers = append(peers, p)
 		}
 	}
@@ -823,7 +865,7 @@ func (s *Stream) sendMaps(now time.Time, sink Sink) {
 	}
 	m := groupmedia.AppendMap(nil, first, last, func(id uint64) bool { return s.frags[id] != nil })
 	for _, p := range peers {
-		p.sentMap, p.mapSentAt = last, now
+		p.sentMap, p.sentVer, p.mapSentAt = last, s.ver, now
 		s.st.MapsOut++
 		sink.SendMap(p.id, m)
 	}

@@ -33,6 +33,7 @@ type node struct {
 type msg struct {
 	from, to PeerID
 	b        []byte
+	pulled   bool // a fragment sent in answer to a pull
 }
 
 func newSim(t *testing.T) *sim {
@@ -55,14 +56,16 @@ func (x *sim) link(a, b *node) {
 }
 
 func (n *node) SendFragment(to PeerID, f *groupmedia.Fragment, pulled bool) {
-	n.sim.queue = append(n.sim.queue, msg{n.id, to, groupmedia.AppendFragment(nil, *f)})
+	n.sim.queue = append(n.sim.queue, msg{n.id, to, groupmedia.AppendFragment(nil, *f), pulled})
 }
-func (n *node) SendMap(to PeerID, m []byte) { n.sim.queue = append(n.sim.queue, msg{n.id, to, m}) }
+func (n *node) SendMap(to PeerID, m []byte) {
+	n.sim.queue = append(n.sim.queue, msg{from: n.id, to: to, b: m})
+}
 func (n *node) SendPush(to PeerID, mask byte) {
-	n.sim.queue = append(n.sim.queue, msg{n.id, to, groupmedia.AppendPush(nil, mask)})
+	n.sim.queue = append(n.sim.queue, msg{from: n.id, to: to, b: groupmedia.AppendPush(nil, mask)})
 }
 func (n *node) SendPull(to PeerID, id uint64) {
-	n.sim.queue = append(n.sim.queue, msg{n.id, to, groupmedia.AppendPull(nil, id)})
+	n.sim.queue = append(n.sim.queue, msg{from: n.id, to: to, b: groupmedia.AppendPull(nil, id)})
 }
 func (n *node) Deliver(m Message) { n.got = append(n.got, m) }
 
@@ -220,6 +223,91 @@ func TestLossIsRepaired(t *testing.T) {
 		if n.s.Stats().FragmentsPulledIn == 0 {
 			t.Errorf("player %d pulled nothing despite losses", i)
 		}
+	}
+}
+
+// A fragment near the end of the stream is pushed to nobody: the
+// publisher's neighbours pull it from the publisher after the stream
+// has stopped, and a player that is no neighbour of the publisher learns
+// that they hold it only from maps whose last fragment did not move
+// (their maps must say what changed, and such maps must be taken). It
+// gets every message; before, it skipped that one after HoleTimeout.
+func TestTailHoleFilledAfterTheStreamStops(t *testing.T) {
+	x := newSim(t)
+	pub := x.add(0, Config{Publisher: true})
+	a, b, c := x.add(1, Config{}), x.add(2, Config{}), x.add(3, Config{})
+	x.link(pub, a)
+	x.link(pub, b)
+	x.link(a, b)
+	x.link(a, c)
+	x.link(b, c)
+	src := &source{pub: pub}
+	x.run(6*time.Second, 20*time.Millisecond, func() {
+		if x.now.UnixMilli()%40 == 0 {
+			src.step()
+		}
+	})
+	hole := pub.s.NextID() + 2 // in the stream's last messages, not the last one
+	x.drop = func(m msg) bool {
+		if m.b[0] == groupmedia.TypeMap || m.b[0] == groupmedia.TypePush || m.b[0] == groupmedia.TypePull || m.pulled {
+			return false
+		}
+		f, err := groupmedia.ParseFragment(m.b)
+		return err == nil && f.ID == hole
+	}
+	last := src.k + 6
+	x.run(2*time.Second, 20*time.Millisecond, func() { // the stream's last messages
+		if x.now.UnixMilli()%40 == 0 && src.k < last {
+			src.step()
+		}
+	})
+	x.run(6*time.Second, 20*time.Millisecond, nil)
+	for i, n := range []*node{a, b, c} {
+		if n.s.frags[hole] == nil {
+			t.Errorf("player %d never got fragment %d", i, hole)
+		}
+		checkInOrder(t, fmt.Sprint("player ", i), n.got, src.out, 1)
+	}
+}
+
+// A publisher's pull budgets go on filling once it stops publishing, at
+// the stream's rate: pulls of the stream's last fragments, which come
+// after the last one is published, are answered.
+func TestPublisherAnswersPullsAfterItStops(t *testing.T) {
+	x := newSim(t)
+	pub := x.add(0, Config{Publisher: true})
+	a := x.add(1, Config{})
+	x.link(pub, a)
+	src := &source{pub: pub}
+	x.run(4*time.Second, 20*time.Millisecond, func() {
+		if x.now.UnixMilli()%40 == 0 {
+			src.step()
+		}
+	})
+	pull := func() uint64 {
+		before := pub.s.Stats().PullsAnswered
+		for id := uint64(1); id < pub.s.NextID(); id++ {
+			pub.s.OnPull(x.now, a.id, id, pub)
+		}
+		x.queue = nil
+		return pub.s.Stats().PullsAnswered - before
+	}
+	// Spend the budget and the start pool (a second between rounds
+	// refills the neighbour's pull rate, not the budget).
+	for round := 0; ; round++ {
+		if round == 20 {
+			t.Fatal("the pull budget never ran out")
+		}
+		x.now = x.now.Add(time.Second)
+		if pull() == 0 {
+			break
+		}
+	}
+	x.now = x.now.Add(3 * time.Second)
+	pub.s.Tick(x.now, pub)
+	x.queue = nil
+	if n := pull(); n == 0 {
+		t.Fatal("no pull answered 3 s after the publisher stopped")
 	}
 }
 
