@@ -271,7 +271,7 @@ func TestGroupStreamTo20Players(t *testing.T) {
 			for i, p := range players {
 				mi := p.MulticastInfo()
 				mi.BytesFromPeer = nil
-				t.Logf("player %d: %+v", i, mi)
+				t.Logf("player %d: %+v\n  %s", i, mi, rtmfp.StreamState(p))
 			}
 		}
 	}()
@@ -371,7 +371,7 @@ func TestGroupStreamUnderLoss(t *testing.T) {
 	defer func() {
 		if t.Failed() {
 			for i, p := range players {
-				t.Logf("player %d: %+v", i, p.MulticastInfo())
+				t.Logf("player %d: %+v\n  %s", i, p.MulticastInfo(), rtmfp.StreamState(p))
 			}
 		}
 	}()

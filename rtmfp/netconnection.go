@@ -23,6 +23,7 @@ import (
 	"github.com/stratus-rtmfp/stratus/amf"
 	"github.com/stratus-rtmfp/stratus/internal/engine"
 	"github.com/stratus-rtmfp/stratus/internal/flash"
+	"github.com/stratus-rtmfp/stratus/internal/group"
 	"github.com/stratus-rtmfp/stratus/internal/handshake"
 )
 
@@ -178,7 +179,12 @@ func Connect(ctx context.Context, rawURL string, cfg *Config, args ...any) (*Net
 		done: make(chan struct{}), publishers: map[string]*NetStream{}, peers: map[string]*peerConn{}, rawFlows: make(chan peerFlow, 16),
 		bySess: map[*engine.Session]*peerConn{}, dialing: map[string]chan struct{}{}, groups: map[string]*NetGroup{}}
 	e, err := engine.New(conn, engine.Config{Identity: id, Policy: handshake.Requiring(c.RequireHMAC, c.RequireSequenceNumbers), OpenTimeout: c.ConnectTimeout, Logger: c.Logger,
-		Keepalive: 15 * time.Second, DeadAfter: 60 * time.Second})
+		Keepalive: 15 * time.Second, DeadAfter: 60 * time.Second,
+		// Multicast fragments (GR 12) are numbered by the stream and
+		// reassembled there: each is taken as it arrives rather than
+		// held behind a lost one until it is sent again (under loss,
+		// that wait made pull answers look lost and pulls repeat).
+		ArrivalOrder: func(md []byte) bool { return group.FlowKind(md) == group.FlowKind(group.MetaMediaData) }})
 	if err != nil {
 		conn.Close()
 		return nil, err

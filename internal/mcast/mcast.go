@@ -8,10 +8,12 @@
 package mcast
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/stratus-rtmfp/stratus/internal/groupmedia"
@@ -69,8 +71,10 @@ type Config struct {
 	// for this long while the class goes on elsewhere loses it
 	// (default 1 s).
 	PushTimeout time.Duration
-	// HoleTimeout: a missing fragment blocks delivery at most this long
-	// once later messages are there (default FetchPeriod + 2 s).
+	// HoleTimeout: a missing fragment that no neighbour advertises blocks
+	// delivery at most this long once later messages are there (default
+	// FetchPeriod + 2 s); one that a neighbour advertises, at most
+	// Window.
 	HoleTimeout time.Duration
 	// StartBacklog: a player whose first map shows at most this many
 	// fragments since the stream's start takes the stream from its
@@ -238,6 +242,33 @@ type Stream struct {
 	peersHorizon uint64
 	horizonStale bool
 	st           Stats
+	notes        []string // the last turns of delivery (starts, restarts, skips), for State
+}
+
+// note keeps a line about a rare turn of delivery (at most 16 are kept).
+func (s *Stream) note(now time.Time, format string, args ...any) {
+	if len(s.notes) == 40 {
+		s.notes = append(s.notes[:0], s.notes[1:]...)
+	}
+	s.notes = append(s.notes, now.Format("15:04:05.000")+" "+fmt.Sprintf(format, args...))
+}
+
+// State describes where delivery stands, for diagnostics.
+func (s *Stream) State(now time.Time) string {
+	h := s.horizon()
+	var b strings.Builder
+	fmt.Fprintf(&b, "started=%v cur=%d floor=%d high=%d horizon=%d end=%d held=%d next-start=%d pulls=%d asked=%d urgent=%d",
+		s.started, s.cur, s.floor, s.high, h, s.end, len(s.frags), s.nextStart(s.cur+1), len(s.pulls), len(s.asked), len(s.urgent))
+	if !s.holeSince.IsZero() {
+		fmt.Fprintf(&b, " hole-for=%v", now.Sub(s.holeSince).Round(time.Millisecond))
+	}
+	for _, p := range s.peers {
+		fmt.Fprintf(&b, " [%x last=%d pending=%d push-in=%02x push-out=%02x]", p.id[:3], p.last, p.pending, p.pushIn, p.pushOut)
+	}
+	for _, n := range s.notes {
+		b.WriteString("\n  " + n)
+	}
+	return b.String()
 }
 
 // New makes a stream's state.
@@ -795,6 +826,7 @@ func (s *Stream) retain(now time.Time) {
 	if s.started && s.cur > h && !s.cfg.Publisher {
 		// We started on something beyond what the group has reached:
 		// start again from what is plausible.
+		s.note(now, "restart: delivered up to %d, beyond horizon %d", s.cur, h)
 		s.started, s.cur, s.floor = false, 0, 0
 	}
 }
@@ -967,10 +999,13 @@ func maxTime(a, b time.Time) time.Time {
 func (s *Stream) managePulls(now time.Time, sink Sink) {
 	// An unanswered pull goes to another neighbour after a second,
 	// then after twice as long each time (a loaded member answers late,
-	// and late answers are still taken).
+	// and late answers are still taken), up to a quarter of the window.
+	// At most a quarter of the window, so that a hole delivery waits for
+	// is asked again several times before the window gives it up.
 	base := max(s.cfg.FetchPeriod/2, time.Second)
+	top := max(base, s.cfg.Window/4)
 	for fid, pl := range s.pulls {
-		if now.Sub(pl.at) > min(base<<min(pl.tries, 3), 8*time.Second) {
+		if now.Sub(pl.at) > min(base<<min(pl.tries, 3), top) {
 			delete(s.pulls, fid)
 			if p := s.peers[pl.from]; p != nil {
 				p.pending--
@@ -1036,6 +1071,9 @@ func (s *Stream) managePulls(now time.Time, sink Sink) {
 				}
 				tries := s.asked[id]
 				s.asked[id] = tries + 1
+				if tries > 0 && (id <= s.cur+16 || !s.started) && id <= s.startID()+16 {
+					s.note(now, "pull %d again (try %d) from %x (pending %d)", id, tries+1, p.id[:3], p.pending)
+				}
 				s.pulls[id] = &pull{from: p.id, at: now, tries: tries}
 				p.pending++
 				delete(s.urgent, id)
@@ -1088,6 +1126,7 @@ func (s *Stream) deliver(now time.Time, sink Sink) {
 			return
 		}
 		s.started, s.cur = true, first-1
+		s.note(now, "start at %d (floor %d, horizon %d)", first, s.floor, s.horizon())
 	}
 	for {
 		m, n, st := s.assemble(s.cur + 1)
@@ -1112,14 +1151,35 @@ func (s *Stream) deliver(now time.Time, sink Sink) {
 			s.holeSince = now
 			return
 		}
-		if now.Sub(s.holeSince) < s.cfg.HoleTimeout {
+		// A hole some neighbour says it holds is waited for up to the
+		// reassembly window (what multicastWindowDuration means in
+		// Flash): its pulls are late, not lost, when members are slow.
+		// One nobody holds is skipped after HoleTimeout.
+		waited := now.Sub(s.holeSince)
+		if waited < s.cfg.HoleTimeout || waited < s.cfg.Window && s.advertised(s.cur+1, next) {
 			return
 		}
+		s.note(now, "skip %d..%d (horizon %d)", s.cur+1, next-1, s.horizon())
 		s.st.HolesSkipped++
 		s.st.FragmentsSkipped += next - 1 - s.cur
 		s.cur = next - 1
 		s.holeSince = time.Time{}
 	}
+}
+
+// advertised reports whether a neighbour's map has the first fragment
+// missing in [from, to) (the one delivery waits for).
+func (s *Stream) advertised(from, to uint64) bool {
+	id := from
+	for id < to && s.frags[id] != nil {
+		id++
+	}
+	for _, p := range s.peers {
+		if p.has(id) {
+			return true
+		}
+	}
+	return false
 }
 
 // nextStart is the lowest held message start after from (0 if none),

@@ -270,6 +270,86 @@ func TestTailHoleFilledAfterTheStreamStops(t *testing.T) {
 	}
 }
 
+// A hole whose fragment a neighbour advertises is waited for up to the
+// window, not skipped after HoleTimeout: when members are slow, pull
+// answers come late, not never. (Answers are lost here for 6 s, past
+// HoleTimeout's 4.5 s.)
+func TestAdvertisedHoleWaitsForTheWindow(t *testing.T) {
+	x := newSim(t)
+	pub := x.add(0, Config{Publisher: true})
+	a := x.add(1, Config{})
+	x.link(pub, a)
+	src := &source{pub: pub}
+	x.run(2*time.Second, 20*time.Millisecond, func() {
+		if x.now.UnixMilli()%40 == 0 {
+			src.step()
+		}
+	})
+	hole, until := pub.s.NextID()+2, x.now.Add(6*time.Second)
+	x.drop = func(m msg) bool {
+		if m.b[0] == groupmedia.TypeMap || m.b[0] == groupmedia.TypePush || m.b[0] == groupmedia.TypePull {
+			return false
+		}
+		f, err := groupmedia.ParseFragment(m.b)
+		return err == nil && f.ID == hole && x.now.Before(until)
+	}
+	x.run(6*time.Second, 20*time.Millisecond, func() {
+		if x.now.UnixMilli()%40 == 0 {
+			src.step()
+		}
+	})
+	x.run(4*time.Second, 20*time.Millisecond, nil)
+	if st := a.s.Stats(); st.HolesSkipped != 0 {
+		t.Fatalf("%d holes skipped", st.HolesSkipped)
+	}
+	checkInOrder(t, "player", a.got, src.out, 1)
+}
+
+// A hole nobody advertises is skipped after HoleTimeout.
+func TestUnadvertisedHoleIsSkipped(t *testing.T) {
+	x := newSim(t)
+	pub := x.add(0, Config{Publisher: true})
+	a := x.add(1, Config{})
+	x.link(pub, a)
+	src := &source{pub: pub}
+	x.run(2*time.Second, 20*time.Millisecond, func() {
+		if x.now.UnixMilli()%40 == 0 {
+			src.step()
+		}
+	})
+	hole := pub.s.NextID() + 2
+	// The publisher loses the fragment before anyone has it.
+	x.drop = func(m msg) bool {
+		if m.b[0] == groupmedia.TypeMap || m.b[0] == groupmedia.TypePush || m.b[0] == groupmedia.TypePull {
+			return false
+		}
+		f, err := groupmedia.ParseFragment(m.b)
+		return err == nil && f.ID == hole
+	}
+	x.run(100*time.Millisecond, 20*time.Millisecond, func() {
+		if x.now.UnixMilli()%40 == 0 {
+			src.step()
+		}
+	})
+	delete(pub.s.frags, hole)
+	start := x.now
+	var skipped time.Time
+	x.run(8*time.Second, 20*time.Millisecond, func() {
+		if x.now.UnixMilli()%40 == 0 {
+			src.step()
+		}
+		if skipped.IsZero() && a.s.Stats().HolesSkipped > 0 {
+			skipped = x.now
+		}
+	})
+	if skipped.IsZero() {
+		t.Fatal("the hole was never skipped")
+	}
+	if d := skipped.Sub(start); d > a.s.Config().HoleTimeout+time.Second {
+		t.Fatalf("skipped after %v, HoleTimeout is %v", d, a.s.Config().HoleTimeout)
+	}
+}
+
 // A publisher's pull budgets go on filling once it stops publishing, at
 // the stream's rate: pulls of the stream's last fragments, which come
 // after the last one is published, are answered.
