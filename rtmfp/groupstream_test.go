@@ -54,25 +54,7 @@ func mediaBytes(tags []tag) int {
 
 // publishReal writes the tags at their timestamps; it stops at the first
 // error.
-func publishReal(ns *rtmfp.NetStream, tags []tag) error {
-	start := time.Now()
-	for _, tg := range tags {
-		if d := time.Duration(tg.ts)*time.Millisecond - time.Since(start); d > 0 {
-			time.Sleep(d)
-		}
-		var err error
-		switch tg.kind {
-		case rtmfp.KindVideo:
-			err = ns.WriteVideo(tg.ts, tg.data)
-		case rtmfp.KindAudio:
-			err = ns.WriteAudio(tg.ts, tg.data)
-		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
-}
+func publishReal(ns *rtmfp.NetStream, tags []tag) error { return publishRealFrom(ns, tags, 0) }
 
 // recorder keeps what a player receives.
 type recorder struct {

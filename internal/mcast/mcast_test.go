@@ -117,6 +117,15 @@ func (x *sim) run(total, d time.Duration, each func()) {
 	}
 }
 
+// stream runs the sim for d with src publishing.
+func (x *sim) stream(src *source, d time.Duration) {
+	x.run(d, 20*time.Millisecond, func() {
+		if x.now.UnixMilli()%40 == 0 {
+			src.step()
+		}
+	})
+}
+
 // source publishes a message every 40 ms: every 25th a keyframe-sized
 // one (3 fragments), the rest one fragment each.
 type source struct {
@@ -182,11 +191,7 @@ func TestPublisherToPlayers(t *testing.T) {
 		x.link(p, players[(i+3)%6])
 	}
 	src := &source{pub: pub}
-	x.run(8*time.Second, 20*time.Millisecond, func() {
-		if x.now.UnixMilli()%40 == 0 {
-			src.step()
-		}
-	})
+	x.stream(src, 8*time.Second)
 	x.run(3*time.Second, 20*time.Millisecond, nil) // drain
 	for i, p := range players {
 		checkInOrder(t, fmt.Sprint("player ", i), p.got, src.out, 0.97)
@@ -212,11 +217,7 @@ func TestLossIsRepaired(t *testing.T) {
 	x.link(a, c)
 	x.loss = 0.10
 	src := &source{pub: pub}
-	x.run(6*time.Second, 20*time.Millisecond, func() {
-		if x.now.UnixMilli()%40 == 0 {
-			src.step()
-		}
-	})
+	x.stream(src, 6*time.Second)
 	x.run(4*time.Second, 20*time.Millisecond, nil)
 	for i, n := range []*node{a, b, c} {
 		checkInOrder(t, fmt.Sprint("player ", i), n.got, src.out, 0.97)
@@ -242,11 +243,7 @@ func TestTailHoleFilledAfterTheStreamStops(t *testing.T) {
 	x.link(a, c)
 	x.link(b, c)
 	src := &source{pub: pub}
-	x.run(6*time.Second, 20*time.Millisecond, func() {
-		if x.now.UnixMilli()%40 == 0 {
-			src.step()
-		}
-	})
+	x.stream(src, 6*time.Second)
 	hole := pub.s.NextID() + 2 // in the stream's last messages, not the last one
 	x.drop = func(m msg) bool {
 		if m.b[0] == groupmedia.TypeMap || m.b[0] == groupmedia.TypePush || m.b[0] == groupmedia.TypePull || m.pulled {
@@ -280,11 +277,7 @@ func TestAdvertisedHoleWaitsForTheWindow(t *testing.T) {
 	a := x.add(1, Config{})
 	x.link(pub, a)
 	src := &source{pub: pub}
-	x.run(2*time.Second, 20*time.Millisecond, func() {
-		if x.now.UnixMilli()%40 == 0 {
-			src.step()
-		}
-	})
+	x.stream(src, 2*time.Second)
 	hole, until := pub.s.NextID()+2, x.now.Add(6*time.Second)
 	x.drop = func(m msg) bool {
 		if m.b[0] == groupmedia.TypeMap || m.b[0] == groupmedia.TypePush || m.b[0] == groupmedia.TypePull {
@@ -293,11 +286,7 @@ func TestAdvertisedHoleWaitsForTheWindow(t *testing.T) {
 		f, err := groupmedia.ParseFragment(m.b)
 		return err == nil && f.ID == hole && x.now.Before(until)
 	}
-	x.run(6*time.Second, 20*time.Millisecond, func() {
-		if x.now.UnixMilli()%40 == 0 {
-			src.step()
-		}
-	})
+	x.stream(src, 6*time.Second)
 	x.run(4*time.Second, 20*time.Millisecond, nil)
 	if st := a.s.Stats(); st.HolesSkipped != 0 {
 		t.Fatalf("%d holes skipped", st.HolesSkipped)
@@ -312,11 +301,7 @@ func TestUnadvertisedHoleIsSkipped(t *testing.T) {
 	a := x.add(1, Config{})
 	x.link(pub, a)
 	src := &source{pub: pub}
-	x.run(2*time.Second, 20*time.Millisecond, func() {
-		if x.now.UnixMilli()%40 == 0 {
-			src.step()
-		}
-	})
+	x.stream(src, 2*time.Second)
 	hole := pub.s.NextID() + 2
 	// The publisher loses the fragment before anyone has it.
 	x.drop = func(m msg) bool {
@@ -326,11 +311,7 @@ func TestUnadvertisedHoleIsSkipped(t *testing.T) {
 		f, err := groupmedia.ParseFragment(m.b)
 		return err == nil && f.ID == hole
 	}
-	x.run(100*time.Millisecond, 20*time.Millisecond, func() {
-		if x.now.UnixMilli()%40 == 0 {
-			src.step()
-		}
-	})
+	x.stream(src, 100*time.Millisecond)
 	delete(pub.s.frags, hole)
 	start := x.now
 	var skipped time.Time
@@ -359,11 +340,7 @@ func TestPublisherAnswersPullsAfterItStops(t *testing.T) {
 	a := x.add(1, Config{})
 	x.link(pub, a)
 	src := &source{pub: pub}
-	x.run(4*time.Second, 20*time.Millisecond, func() {
-		if x.now.UnixMilli()%40 == 0 {
-			src.step()
-		}
-	})
+	x.stream(src, 4*time.Second)
 	pull := func() uint64 {
 		before := pub.s.Stats().PullsAnswered
 		for id := uint64(1); id < pub.s.NextID(); id++ {
