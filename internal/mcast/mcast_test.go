@@ -104,6 +104,17 @@ func (x *sim) flush() {
 	}
 }
 
+// fragmentID is the ID of the fragment m carries (false if m is a map,
+// a push or a pull request).
+func fragmentID(m msg) (uint64, bool) {
+	switch m.b[0] {
+	case groupmedia.TypeMap, groupmedia.TypePush, groupmedia.TypePull:
+		return 0, false
+	}
+	f, err := groupmedia.ParseFragment(m.b)
+	return f.ID, err == nil
+}
+
 // run advances time in steps of d for total, ticking every node.
 func (x *sim) run(total, d time.Duration, each func()) {
 	for end := x.now.Add(total); x.now.Before(end); x.now = x.now.Add(d) {
@@ -246,11 +257,8 @@ func TestTailHoleFilledAfterTheStreamStops(t *testing.T) {
 	x.stream(src, 6*time.Second)
 	hole := pub.s.NextID() + 2 // in the stream's last messages, not the last one
 	x.drop = func(m msg) bool {
-		if m.b[0] == groupmedia.TypeMap || m.b[0] == groupmedia.TypePush || m.b[0] == groupmedia.TypePull || m.pulled {
-			return false
-		}
-		f, err := groupmedia.ParseFragment(m.b)
-		return err == nil && f.ID == hole
+		id, ok := fragmentID(m)
+		return ok && id == hole && !m.pulled
 	}
 	last := src.k + 6
 	x.run(2*time.Second, 20*time.Millisecond, func() { // the stream's last messages
@@ -280,11 +288,8 @@ func TestAdvertisedHoleWaitsForTheWindow(t *testing.T) {
 	x.stream(src, 2*time.Second)
 	hole, until := pub.s.NextID()+2, x.now.Add(6*time.Second)
 	x.drop = func(m msg) bool {
-		if m.b[0] == groupmedia.TypeMap || m.b[0] == groupmedia.TypePush || m.b[0] == groupmedia.TypePull {
-			return false
-		}
-		f, err := groupmedia.ParseFragment(m.b)
-		return err == nil && f.ID == hole && x.now.Before(until)
+		id, ok := fragmentID(m)
+		return ok && id == hole && x.now.Before(until)
 	}
 	x.stream(src, 6*time.Second)
 	x.run(4*time.Second, 20*time.Millisecond, nil)
@@ -305,11 +310,8 @@ func TestUnadvertisedHoleIsSkipped(t *testing.T) {
 	hole := pub.s.NextID() + 2
 	// The publisher loses the fragment before anyone has it.
 	x.drop = func(m msg) bool {
-		if m.b[0] == groupmedia.TypeMap || m.b[0] == groupmedia.TypePush || m.b[0] == groupmedia.TypePull {
-			return false
-		}
-		f, err := groupmedia.ParseFragment(m.b)
-		return err == nil && f.ID == hole
+		id, ok := fragmentID(m)
+		return ok && id == hole
 	}
 	x.stream(src, 100*time.Millisecond)
 	delete(pub.s.frags, hole)
