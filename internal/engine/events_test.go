@@ -7,11 +7,13 @@ import (
 	"net/netip"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"go.uber.org/goleak"
 
 	"github.com/stratus-rtmfp/stratus/internal/handshake"
+	"github.com/stratus-rtmfp/stratus/internal/testutil"
 )
 
 // slowEvents is an Events whose Message callback stalls on gate until the
@@ -124,4 +126,55 @@ func TestEventQueueIsBounded(t *testing.T) {
 			t.Fatalf("message %d differs", i)
 		}
 	}
+}
+
+// answerEvents answers every message with two, on a return flow, from
+// the callback (as the server answers connect with _result and the
+// keepalive setting).
+type answerEvents struct{ echoEvents }
+
+func (h *answerEvents) Message(f *RecvFlow, msg []byte) {
+	out, _ := f.Session().OpenFlow([]byte("answers"), f)
+	out.TryWrite([]byte("first answer"))
+	out.TryWrite([]byte("second answer"))
+}
+
+// What the callbacks write during the reader's iteration is packed at its
+// end, together: every write used to pack a packet of its own at once (a
+// tcconn connect took 20 datagrams; 16 since).
+func TestCallbackWritesShareAPacket(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := testutil.NewNetwork(13)
+		sc, cc := n.Listen("10.0.0.1:1935"), n.Listen("10.0.0.2:5000")
+		server := serverEngine(t, sc, Config{Events: &answerEvents{}})
+		client := clientEngine(t, cc, Config{})
+		defer server.Close()
+		defer client.Close()
+		ctx := context.Background()
+		sess, err := client.Connect(ctx, handshake.AncillaryEPD("rtmfp://s/app"), ConnectOptions{}, sc.AddrPort())
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, _ := sess.OpenFlow([]byte("requests"), nil)
+		synctest.Wait()
+		before := server.Stats().PacketsOut
+		if err := f.Write([]byte("request")); err != nil {
+			t.Fatal(err)
+		}
+		rf, err := sess.AcceptFlow(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{"first answer", "second answer"} {
+			if m, err := rf.Read(ctx); err != nil || string(m) != want {
+				t.Fatalf("read %q, %v; want %q", m, err, want)
+			}
+		}
+		synctest.Wait()
+		// The acknowledgement of the request, and one packet with both
+		// answers (three before: a packet per write).
+		if got := server.Stats().PacketsOut - before; got != 2 {
+			t.Fatalf("the server sent %d datagrams for the acknowledgement and two answers, want 2", got)
+		}
+	})
 }

@@ -389,7 +389,6 @@ func (f *SendFlow) WriteMessage(ctx context.Context, msg []byte, deadline time.T
 				r.delivered = ok
 				close(r.done)
 			})
-			sh.flushDirty(time.Now())
 			sh.unlockAndWake()
 			return r, err
 		}
@@ -443,7 +442,6 @@ func (f *SendFlow) tryWrite(msg []byte, deadline time.Time, full func(buffered i
 		return ErrBufferFull
 	}
 	err := f.core.Write(append([]byte(nil), msg...), deadline, nil)
-	sh.flushDirty(time.Now())
 	sh.unlockAndWake()
 	return err
 }
@@ -534,7 +532,6 @@ func (f *RecvFlow) Read(ctx context.Context) ([]byte, error) {
 		sh.mu.Lock()
 		msg, ok, eof := f.core.Read()
 		if ok {
-			sh.flushDirty(time.Now())
 			sh.unlockAndWake()
 			return msg, nil
 		}
