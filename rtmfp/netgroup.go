@@ -226,7 +226,7 @@ func (ng *NetGroup) unregister() {
 // join never reached it (the group then closes), Connect.Success
 // otherwise. A server refuses the GC flow as it reads the join (at the
 // flow's opening, or at the join itself), but its acknowledgement can go
-// first (Stratus handles flows after it has acknowledged their data), so
+// first, in a packet of its own (Stratus sends both in one), so
 // Success waits a little after the acknowledgement: joinSettle, or four
 // round trips if longer, or less if the server already speaks on the
 // group's flow (member announcements: it took the join), or a first
@@ -268,15 +268,21 @@ func (ng *NetGroup) join() {
 		}
 		settle.Stop()
 	}
+	// The refusal can come with the acknowledgement, in one packet, and
+	// then end the join's write before the goroutine above saw it.
+	rejected, _ := ng.gcOut.Rejected()
 	select {
 	case <-refused:
+		rejected = true
+	default:
+	}
+	if rejected {
 		joined := false
 		ng.call(func() { joined = ng.joined })
 		if !joined { // a neighbourship that formed meanwhile already told Success
 			fail(flash.LevelError, GroupConnectRejected, "the server refused the group")
 			return
 		}
-	default:
 	}
 	if !r.Delivered() {
 		fail(flash.LevelError, GroupConnectFailed, "the server did not take the join")

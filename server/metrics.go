@@ -99,11 +99,12 @@ var (
 	descHandshakes = prometheus.NewDesc("stratus_handshakes_total", "Keying handshakes by result.", []string{"result"}, nil)
 	descDrops      = prometheus.NewDesc("stratus_drops_total", "Datagrams dropped by the engines, by reason.", []string{"reason"}, nil)
 	descHellos     = prometheus.NewDesc("stratus_startup_replies_total", "Startup replies sent, by kind.", []string{"kind"}, nil)
+	descWakeups    = prometheus.NewDesc("stratus_wakeups_total", "Iterations of the UDP readers: each began with a wake-up for datagrams, a timer or writes from elsewhere.", nil, nil)
 	descPanics     = prometheus.NewDesc("stratus_handler_panics_total", "Server event handlers that panicked (each aborted its session; a bug to report).", nil, nil)
 )
 
 func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descPackets, descBytes, descHandshakes, descDrops, descHellos, descPanics} {
+	for _, d := range []*prometheus.Desc{descPackets, descBytes, descHandshakes, descDrops, descHellos, descWakeups, descPanics} {
 		ch <- d
 	}
 }
@@ -132,5 +133,6 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descHellos, st.RedirectsSent, "redirect")
 	counter(descHellos, st.FIHellosSent, "fihello")
 	counter(descHellos, st.CookieChanges, "cookie_change")
+	ch <- prometheus.MustNewConstMetric(descWakeups, prometheus.CounterValue, float64(st.Wakeups))
 	ch <- prometheus.MustNewConstMetric(descPanics, prometheus.CounterValue, float64(st.HandlerPanics))
 }

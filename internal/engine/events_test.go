@@ -139,25 +139,35 @@ func (h *answerEvents) Message(f *RecvFlow, msg []byte) {
 	out.TryWrite([]byte("second answer"))
 }
 
+// answeringServer starts a server engine whose callbacks answer every
+// message with two (answerEvents) and a client session to it, on an
+// in-memory network; both engines close when the test ends.
+func answeringServer(t *testing.T, seed uint64) (*Engine, *Session) {
+	n := testutil.NewNetwork(seed)
+	sc, cc := n.Listen("10.0.0.1:1935"), n.Listen("10.0.0.2:5000")
+	server := serverEngine(t, sc, Config{Events: &answerEvents{}})
+	client := clientEngine(t, cc, Config{})
+	t.Cleanup(func() { client.Close(); server.Close() })
+	sess, err := client.Connect(context.Background(), handshake.AncillaryEPD("rtmfp://s/app"), ConnectOptions{}, sc.AddrPort())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return server, sess
+}
+
 // What the callbacks write during the reader's iteration is packed at its
-// end, together: every write used to pack a packet of its own at once (a
-// tcconn connect took 20 datagrams; 16 since).
+// end, together with the acknowledgement of the datagrams that caused it:
+// every write used to pack a packet of its own at once (a tcconn connect
+// took 20 datagrams; 16 since), and the batch's messages were handed to
+// the callbacks only in the next iteration, after the acknowledgement had
+// gone alone.
 func TestCallbackWritesShareAPacket(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		n := testutil.NewNetwork(13)
-		sc, cc := n.Listen("10.0.0.1:1935"), n.Listen("10.0.0.2:5000")
-		server := serverEngine(t, sc, Config{Events: &answerEvents{}})
-		client := clientEngine(t, cc, Config{})
-		defer server.Close()
-		defer client.Close()
+		server, sess := answeringServer(t, 13)
 		ctx := context.Background()
-		sess, err := client.Connect(ctx, handshake.AncillaryEPD("rtmfp://s/app"), ConnectOptions{}, sc.AddrPort())
-		if err != nil {
-			t.Fatal(err)
-		}
 		f, _ := sess.OpenFlow([]byte("requests"), nil)
 		synctest.Wait()
-		before := server.Stats().PacketsOut
+		before, wakeups := server.Stats().PacketsOut, server.Stats().Wakeups
 		if err := f.Write([]byte("request")); err != nil {
 			t.Fatal(err)
 		}
@@ -171,10 +181,71 @@ func TestCallbackWritesShareAPacket(t *testing.T) {
 			}
 		}
 		synctest.Wait()
-		// The acknowledgement of the request, and one packet with both
-		// answers (three before: a packet per write).
-		if got := server.Stats().PacketsOut - before; got != 2 {
-			t.Fatalf("the server sent %d datagrams for the acknowledgement and two answers, want 2", got)
+		// One packet: the acknowledgement of the request and both
+		// answers (three before: a packet per write; then two: the
+		// acknowledgement went before the callback ran).
+		if got := server.Stats().PacketsOut - before; got != 1 {
+			t.Fatalf("the server sent %d datagrams for the acknowledgement and two answers, want 1", got)
+		}
+		// The server's reader woke for the request and for the
+		// acknowledgement of the answers (once more before: the callback
+		// ran in an iteration of its own).
+		if got := server.Stats().Wakeups - wakeups; got != 2 {
+			t.Fatalf("the server's reader woke %d times for the request and the acknowledgement of its answers, want 2", got)
+		}
+	})
+}
+
+// The reader sleeps until a timer that has something to do: a session's
+// superseded entries, and one whose deadline moved later since it was
+// queued (its answer acknowledged, its acknowledgement sent with data),
+// used to wake it for nothing; on a lightly loaded server a wake-up costs
+// more than the protocol work of a datagram.
+func TestStaleTimersDoNotWakeTheReader(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		server, sess := answeringServer(t, 14)
+		ctx := context.Background()
+		f, _ := sess.OpenFlow([]byte("requests"), nil)
+		for i := range 5 {
+			if err := f.Write([]byte("request")); err != nil {
+				t.Fatal(err)
+			}
+			if i == 0 {
+				if _, err := sess.AcceptFlow(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		synctest.Wait()
+		// Idle for 10 s, one wake-up is due: the session lets its cipher
+		// state go after 2 s (four before: three for timers that had
+		// nothing left to do).
+		st := server.Stats()
+		time.Sleep(10 * time.Second)
+		synctest.Wait()
+		idle := server.Stats()
+		if in := idle.PacketsIn - st.PacketsIn; in != 0 {
+			t.Fatalf("%d datagrams came in while idle", in)
+		}
+		if w := idle.Wakeups - st.Wakeups; w != 1 {
+			t.Errorf("the idle server's reader woke %d times in 10 s, want 1", w)
+		}
+		// Closed by the client, the session lingers 19 s to answer a
+		// repeated close, then is gone with its timers.
+		if err := sess.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		st = server.Stats()
+		time.Sleep(60 * time.Second)
+		synctest.Wait()
+		idle = server.Stats()
+		if in := idle.PacketsIn - st.PacketsIn; in != 0 {
+			t.Fatalf("%d datagrams came in after the close", in)
+		}
+		if w := idle.Wakeups - st.Wakeups; w != 1 {
+			t.Errorf("the server's reader woke %d times in the minute after the close, want 1", w)
 		}
 	})
 }

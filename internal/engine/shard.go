@@ -62,6 +62,7 @@ type shard struct {
 	injectIn *inBatch
 
 	packetsIn, packetsOut, bytesIn, bytesOut, dropSend, forwarded atomic.Uint64
+	wakeups                                                       atomic.Uint64 // the reader's iterations
 }
 
 // unmatchedHello is an IHello for the application's UnmatchedIHello hook;
@@ -104,7 +105,7 @@ func (sh *shard) loop(gen int) {
 		boxed := len(sh.inbox) > 0
 		sh.boxMu.Unlock()
 		if len(sh.evq) > 0 && !sh.dispatching || boxed {
-			deadline = time.Unix(1, 0) // work is waiting: just poll
+			deadline = pollNow // work is waiting: just poll
 		}
 		sh.mu.Unlock()
 		n, err := sh.sock.read(in, deadline)
@@ -119,6 +120,7 @@ func (sh *shard) loop(gen int) {
 			continue
 		}
 		backoff.ok()
+		sh.wakeups.Add(1)
 		if sh.e.closed.Load() {
 			sh.dispatch(gen)
 			return
@@ -140,11 +142,12 @@ func (sh *shard) finish(gen int) {
 	if sh.gen == gen {
 		sh.busy = false
 	}
+	now := time.Now()
 	if !sh.e.closed.Load() {
-		sh.flushDirty(time.Now())
+		sh.flushDirty(now)
 	}
 	sh.flushOut()
-	sh.next = sh.deadline()
+	sh.next = sh.deadline(now)
 	sh.mu.Unlock()
 }
 
@@ -182,6 +185,16 @@ func (sh *shard) process(in *inBatch, n int, reader bool) {
 	}
 	if reader {
 		sh.runTimers(now)
+		// The batch's messages are queued now, so that this iteration's
+		// callbacks run them and their answers go out with the batch's
+		// acknowledgements (drained at the finish, they would wait for
+		// another iteration, and the acknowledgements would go alone).
+		for _, s := range sh.dirty {
+			sh.drainSession(s)
+			if !s.gone && !s.core.IsOpen() {
+				sh.sessionGone(s)
+			}
+		}
 	}
 	if len(sh.keying) > 0 {
 		// Nothing waits on the Diffie-Hellman work.
@@ -357,7 +370,7 @@ func (sh *shard) unlockAndWake() {
 // deadlineMoved reports that the earliest timer is now before the
 // reader's wake-up; sh.mu held.
 func (sh *shard) deadlineMoved() bool {
-	d := sh.deadline()
+	d := sh.deadline(time.Now())
 	return !d.IsZero() && (sh.next.IsZero() || d.Before(sh.next))
 }
 
@@ -377,20 +390,7 @@ func (sh *shard) flushDirty(now time.Time) {
 		s := sh.dirty[i]
 		sh.dirty[i] = nil
 		s.dirty = false
-		kept := s.drain[:0]
-		for _, rf := range s.drain {
-			if !sh.drainFlow(rf, false) {
-				kept = append(kept, rf)
-			}
-		}
-		clear(s.drain[len(kept):])
-		s.drain = kept
-		if len(kept) == 0 {
-			s.drain = nil
-		} else if !s.stalled {
-			s.stalled = true
-			sh.evStalled = append(sh.evStalled, s)
-		}
+		sh.drainSession(s)
 		s.core.Flush(now, sh.sendTo)
 		if !s.closeBy.IsZero() || !s.abortBy.IsZero() {
 			// After the flush: what was written before CloseAfter goes
@@ -418,17 +418,34 @@ func (sh *shard) flushDirty(now time.Time) {
 	sh.dirty = sh.dirty[:0]
 }
 
+// drainSession queues the events of a session's readable flows, as far
+// as the event budget allows; sh.mu held.
+func (sh *shard) drainSession(s *Session) {
+	if len(s.drain) == 0 {
+		return
+	}
+	kept := s.drain[:0]
+	for _, rf := range s.drain {
+		if !sh.drainFlow(rf, false) {
+			kept = append(kept, rf)
+		}
+	}
+	clear(s.drain[len(kept):])
+	s.drain = kept
+	if len(kept) == 0 {
+		s.drain = nil
+	} else if !s.stalled {
+		s.stalled = true
+		sh.evStalled = append(sh.evStalled, s)
+	}
+}
+
 // schedule (re)arms a session's timer if its deadline moved earlier;
 // sh.mu held.
 func (sh *shard) schedule(s *Session, now time.Time) {
-	d := s.core.Deadline(now)
+	d := timerDue(s, now)
 	if d.IsZero() {
 		return
-	}
-	for _, t := range [2]time.Time{s.closeBy, s.abortBy} {
-		if !t.IsZero() && t.Before(d) {
-			d = t
-		}
 	}
 	if !s.timerAt.IsZero() && !d.Before(s.timerAt) {
 		return // an earlier entry is already queued; it re-arms when it fires
@@ -436,6 +453,21 @@ func (sh *shard) schedule(s *Session, now time.Time) {
 	s.timerAt = d
 	s.timerVer++
 	sh.timers.push(timerEntry{at: d, s: s, ver: s.timerVer})
+}
+
+// timerDue is when a session's timer has to run next (zero: no need);
+// sh.mu held.
+func timerDue(s *Session, now time.Time) time.Time {
+	d := s.core.Deadline(now)
+	if d.IsZero() {
+		return d
+	}
+	for _, t := range [2]time.Time{s.closeBy, s.abortBy} {
+		if !t.IsZero() && t.Before(d) {
+			d = t
+		}
+	}
+	return d
 }
 
 // runTimers fires due session and opening timers; sh.mu held.
@@ -488,7 +520,28 @@ func (sh *shard) closeDue(s *Session, now time.Time) bool {
 }
 
 // deadline is the earliest timer; sh.mu held.
-func (sh *shard) deadline() time.Time {
+func (sh *shard) deadline(now time.Time) time.Time {
+	// The first entry must be worth a wake-up (one costs more than the
+	// protocol work of a datagram): superseded entries go, and so does a
+	// session's whose deadline moved later since it was queued (what was
+	// due got done: an answer acknowledged, an acknowledgement sent with
+	// data); it is queued again for its new deadline.
+	for len(sh.timers) > 0 {
+		te := sh.timers[0]
+		s := te.s
+		if te.ver == s.timerVer {
+			d := timerDue(s, now)
+			if !d.IsZero() && !d.After(te.at) {
+				break
+			}
+			s.timerAt = time.Time{}
+			s.timerVer++
+			sh.timers.pop()
+			sh.schedule(s, now)
+			continue
+		}
+		sh.timers.pop()
+	}
 	var next time.Time
 	if len(sh.timers) > 0 {
 		next = sh.timers[0].at

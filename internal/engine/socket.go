@@ -59,6 +59,10 @@ func (o *outBatch) reset() {
 	o.data, o.ends, o.dst = o.data[:0], o.ends[:0], o.dst[:0]
 }
 
+// pollNow is a read deadline already passed: the read takes what has
+// arrived without waiting.
+var pollNow = time.Unix(1, 0)
+
 // socket is one shard's UDP socket.
 type socket interface {
 	// read waits until datagrams arrive, the deadline passes (zero: no

@@ -31,6 +31,7 @@ type rawSocket struct {
 	deadline time.Time // the read deadline set; reset after a wake, which moves it
 
 	recvFn, sendFn func(fd uintptr) bool // s.recv and s.send
+	pollFn         func(fd uintptr)      // s.poll
 	rn             int                   // recv's result
 	rerr           syscall.Errno
 	wk             int // send's headers
@@ -67,12 +68,13 @@ func newUDPSocket(conn *net.UDPConn, warn func(error, int)) socket {
 		return newConnSocket(conn, warn)
 	}
 	s := &rawSocket{conn: conn, rc: rc, v6: fam == unix.AF_INET6}
-	s.recvFn, s.sendFn = s.recv, s.send
+	s.recvFn, s.sendFn, s.pollFn = s.recv, s.send, s.poll
 	return s
 }
 
 func (s *rawSocket) read(in *inBatch, deadline time.Time) (int, error) {
-	if !deadline.Equal(s.deadline) {
+	poll := deadline.Equal(pollNow)
+	if !poll && !deadline.Equal(s.deadline) {
 		if err := s.conn.SetReadDeadline(deadline); err != nil {
 			return 0, err
 		}
@@ -93,7 +95,16 @@ func (s *rawSocket) read(in *inBatch, deadline time.Time) (int, error) {
 	// forgets a readiness the poller recorded before the call (it resets
 	// the poll descriptor first), so a datagram that arrived after the last
 	// read would otherwise wait for the next one, or for the deadline.
-	err := s.rc.Read(s.recvFn)
+	var err error
+	if poll {
+		// One try, and the deadline left alone: moving it to the past and
+		// back costs the runtime's poller a timer change, which can wake
+		// another thread.
+		s.rn, s.rerr = 0, 0
+		err = s.rc.Control(s.pollFn)
+	} else {
+		err = s.rc.Read(s.recvFn)
+	}
 	n, errno := s.rn, s.rerr
 	if err != nil {
 		if errors.Is(err, os.ErrDeadlineExceeded) {
@@ -194,6 +205,9 @@ func (s *rawSocket) recv(fd uintptr) bool {
 	s.rn, s.rerr = int(r), e
 	return true
 }
+
+// poll is recv without waiting (pollFn).
+func (s *rawSocket) poll(fd uintptr) { s.recv(fd) }
 
 // send is the write's system call for the first s.wk headers (sendFn, as
 // recvFn).
