@@ -41,11 +41,8 @@ func main() {
 	gap := flag.Duration("gap", 3*time.Millisecond, "mean pause between requests (drawn from gap/2 to 3gap/2)")
 	flag.Parse()
 	if *serve != "" {
-		if err := echo(*serve); err != nil {
-			fmt.Fprintln(os.Stderr, "wakecost:", err)
-			os.Exit(1)
-		}
-		return
+		fmt.Fprintln(os.Stderr, "wakecost:", echo(*serve)) // it returns only on an error
+		os.Exit(1)
 	}
 	for _, mode := range []string{"poller", "syscall", "raw"} {
 		us, err := measure(mode, *n, *gap)
@@ -133,7 +130,8 @@ func cpuTicks(pid int) (int64, error) {
 	return u + k, nil
 }
 
-// echo answers every datagram with itself, waiting the way mode says.
+// echo answers every datagram with itself, waiting the way mode says,
+// until an error.
 func echo(mode string) error {
 	if mode == "poller" {
 		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
