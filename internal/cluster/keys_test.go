@@ -116,7 +116,17 @@ func TestKeyStoreReplicates(t *testing.T) {
 	}
 	tc.waitKey(t, 1, ak.ID, "the rotated key revoked on node 2", func(got store.Key) bool { return got.Revoked })
 
-	// Concurrent edits of one key from every node: each lands once.
+	// Concurrent edits of one key from every node: each lands once. (Each
+	// node must have the key first: an edit on a node the key has not
+	// reached yet fails with "no such key", as CI saw once.)
+	testutil.WaitUntil(t, 10*time.Second, "the rotated key on every node", func() bool {
+		for _, n := range tc.nodes {
+			if _, err := n.Store().GetKey(nk.ID); err != nil {
+				return false
+			}
+		}
+		return true
+	})
 	var wg sync.WaitGroup
 	for i, s := range []StoreAccounts{n1, n2, n3} {
 		wg.Add(1)
