@@ -160,13 +160,13 @@ func TestGroupStreamHostileMember(t *testing.T) {
 	close(stop)
 	<-attacks
 	for i, ns := range streams[1:5] {
-		mi := ns.MulticastInfo()
+		mi, state := ns.MulticastInfo(), StreamState(ns)
 		ns.Close()
 		<-doneRec
 		r := recs[i]
 		t.Logf("player %d: %d/%d frames, longest gap %v; %d fragments refused, %d held", i, r.video, frames, r.longest.Round(time.Millisecond), mi.Refused, mi.FragmentsHeld)
 		if r.video < frames*95/100 {
-			t.Errorf("player %d recorded %d of %d frames", i, r.video, frames)
+			t.Errorf("player %d recorded %d of %d frames\n  %+v\n  %s", i, r.video, frames, mi, state)
 		}
 		if r.longest > 2*time.Second {
 			t.Errorf("player %d stalled %v", i, r.longest)
