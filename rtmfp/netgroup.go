@@ -226,7 +226,7 @@ func (ng *NetGroup) unregister() {
 // join never reached it (the group then closes), Connect.Success
 // otherwise. A server refuses the GC flow as it reads the join (at the
 // flow's opening, or at the join itself), but its acknowledgement can go
-// first, in a packet of its own (Stratus sends both in one), so
+// first, in a packet of its own, or with it, so
 // Success waits a little after the acknowledgement: joinSettle, or four
 // round trips if longer, or less if the server already speaks on the
 // group's flow (member announcements: it took the join), or a first
