@@ -147,7 +147,7 @@ func (sh *shard) finish(gen int) {
 		sh.flushDirty(now)
 	}
 	sh.flushOut()
-	sh.next = sh.deadline(now)
+	sh.next = sh.deadline(now, time.Time{})
 	sh.mu.Unlock()
 }
 
@@ -360,7 +360,7 @@ func (sh *shard) unlockAndWake() {
 // deadlineMoved reports that the earliest timer is now before the
 // reader's wake-up; sh.mu held.
 func (sh *shard) deadlineMoved() bool {
-	d := sh.deadline(time.Now())
+	d := sh.deadline(time.Now(), sh.next)
 	return !d.IsZero() && (sh.next.IsZero() || d.Before(sh.next))
 }
 
@@ -510,7 +510,12 @@ func (sh *shard) closeDue(s *Session, now time.Time) bool {
 }
 
 // deadline is the earliest timer; sh.mu held.
-func (sh *shard) deadline(now time.Time) time.Time {
+//
+// Entries from upto on (zero: none) are taken as they are: deadlineMoved,
+// called on every write from outside the reader, only asks whether one is
+// before the reader's wake-up, so it checks no session's deadline beyond
+// it (the reader's finish checks them all).
+func (sh *shard) deadline(now, upto time.Time) time.Time {
 	// The first entry must be worth a wake-up (one costs more than the
 	// protocol work of a datagram): superseded entries go, and so does a
 	// session's whose deadline moved later since it was queued (what was
@@ -520,6 +525,9 @@ func (sh *shard) deadline(now time.Time) time.Time {
 		te := sh.timers[0]
 		s := te.s
 		if te.ver == s.timerVer {
+			if !upto.IsZero() && !te.at.Before(upto) {
+				break
+			}
 			d := timerDue(s, now)
 			if !d.IsZero() && !d.After(te.at) {
 				break
