@@ -710,11 +710,27 @@ func (s *Stream) OnFragment(now time.Time, from PeerID, f groupmedia.Fragment, s
 	}
 	c := int(f.ID % 8)
 	_, asked := s.asked[f.ID]
-	// A pull answer counts from whoever it comes: an earlier pull that
-	// timed out may be answered late, by another neighbour.
+	// A pull answer counts from any neighbour whose map has the fragment:
+	// pulls go only to those, and an earlier pull that timed out may be
+	// answered late, by another neighbour than the last one asked.
 	pulled := asked && p.pushIn&(1<<c) == 0
 	if !asked && p.pushIn&(1<<c) == 0 {
 		s.st.Unrequested++
+		s.strike(now, p)
+		return false
+	}
+	if pulled && !p.has(f.ID) {
+		// Not something we could have asked it for: a member answering
+		// pulls sent to others, with content of its own.
+		s.st.Unrequested++
+		return false
+	}
+	if !pulled && f.ID+uint64(s.cfg.MaxFragments) < p.last {
+		// A pusher sends what it has just received, near the end of its
+		// own map; a push far behind it is made up. (It matters most at
+		// the start, while one neighbour's map, however far ahead, is all
+		// a player knows and makes that neighbour its pusher.)
+		s.st.OutOfRange++
 		s.strike(now, p)
 		return false
 	}

@@ -517,11 +517,16 @@ func TestHostileMember(t *testing.T) {
 		}
 	})
 	x.run(3*time.Second, 20*time.Millisecond, nil)
-	// A member that sends garbage can put garbage in the stream (nothing
-	// in the protocol authenticates content), but not stop it, nor make
-	// the others hold more than their bounds.
+	// Nothing in the protocol authenticates content, so a member with
+	// plausible maps could push plausible garbage; this one, whose maps
+	// claim far ahead and whose fragments do not match them, gets none of
+	// its garbage delivered, cannot stop the stream, nor make the others
+	// hold more than their bounds.
 	for i, n := range []*node{a, b} {
 		foreign := checkInOrder(t, fmt.Sprint("player ", i), n.got, src.out, 0.95)
+		if foreign != 0 {
+			t.Errorf("player %d: %d of the hostile member's messages delivered", i, foreign)
+		}
 		st := n.s.Stats()
 		if st.Held > n.s.cfg.MaxFragments || st.MapsRejected == 0 || st.Unrequested+st.OutOfRange == 0 {
 			t.Fatalf("player %d: %+v", i, st)
@@ -563,5 +568,68 @@ func TestPublisherFirstMapWithFirstFragment(t *testing.T) {
 		if m.b[0] == groupmedia.TypeMap {
 			t.Fatalf("another map before the update period: % x", m.b)
 		}
+	}
+}
+
+// A neighbour's fragments must match its own map: a pull answer for a
+// fragment its map does not have (a member answering pulls sent to
+// others), and a push far behind the end of its map (a member whose map
+// alone, far ahead, made it the pusher at the start) are refused; the
+// same fragments from the neighbour whose map has them are taken.
+func TestFragmentsMustMatchTheSendersMap(t *testing.T) {
+	x := newSim(t)
+	player := x.add(1, Config{})
+	honest, liar := x.add(2, Config{}), x.add(3, Config{})
+	x.link(player, honest)
+	x.link(player, liar)
+	garbage := func(id uint64) groupmedia.Fragment {
+		return groupmedia.Fragment{Marker: groupmedia.MarkerWhole, ID: id, Type: 9, Payload: []byte("garbage")}
+	}
+
+	// Alone, the liar's map makes it the pusher of every class.
+	player.s.OnMap(x.now, liar.id, groupmedia.Map{Last: 1 << 40, Bits: bytes.Repeat([]byte{0xff}, 8)})
+	player.s.Tick(x.now, player)
+	if player.s.peers[liar.id].pushIn != 0xff {
+		t.Fatalf("the liar pushes classes %08b, want all (the setting this test is about)", player.s.peers[liar.id].pushIn)
+	}
+	if player.s.OnFragment(x.now, liar.id, garbage(3), player) {
+		t.Fatal("a push far behind the pusher's own map was taken")
+	}
+
+	// The honest neighbour's map (a stream just begun) makes the player
+	// pull fragments 1 to 10 from it, the only one whose map has them.
+	x.now = x.now.Add(20 * time.Millisecond)
+	player.s.OnMap(x.now, honest.id, groupmedia.Map{Last: 10, Bits: []byte{0xff, 0xff}})
+	x.queue = nil
+	player.s.Tick(x.now, player)
+	pulled := map[uint64]bool{}
+	for _, m := range x.queue {
+		if m.to == honest.id && m.b[0] == groupmedia.TypePull {
+			id, err := groupmedia.ParsePull(m.b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pulled[id] = true
+		}
+	}
+	if !pulled[4] || !pulled[5] {
+		t.Fatalf("pulls to the honest neighbour: %v, want 4 and 5 among them", pulled)
+	}
+	if player.s.peers[liar.id].pushIn&(1<<4) != 0 {
+		t.Fatal("the liar still pushes class 4 beside a plausible map")
+	}
+	before := player.s.Stats().Unrequested
+	if player.s.OnFragment(x.now, liar.id, garbage(4), player) {
+		t.Fatal("an answer to a pull sent to another, from a neighbour whose map lacks the fragment, was taken")
+	}
+	if player.s.Stats().Unrequested != before+1 {
+		t.Fatalf("the refused answer was not counted: %+v", player.s.Stats())
+	}
+	real := groupmedia.Fragment{Marker: groupmedia.MarkerWhole, ID: 5, Type: 9, Payload: []byte{0x27, 1, 0, 0, 0}}
+	if !player.s.OnFragment(x.now, honest.id, real, player) {
+		t.Fatal("the answer from the neighbour that was asked was refused")
+	}
+	if st := player.s.Stats(); st.Held != 1 {
+		t.Fatalf("held %d fragments, want the honest one only: %+v", st.Held, st)
 	}
 }
