@@ -288,7 +288,15 @@ func (c *client) send(msg []byte) {
 		return // nothing to answer on before connect opened our flow
 	}
 	if err := c.trySend(msg); err != nil {
-		c.sess.Abort()
+		c.srv.mu.Lock()
+		leaving := c.state == leaving
+		c.srv.mu.Unlock()
+		if !leaving {
+			c.sess.Abort()
+		}
+		// Leaving, we finished the flow: what comes after it (the answer
+		// to a ping that crossed our close) goes unsaid, and what went
+		// before must still reach the client, so no abort.
 	}
 }
 
@@ -643,7 +651,12 @@ func (c *client) refuse(tx float64, code, description string) {
 
 // close finishes the control flow and, once the client has read what was
 // sent (or after two seconds), closes the session in an orderly way.
-func (c *client) close() {
+func (c *client) close() { c.leave(2 * time.Second) }
+
+// leave stops serving the client (commands that arrive from now on are
+// not answered), finishes the control flow and, once the client has read
+// what was sent (or after wait), closes the session in an orderly way.
+func (c *client) leave(wait time.Duration) {
 	c.srv.mu.Lock()
 	already := c.state == leaving
 	c.srv.setState(c, leaving)
@@ -655,7 +668,7 @@ func (c *client) close() {
 	if c.ctrlOut != nil {
 		c.ctrlOut.Close()
 	}
-	closeAfter(c.ctrlOut, c.sess, 2*time.Second)
+	closeAfter(c.ctrlOut, c.sess, wait)
 }
 
 // shutdown tells a connected client the application is going away, then
@@ -667,9 +680,12 @@ func (c *client) shutdown() {
 	if connectedNow && c.ctrlOut != nil {
 		c.command("onStatus", 0, nil, flash.Info(flash.LevelError, flash.ConnectAppShutdown, "server shutting down"))
 		c.command("close", 0, nil)
-		c.ctrlOut.Close()
 	}
-	closeAfter(c.ctrlOut, c.sess, time.Second)
+	// Leaving, like a client told to close: a command that arrives after
+	// this (a setPeerInfo sent right after connect) used to be answered
+	// on the finished flow, and the failed write aborted the session
+	// before AppShutdown had reached the client.
+	c.leave(time.Second)
 }
 
 // closeAfter gives the client up to wait to acknowledge what the control

@@ -89,6 +89,14 @@ func waitSessions(t testing.TB, srv *Server, within time.Duration, what string, 
 	}
 }
 
+// waitOneConnected waits until the server lists one session, connected.
+func waitOneConnected(t testing.TB, srv *Server) {
+	t.Helper()
+	waitSessions(t, srv, 5*time.Second, "the client is not listed as connected", func(s []SessionInfo) bool {
+		return len(s) == 1 && s[0].State == "connected"
+	})
+}
+
 func connect(t *testing.T, url string) *rtmfp.NetConnection {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -23,9 +23,7 @@ func TestDeadClientIsReaped(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	waitSessions(t, srv, 5*time.Second, "the client is not listed as connected", func(s []SessionInfo) bool {
-		return len(s) == 1 && s[0].State == "connected"
-	})
+	waitOneConnected(t, srv)
 	conn.Close() // the client vanishes
 	start := time.Now()
 	waitSessions(t, srv, 10*time.Second, "the vanished client was not reaped", func(s []SessionInfo) bool { return len(s) == 0 })
