@@ -185,6 +185,16 @@ func (sh *shard) process(in *inBatch, n int, reader bool) {
 	}
 	if reader {
 		sh.runTimers(now)
+		// The batch's messages are queued now, so that this iteration's
+		// callbacks run them and their answers go out with the batch's
+		// acknowledgements (drained at the finish, they would wait for
+		// another iteration, and the acknowledgements would go alone).
+		for _, s := range sh.dirty {
+			sh.drainSession(s)
+			if !s.gone && !s.core.IsOpen() {
+				sh.sessionGone(s)
+			}
+		}
 	}
 	if len(sh.keying) > 0 {
 		// Nothing waits on the Diffie-Hellman work.
