@@ -11,6 +11,7 @@ import (
 
 	"github.com/stratus-rtmfp/stratus/amf"
 	"github.com/stratus-rtmfp/stratus/flv"
+	"github.com/stratus-rtmfp/stratus/internal/flash"
 	"github.com/stratus-rtmfp/stratus/rtmfp"
 )
 
@@ -187,9 +188,25 @@ func GroupListen(ctx context.Context, nc *rtmfp.NetConnection, out io.Writer, o 
 		case <-ctx.Done():
 			return nil
 		case <-nc.Done():
-			return errors.New("peertool: the connection closed")
+			return closedError(nc)
 		}
 	}
+}
+
+// closedError says that nc closed, and why when the server said: the
+// last error status it sent (AppShutdown when it is drained, Rejected
+// when the developer key was revoked).
+func closedError(nc *rtmfp.NetConnection) error {
+	var why rtmfp.Status
+	for len(nc.Status()) > 0 {
+		if st := <-nc.Status(); st.Level == flash.LevelError {
+			why = st
+		}
+	}
+	if why.Code == "" {
+		return errors.New("peertool: the connection closed")
+	}
+	return fmt.Errorf("peertool: the connection closed: %s (%s)", why.Code, why.Description)
 }
 
 // GroupPublishOptions configure GroupPublish.

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -191,5 +192,43 @@ func TestGroupEventsNotHTMLEscaped(t *testing.T) {
 	newGroupEvents(&b).line(map[string]any{"event": "posted", "message": "<a & b>"})
 	if !bytes.Contains(b.Bytes(), []byte(`"<a & b>"`)) {
 		t.Fatalf("%s", b.Bytes())
+	}
+}
+
+// "stratus peer listen --group" ends with an error that says why the
+// connection closed when the server said: a drained server's AppShutdown.
+func TestGroupListenSaysWhyTheConnectionClosed(t *testing.T) {
+	srv := servertest.Start(t, server.Config{Open: true})
+	nc, err := rtmfp.Connect(context.Background(), srv.URL("key"), &rtmfp.Config{LocalAddr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	r, w := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		done <- GroupListen(context.Background(), nc, w, GroupOptions{Group: "G:027f02010101000103010c050e74657374011b00"})
+		w.Close()
+	}()
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		var m map[string]any
+		if json.Unmarshal(sc.Bytes(), &m) == nil && m["event"] == rtmfp.GroupConnectSuccess {
+			break
+		}
+	}
+	go io.Copy(io.Discard, r)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), rtmfp.ConnectAppShutdown) {
+			t.Fatalf("listen ended with %v, want an error naming %s", err, rtmfp.ConnectAppShutdown)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("listen did not end when the server shut down")
 	}
 }
